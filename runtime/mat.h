@@ -1,0 +1,44 @@
+/* A weight matrix as the runtime sees it, whatever its storage, and the one
+ * entry point every linear layer goes through.
+ *
+ * Storage kinds: F32/F16/BF16 are plain row-major [rows][cols]; Q4 and Q8
+ * are the grouped integer formats defined in quantize/ (see docs/FORMAT.md),
+ * one quantized row after another, each row `row_bytes` long.
+ * The data is never owned by an lmp_mat: it points into a mapping or a
+ * buffer owned by whoever built the view (loader, container, bundle).
+ */
+#ifndef LMP_MAT_H
+#define LMP_MAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/pool.h"
+
+typedef enum lmp_mat_kind {
+    LMP_MAT_F32 = 0,
+    LMP_MAT_F16,
+    LMP_MAT_BF16,
+    LMP_MAT_Q4,
+    LMP_MAT_Q8
+} lmp_mat_kind;
+
+typedef struct lmp_mat {
+    lmp_mat_kind kind;
+    int rows;          /* output features (HF weight shape [rows, cols]) */
+    int cols;          /* input features */
+    int group;         /* Q4/Q8: group length along a row (last group may be shorter) */
+    int scheme;        /* Q4: quantize/q4.h scheme id; 0 otherwise */
+    size_t row_bytes;  /* bytes of one stored row */
+    const void *data;  /* rows * row_bytes bytes, not owned */
+} lmp_mat;
+
+/* y[t*rows + r] = sum_c W[r][c] * x[t*cols + c] for t in [0, n).
+ * n == 1 is the decode matrix-vector case, n > 1 prefill. pool may be NULL
+ * (single thread). Results do not depend on the thread count. */
+void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
+
+/* Dequantize / convert row r into out[cols] (embedding lookup). */
+void lmp_mat_get_row(const lmp_mat *w, int r, float *out);
+
+#endif

@@ -1,0 +1,26 @@
+/* Helpers shared by the Check suites. */
+#ifndef LMP_TESTUTIL_H
+#define LMP_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Absolute path of tests/data/<rel> (static buffer rotation of 8 slots). */
+const char *t_data(const char *rel);
+/* Absolute path of the program bin/<name> of the variant under test. */
+const char *t_bin(const char *name);
+/* A fresh empty temporary directory (removed by t_rmtree). Caller frees. */
+char *t_tmpdir(void);
+void t_rmtree(const char *dir);
+
+/* Run argv (argv[0] a path), capture stdout/stderr (malloc'd, NUL-terminated,
+ * may be NULL if not wanted) and return the exit code (128+sig if killed). */
+int t_run(char *const argv[], char **out, char **err);
+/* Same with a shell command line (for pipelines); uses /bin/sh -c. */
+int t_sh(const char *cmd, char **out, char **err);
+
+/* Write / read whole files (abort the test on failure). */
+void t_write(const char *path, const void *data, size_t n);
+unsigned char *t_slurp(const char *path, size_t *n);
+
+#endif
