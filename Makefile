@@ -73,6 +73,8 @@ TEST_O := $(TEST_C:%.c=$(B)/obj/%.o) $(TEST_SUPPORT_C:%.c=$(B)/obj/%.o)
 TEST_BIN := $(B)/lmpack-tests
 FUZZ_C := $(sort $(wildcard fuzz/fuzz_*.c))
 REPLAYS := $(patsubst fuzz/fuzz_%.c,$(B)/fuzz/replay_%,$(FUZZ_C))
+BENCH_C := $(sort $(wildcard bench/bench_*.c))
+BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_C))
 
 DEPFLAGS = -MMD -MP
 
@@ -125,6 +127,10 @@ $(B)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay_main.c $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -o $@ $< fuzz/replay_main.c $(LIB_A) $(LDFLAGS_ALL) $(LIBS_ALL)
 
+$(B)/bench/%: bench/%.c $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB_A) $(LDFLAGS_ALL) $(LIBS_ALL)
+
 # check-run: build this variant's programs, tests and fuzz replays, run them.
 check-run: $(PROGS) $(TEST_BIN) $(REPLAYS)
 	$(TEST_BIN)
@@ -149,8 +155,10 @@ fuzz:
 	  build/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus_$$n fuzz/corpus/$$n; \
 	done
 
-bench: all
-	@sh bench/run.sh
+# Benchmark programs: bench/bench_<name>.c -> build/release/bench/bench_<name>;
+# bench/run.sh runs every bench/*.sh part and prints the table.
+bench: all $(BENCHES)
+	@LMP_BENCH_BIN=$(abspath $(B)/bench) LMP_BIN=$(abspath $(BINDIR)) sh bench/run.sh
 
 demo: all
 	@sh tools/demo.sh
