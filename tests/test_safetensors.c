@@ -396,6 +396,24 @@ START_TEST(malformed_rejected)
         free(b);
         free(h);
     }
+    /* a header that is valid JSON but would cost gigabytes as a cJSON tree */
+    {
+        size_t cnt = 2000001, hl = 40 + 2 * cnt;
+        char *h = malloc(hl);
+        size_t o = (size_t)sprintf(h, "{\"__metadata__\":{\"k\":[");
+        for (size_t i = 0; i < cnt; i++) {
+            h[o++] = '0';
+            h[o++] = ',';
+        }
+        h[o - 1] = ']';
+        h[o++] = '}';
+        h[o++] = '}';
+        size_t n;
+        uint8_t *b = mk(h, o, -1, 0, &n);
+        check_bad(b, n, LMP_ERR_UNSUPPORTED, "header holds more than 2000000 JSON values", "value count");
+        free(b);
+        free(h);
+    }
     /* empty file, through the file path */
     t_write(path, "", 0);
     lmp_st *st = NULL;
@@ -683,6 +701,65 @@ START_TEST(writer_byte_exact)
 }
 END_TEST
 
+/* Byte strings from the reference implementation's own unit tests
+ * (huggingface/safetensors, safetensors/src/tensor.rs: test_serialization,
+ * test_empty, test_serialization_forced_alignement), which pin the exact
+ * serialization of a single tensor and of metadata; transcribed here as
+ * strings. With one tensor there is no ordering freedom, so ours must match. */
+static void write_one(const char *path, const lmp_stw_desc *desc, size_t n, const char *const *meta, size_t nm,
+                      const void *data, size_t nbytes)
+{
+    lmp_stw *w = NULL;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    ck_assert_msg(lmp_stw_open(&w, path, desc, n, meta, nm, &d) == LMP_OK, "%s", d.msg);
+    ck_assert_int_eq(lmp_stw_write(w, data, nbytes, &d), LMP_OK);
+    ck_assert_msg(lmp_stw_finish(w, &d) == LMP_OK, "%s", d.msg);
+}
+
+static void expect_file(const char *path, const char *want, size_t wn)
+{
+    size_t n;
+    unsigned char *got = t_slurp(path, &n);
+    ck_assert_uint_eq(n, wn);
+    ck_assert(memcmp(got, want, n) == 0);
+    free(got);
+    lmp_st *st = NULL;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    ck_assert_msg(lmp_st_check_bytes((const uint8_t *)want, wn, "ref", &d) == LMP_OK, "%s", d.msg);
+    ck_assert_msg(lmp_st_open(&st, path, &d) == LMP_OK, "%s", d.msg);
+    lmp_st_close(st);
+}
+
+START_TEST(writer_matches_reference_vectors)
+{
+    char *dir = t_tmpdir();
+    char *p = lmp_path_join(dir, "ref.safetensors");
+    const float six[6] = {0, 1, 2, 3, 4, 5};
+    /* little-endian 0.0 .. 5.0 as in the reference test */
+#define SIXF "\0\0\0\0\0\0\x80\x3f\0\0\0\x40\0\0\x40\x40\0\0\x80\x40\0\0\xa0\x40"
+    lmp_stw_desc a = {.name = "attn.0", .dtype = LMP_DT_F32, .ndim = 3, .shape = {1, 2, 3}};
+    write_one(p, &a, 1, NULL, 0, six, 24);
+    static const char want1[] = "\x40\0\0\0\0\0\0\0"
+                                "{\"attn.0\":{\"dtype\":\"F32\",\"shape\":[1,2,3],\"data_offsets\":[0,24]}}" SIXF;
+    expect_file(p, want1, sizeof want1 - 1);
+    lmp_stw_desc b = {.name = "attn0", .dtype = LMP_DT_F32, .ndim = 4, .shape = {1, 1, 2, 3}};
+    write_one(p, &b, 1, NULL, 0, six, 24);
+    static const char want2[] = "\x48\0\0\0\0\0\0\0"
+                                "{\"attn0\":{\"dtype\":\"F32\",\"shape\":[1,1,2,3],\"data_offsets\":[0,24]}}       " SIXF;
+    expect_file(p, want2, sizeof want2 - 1);
+#undef SIXF
+    const char *meta[] = {"framework", "pt"};
+    write_one(p, NULL, 0, meta, 1, NULL, 0);
+    static const char want3[] = "\x28\0\0\0\0\0\0\0{\"__metadata__\":{\"framework\":\"pt\"}}     ";
+    expect_file(p, want3, sizeof want3 - 1);
+    free(p);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(writer_round_trip)
 {
     char *dir = t_tmpdir();
@@ -799,6 +876,7 @@ Suite *lmp_suite_safetensors(void)
     TCase *tw = tcase_create("writer");
     tcase_add_test(tw, writer_byte_exact);
     tcase_add_test(tw, writer_round_trip);
+    tcase_add_test(tw, writer_matches_reference_vectors);
     suite_add_tcase(s, tw);
     return s;
 }
