@@ -109,6 +109,7 @@ typedef struct jv {
     const uint8_t *p;
     size_t n, i;
     int tensor_mode;  /* apply the safetensors number rule */
+    const char *what; /* "header" or "index", for messages */
     char k1[200];     /* decoded current top-level key (tensor name), truncated */
     int k1_is_meta;   /* k1 == "__metadata__" */
     char k2[16];      /* decoded current key inside a tensor entry */
@@ -119,9 +120,9 @@ static int jv_fail(jv *v, const char *what)
 {
     if (!v->err[0]) {
         if (v->i < v->n)
-            snprintf(v->err, sizeof v->err, "header is not valid JSON: %s at byte %zu", what, v->i);
+            snprintf(v->err, sizeof v->err, "%s is not valid JSON: %s at byte %zu", v->what, what, v->i);
         else
-            snprintf(v->err, sizeof v->err, "header is not valid JSON: %s at the end", what);
+            snprintf(v->err, sizeof v->err, "%s is not valid JSON: %s at the end", v->what, what);
     }
     return -1;
 }
@@ -408,7 +409,7 @@ static int jv_value(jv *v, int depth, int role)
 static int jv_document(jv *v)
 {
     if (v->n == 0 || v->p[0] != '{') {
-        snprintf(v->err, sizeof v->err, "header is not a JSON object (it must start with '{')");
+        snprintf(v->err, sizeof v->err, "%s is not a JSON object (it must start with '{')", v->what);
         return -1;
     }
     if (jv_object(v, 0, ROLE_ROOT)) return -1;
@@ -421,14 +422,15 @@ static int jv_document(jv *v)
  * strict JSON. Returns 0 or -1 with msg filled. */
 static int json_bytes_ok(const uint8_t *p, size_t n, int tensor_mode, char *msg, size_t msgsz)
 {
+    const char *what = tensor_mode ? "header" : "index";
     const uint8_t *z = memchr(p, 0, n);
     if (z) {
-        snprintf(msg, msgsz, "header contains a NUL byte at offset %zu", (size_t)(z - p));
+        snprintf(msg, msgsz, "%s contains a NUL byte at offset %zu", what, (size_t)(z - p));
         return -1;
     }
     size_t bad = utf8_check(p, n);
     if (bad != n) {
-        snprintf(msg, msgsz, "header is not valid UTF-8 (byte %zu)", bad);
+        snprintf(msg, msgsz, "%s is not valid UTF-8 (byte %zu)", what, bad);
         return -1;
     }
     jv *v = calloc(1, sizeof *v);
@@ -439,6 +441,7 @@ static int json_bytes_ok(const uint8_t *p, size_t n, int tensor_mode, char *msg,
     v->p = p;
     v->n = n;
     v->tensor_mode = tensor_mode;
+    v->what = what;
     int r = jv_document(v);
     if (r) snprintf(msg, msgsz, "%s", v->err);
     free(v);
@@ -798,6 +801,13 @@ static int cmp_tensor_name(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+static int cmp_tensor_name_shard(const void *a, const void *b)
+{
+    const lmp_st_tensor *x = *(const lmp_st_tensor *const *)a, *y = *(const lmp_st_tensor *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->shard > y->shard) - (x->shard < y->shard);
+}
+
 /* Move the parsed entries into st and build the name index. */
 static lmp_status st_finish(lmp_st *st, st_vec *tv, lmp_diag *d)
 {
@@ -879,7 +889,7 @@ static lmp_status open_index(lmp_st *st, const char *path, lmp_diag *d)
 
     LMP_FORWARD(lmp_read_file(path, MAX_INDEX_BYTES, &text, &tlen, d));
     LMP_FAIL_IF(json_bytes_ok((const uint8_t *)text, tlen, 0, msg, sizeof msg), LMP_ERR_FORMAT, "%s: %s",
-                path, msg + (strncmp(msg, "header ", 7) == 0 ? 7 : 0));
+                path, msg);
     root = cJSON_ParseWithLength(text, tlen);
     LMP_FAIL_IF(!root || !cJSON_IsObject(root), LMP_ERR_FORMAT, "%s: not a JSON object", path);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
@@ -928,7 +938,7 @@ static lmp_status open_index(lmp_st *st, const char *path, lmp_diag *d)
     sorted = malloc((tv.n ? tv.n : 1) * sizeof *sorted);
     LMP_FAIL_IF(!sorted, LMP_ERR_NOMEM, "%s: out of memory", path);
     for (i = 0; i < tv.n; i++) sorted[i] = &tv.e[i].t;
-    qsort(sorted, tv.n, sizeof *sorted, cmp_tensor_name);
+    qsort(sorted, tv.n, sizeof *sorted, cmp_tensor_name_shard);
     for (i = 1; i < tv.n; i++)
         LMP_FAIL_IF(strcmp(sorted[i - 1]->name, sorted[i]->name) == 0, LMP_ERR_FORMAT,
                     "%s: tensor '%s' is in both %s and %s", path, shown(sorted[i]->name, nb, sizeof nb),
