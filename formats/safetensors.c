@@ -722,7 +722,7 @@ static lmp_status parse_image(const uint8_t *buf, size_t len, const char *fname,
     }
 
     size_t n = tv->n - first;
-    st_ent *e = tv->e + first;
+    st_ent *e = tv->e ? tv->e + first : NULL; /* empty header: no entries yet */
     if (n) {
         names = malloc(n * sizeof *names);
         LMP_FAIL_IF(!names, LMP_ERR_NOMEM, "%s: out of memory", fname);
