@@ -77,6 +77,8 @@ BENCH_C := $(sort $(wildcard bench/bench_*.c))
 BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_C))
 
 DEPFLAGS = -MMD -MP
+# keep objects make would treat as intermediate (avoids needless relinks)
+.SECONDARY:
 
 # --- rules ------------------------------------------------------------------
 .PHONY: all test asan ubsan check-run fuzz bench demo install clean help deps wasm test-web
