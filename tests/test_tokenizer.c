@@ -373,6 +373,87 @@ START_TEST(chat_format)
 }
 END_TEST
 
+
+/* ---- programs ------------------------------------------------------------ */
+
+START_TEST(cli_tokenize_detokenize)
+{
+    char *out = NULL, *err = NULL;
+    char *bl = strdup(t_data("smollm-tokenizer")); /* t_data's buffers rotate */
+    /* golden case 1 of smollm-tokenizer/tokenizer_golden.json */
+    char *a1[] = {(char *)t_bin("lmpack-tokenize"), (char *)bl, "--text",
+                  "The future of artificial intelligence", NULL};
+    ck_assert_int_eq(t_run(a1, &out, &err), 0);
+    ck_assert_str_eq(out, "504 1774 282 6416 5290\n");
+    free(out);
+    free(err);
+    char *a2[] = {(char *)t_bin("lmpack-tokenize"), (char *)bl, "--json", "--text",
+                  "The future of artificial intelligence", NULL};
+    ck_assert_int_eq(t_run(a2, &out, &err), 0);
+    ck_assert_str_eq(out, "[504, 1774, 282, 6416, 5290]\n");
+    free(out);
+    free(err);
+    /* --file: the bytes exactly (golden "line one..." case has \r\n) */
+    char *dir = t_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/in.txt", dir);
+    const char *txt = "line one\nline two\n\n\nafter blank lines\r\nwindows line";
+    t_write(path, txt, strlen(txt));
+    char *a3[] = {(char *)t_bin("lmpack-tokenize"), (char *)bl, "--file", path, NULL};
+    ck_assert_int_eq(t_run(a3, &out, &err), 0);
+    ck_assert_str_eq(out, "1311 582 198 1311 827 1116 198 9110 8884 3204 201 198 37066 1761\n");
+    free(out);
+    free(err);
+    /* stories260k: --bos prepends <s> = 1 */
+    char *a4[] = {(char *)t_bin("lmpack-tokenize"), (char *)t_data("stories260k"), "--bos",
+                  "--text", "The future of artificial intelligence", NULL};
+    ck_assert_int_eq(t_run(a4, &out, &err), 0);
+    ck_assert_str_eq(out, "1 291 272 323 425 276 373 261 420 413 417 431 417 429 417 412 421 322 "
+                          "413 411 306 333 302 331\n");
+    free(out);
+    free(err);
+    /* detokenize: exact text, no newline added */
+    char *a5[] = {(char *)t_bin("lmpack-detokenize"), (char *)bl, "--ids",
+                  "1311 582 198 1311 827 1116 198 9110 8884 3204 201 198 37066 1761", NULL};
+    ck_assert_int_eq(t_run(a5, &out, &err), 0);
+    ck_assert_str_eq(out, txt);
+    free(out);
+    free(err);
+    char *a6[] = {(char *)t_bin("lmpack-detokenize"), (char *)bl, "--json", "--ids", "504,1774",
+                  NULL};
+    ck_assert_int_eq(t_run(a6, &out, &err), 0);
+    ck_assert_str_eq(out, "{\"text\":\"The future\"}\n");
+    free(out);
+    free(err);
+    /* failures: out-of-vocabulary id (1), missing tokenizer (1), usage (2) */
+    char *a7[] = {(char *)t_bin("lmpack-detokenize"), (char *)bl, "--ids", "49152", NULL};
+    ck_assert_int_eq(t_run(a7, &out, &err), 1);
+    ck_assert_msg(strstr(err, "49152"), "stderr: %s", err);
+    free(out);
+    free(err);
+    char *a8[] = {(char *)t_bin("lmpack-tokenize"), dir, "--text", "x", NULL};
+    ck_assert_int_eq(t_run(a8, &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "tokenizer.json"));
+    free(out);
+    free(err);
+    char *a9[] = {(char *)t_bin("lmpack-tokenize"), (char *)bl, NULL};
+    ck_assert_int_eq(t_run(a9, &out, &err), 2);
+    free(out);
+    free(err);
+    char *a10[] = {(char *)t_bin("lmpack-detokenize"), (char *)bl, "--ids", "1 x", NULL};
+    ck_assert_int_eq(t_run(a10, &out, &err), 2);
+    free(out);
+    free(err);
+    char *a11[] = {(char *)t_bin("lmpack-tokenize"), "--help", NULL};
+    ck_assert_int_eq(t_run(a11, &out, &err), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: lmpack tokenize"));
+    free(out);
+    free(err);
+    t_rmtree(dir);
+    free(dir);
+    free(bl);
+}
+END_TEST
+
 Suite *lmp_suite_tokenizer(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -387,5 +468,9 @@ Suite *lmp_suite_tokenizer(void)
     tcase_add_test(tc, unsupported_components);
     tcase_add_test(tc, chat_format);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("programs");
+    tcase_set_timeout(tp, 60);
+    tcase_add_test(tp, cli_tokenize_detokenize);
+    suite_add_tcase(s, tp);
     return s;
 }
