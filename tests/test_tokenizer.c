@@ -454,6 +454,101 @@ START_TEST(cli_tokenize_detokenize)
 }
 END_TEST
 
+/* lmpack run --prompt: greedy text equals the tokenizer's decoding of the
+ * transformers greedy sequence (greedy200.json: BOS + 200 argmax tokens). */
+static char *greedy200_text(lmp_tok *t, size_t from, size_t to)
+{
+    size_t gl;
+    char *g = (char *)t_slurp(t_data("stories260k/greedy200.json"), &gl);
+    cJSON *arr = cJSON_ParseWithLength(g, gl);
+    free(g);
+    ck_assert_int_ge(cJSON_GetArraySize(arr), (int)to);
+    int ids[256];
+    for (size_t i = from; i < to; i++) ids[i - from] = cJSON_GetArrayItem(arr, (int)i)->valueint;
+    cJSON_Delete(arr);
+    size_t len;
+    return dec(t, ids, to - from, &len);
+}
+
+START_TEST(cli_run_prompt)
+{
+    lmp_tok *t = load("stories260k");
+    char *model = strdup(t_data("stories260k")), *out = NULL, *err = NULL;
+    /* the prompt with BOS is the first 5 ids of greedy200 */
+    size_t n;
+    int *ids = NULL;
+    lmp_diag d = {0};
+    ck_assert_int_eq(lmp_tok_encode(t, "Once upon a time", 16, lmp_tok_add_bos_default(t), &ids,
+                                    &n, &d), LMP_OK);
+    ck_assert_uint_eq(n, 5);
+    char *p5 = greedy200_text(t, 1, 5);
+    ck_assert_str_eq(p5, "Once upon a time");
+    free(p5);
+    free(ids);
+    /* prompt echo + 64 new tokens = decode(greedy200[1 .. 69)) */
+    char *want = greedy200_text(t, 1, 69);
+    char *a1[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Once upon a time", "-n", "64",
+                  "--temperature", "0", "-t", "1", NULL};
+    ck_assert_int_eq(t_run(a1, &out, &err), 0);
+    ck_assert_msg(!strcmp(out, want), "got \"%s\"\nwant \"%s\"", out, want);
+    free(out);
+    free(err);
+    /* same seed, same text; another seed, other text */
+    char *outs[3];
+    const char *seeds[3] = {"5", "5", "6"};
+    for (int i = 0; i < 3; i++) {
+        char *a[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Once upon a time", "-n",
+                     "48", "--temperature", "1.0", "--top-k", "0", "--top-p", "1", "--min-p", "0",
+                     "--seed", (char *)seeds[i], NULL};
+        ck_assert_int_eq(t_run(a, &outs[i], &err), 0);
+        free(err);
+    }
+    ck_assert_str_eq(outs[0], outs[1]);
+    ck_assert_str_ne(outs[0], outs[2]);
+    ck_assert(!strncmp(outs[0], "Once upon a time", 16));
+    for (int i = 0; i < 3; i++) free(outs[i]);
+    /* EOS stop: a copy whose config says EOS = 432 (",", greedy200[5]) stops
+     * right after the prompt; --ignore-eos does not */
+    char *dir = t_tmpdir(), path[4096], cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && for f in model.safetensors tokenizer.json tokenizer_config.json; do "
+             "ln -s \"$PWD/$f\" '%s/'; done && sed 's/\"eos_token_id\": *2/\"eos_token_id\": 432/' "
+             "config.json > '%s/config.json' && grep -q '\"eos_token_id\": 432' '%s/config.json'",
+             model, dir, dir, dir);
+    ck_assert_int_eq(t_sh(cmd, NULL, NULL), 0);
+    snprintf(path, sizeof path, "%s", dir);
+    char *a2[] = {(char *)t_bin("lmpack-run"), path, "--prompt", "Once upon a time", "-n", "16",
+                  "--temperature", "0", NULL};
+    ck_assert_int_eq(t_run(a2, &out, &err), 0);
+    ck_assert_str_eq(out, "Once upon a time");
+    free(out);
+    free(err);
+    char *a3[] = {(char *)t_bin("lmpack-run"), path, "--prompt", "Once upon a time", "-n", "16",
+                  "--temperature", "0", "--ignore-eos", NULL};
+    ck_assert_int_eq(t_run(a3, &out, &err), 0);
+    char *want16 = greedy200_text(t, 1, 21);
+    ck_assert_str_eq(out, want16);
+    free(want16);
+    free(out);
+    free(err);
+    /* no chat template / bad flags */
+    char *a4[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Hi", "--chat", NULL};
+    ck_assert_int_eq(t_run(a4, &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "no chat template"));
+    free(out);
+    free(err);
+    char *a5[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Hi", "--top-p", "0", NULL};
+    ck_assert_int_eq(t_run(a5, &out, &err), 2);
+    free(out);
+    free(err);
+    t_rmtree(dir);
+    free(dir);
+    free(want);
+    free(model);
+    lmp_tok_close(t);
+}
+END_TEST
+
 Suite *lmp_suite_tokenizer(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -471,6 +566,7 @@ Suite *lmp_suite_tokenizer(void)
     TCase *tp = tcase_create("programs");
     tcase_set_timeout(tp, 60);
     tcase_add_test(tp, cli_tokenize_detokenize);
+    tcase_add_test(tp, cli_run_prompt);
     suite_add_tcase(s, tp);
     return s;
 }
