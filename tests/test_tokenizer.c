@@ -374,6 +374,118 @@ START_TEST(chat_format)
 END_TEST
 
 
+/* A hand-written tokenizer.json: expectations follow from the BPE rules. */
+static lmp_tok *tiny(const char *model_extra, const char *pre, const char *added)
+{
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[%s],"
+             "\"normalizer\":null,\"pre_tokenizer\":%s,\"post_processor\":null,\"decoder\":null,"
+             "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":\"<unk>\",%s"
+             "\"vocab\":{\"<unk>\":0,\"a\":1,\"b\":2,\"c\":3,\"ab\":4,\"bc\":5,\"abc\":6,\" \":7,"
+             "\"ac\":8,\"<X>\":9},"
+             "\"merges\":[\"b c\",\"a b\",[\"a\",\"bc\"]]}}",
+             added, pre, model_extra);
+    lmp_tok *t = NULL;
+    lmp_diag d = {0};
+    ck_assert_msg(lmp_tok_load_mem(&t, json, strlen(json), NULL, "tiny", &d) == LMP_OK, "%s",
+                  d.msg);
+    return t;
+}
+
+static void expect_ids(lmp_tok *t, const char *text, const int *want, size_t nw)
+{
+    size_t n;
+    int *ids = enc(t, text, strlen(text), &n);
+    ck_assert_msg(n == nw, "\"%s\": %zu ids, want %zu", text, n, nw);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(ids[i] == want[i], "\"%s\": id[%zu] = %d, want %d", text, i, ids[i], want[i]);
+    free(ids);
+}
+
+START_TEST(hand_built_bpe)
+{
+    lmp_tok *t = tiny("\"fuse_unk\":true,", "null", "");
+    /* "abc": (b,c) has rank 0 < (a,b) rank 1, then (a,bc) -> abc */
+    expect_ids(t, "abc", (const int[]){6}, 1);
+    /* equal ranks merge leftmost first: abab -> ab ab */
+    expect_ids(t, "abab", (const int[]){4, 4}, 2);
+    /* unknown characters fuse into one <unk> */
+    expect_ids(t, "xyab", (const int[]){0, 4}, 2);
+    /* "ac" is in the vocab but no merge makes it */
+    expect_ids(t, "ac", (const int[]){1, 3}, 2);
+    /* no decoder: tokens joined with spaces */
+    size_t len;
+    char *o = dec(t, (const int[]){4, 3}, 2, &len);
+    ck_assert_str_eq(o, "ab c");
+    free(o);
+    lmp_tok_close(t);
+
+    t = tiny("\"fuse_unk\":false,\"ignore_merges\":true,", "null", "");
+    expect_ids(t, "xyab", (const int[]){0, 0, 4}, 3);
+    expect_ids(t, "ac", (const int[]){8}, 1); /* whole word in vocab */
+    lmp_tok_close(t);
+
+    /* Split on " " (Removed) */
+    t = tiny("", "{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Removed\","
+                 "\"invert\":false}", "");
+    expect_ids(t, "ab  c", (const int[]){4, 3}, 2);
+    lmp_tok_close(t);
+
+    /* added token: plain, then with lstrip/rstrip eating the spaces */
+    const char *plain = "{\"id\":9,\"content\":\"<X>\",\"single_word\":false,\"lstrip\":false,"
+                        "\"rstrip\":false,\"normalized\":false,\"special\":true}";
+    const char *strip = "{\"id\":9,\"content\":\"<X>\",\"single_word\":false,\"lstrip\":true,"
+                        "\"rstrip\":true,\"normalized\":false,\"special\":true}";
+    t = tiny("", "null", plain);
+    expect_ids(t, "ab <X> c", (const int[]){4, 7, 9, 7, 3}, 5);
+    lmp_tok_close(t);
+    t = tiny("", "null", strip);
+    expect_ids(t, "ab  <X>  c", (const int[]){4, 9, 3}, 3);
+    lmp_tok_close(t);
+    /* single_word is not implemented: rejected */
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"added_tokens\":[{\"id\":1,\"content\":\"a\",\"single_word\":true}],"
+             "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}");
+    lmp_tok *x = NULL;
+    lmp_diag d = {0};
+    ck_assert_int_eq(lmp_tok_load_mem(&x, json, strlen(json), NULL, "sw", &d), LMP_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(d.msg, "single_word"));
+    /* a merge whose result is not in the vocab is a format error */
+    snprintf(json, sizeof json, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},"
+                                "\"merges\":[\"a b\"]}}");
+    ck_assert_int_eq(lmp_tok_load_mem(&x, json, strlen(json), NULL, "m", &d), LMP_ERR_FORMAT);
+    ck_assert_int_eq(lmp_tok_load_mem(&x, "{", 1, NULL, "m", &d), LMP_ERR_FORMAT);
+}
+END_TEST
+
+START_TEST(bytelevel_prefix_space)
+{
+    /* add_prefix_space=true: "Hello" is encoded as " Hello" would be */
+    lmp_tok *bl = load("smollm-tokenizer");
+    size_t want_n;
+    int *want = enc(bl, " Hello", 6, &want_n);
+    lmp_tok_close(bl);
+    size_t len;
+    char *s = (char *)t_slurp(t_data("smollm-tokenizer/tokenizer.json"), &len);
+    cJSON *root = cJSON_ParseWithLength(s, len);
+    free(s);
+    cJSON_ReplaceItemInObject(root, "pre_tokenizer",
+                              cJSON_Parse("{\"type\":\"ByteLevel\",\"add_prefix_space\":true,"
+                                          "\"trim_offsets\":true,\"use_regex\":true}"));
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    lmp_tok *t = NULL;
+    lmp_diag d = {0};
+    ck_assert_int_eq(lmp_tok_load_mem(&t, out, strlen(out), NULL, "edited", &d), LMP_OK);
+    free(out);
+    expect_ids(t, "Hello", want, want_n);
+    free(want);
+    lmp_tok_close(t);
+}
+END_TEST
+
 /* ---- programs ------------------------------------------------------------ */
 
 START_TEST(cli_tokenize_detokenize)
@@ -562,6 +674,8 @@ Suite *lmp_suite_tokenizer(void)
     tcase_add_test(tc, stream_split_character);
     tcase_add_test(tc, unsupported_components);
     tcase_add_test(tc, chat_format);
+    tcase_add_test(tc, hand_built_bpe);
+    tcase_add_test(tc, bytelevel_prefix_space);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("programs");
     tcase_set_timeout(tp, 60);
