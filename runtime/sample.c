@@ -153,6 +153,35 @@ static int cand_cmp(const void *pa, const void *pb)
     return a->id - b->id;
 }
 
+/* Heap with the worst candidate at the root. */
+static void sift_worst(cand *c, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && cand_cmp(&c[l], &c[w]) > 0) w = l;
+        if (r < n && cand_cmp(&c[r], &c[w]) > 0) w = r;
+        if (w == i) return;
+        cand t = c[i];
+        c[i] = c[w];
+        c[w] = t;
+        i = w;
+    }
+}
+
+/* Move the k best candidates (cand_cmp order) to c[0..k) in O(n log k):
+ * a heap whose root is the worst of the kept ones. Returns k. */
+static int select_top(cand *c, int n, int k)
+{
+    for (int i = k / 2 - 1; i >= 0; i--) sift_worst(c, k, i);
+    for (int i = k; i < n; i++) {
+        if (cand_cmp(&c[i], &c[0]) < 0) { /* better than the worst kept */
+            c[0] = c[i];
+            sift_worst(c, k, 0);
+        }
+    }
+    return k;
+}
+
 /* Fill cands[0..*nc) with the kept tokens, prob[i] their normalized
  * probabilities (sorted by decreasing probability). */
 static int filter(lmp_sampler *s, const float *logits)
@@ -170,8 +199,8 @@ static int filter(lmp_sampler *s, const float *logits)
         s->prob[0] = 1;
         return 1;
     }
+    if (s->p.top_k > 0 && s->p.top_k < nc) nc = select_top(s->cands, nc, s->p.top_k);
     qsort(s->cands, (size_t)nc, sizeof *s->cands, cand_cmp);
-    if (s->p.top_k > 0 && s->p.top_k < nc) nc = s->p.top_k;
     double mx = s->cands[0].logit, sum = 0;
     for (int i = 0; i < nc; i++) sum += s->prob[i] = exp((double)s->cands[i].logit - mx);
     for (int i = 0; i < nc; i++) s->prob[i] /= sum;

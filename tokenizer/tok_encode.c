@@ -91,7 +91,7 @@ static void cache_put(tok_cache *c, const uint8_t *s, size_t n, uint64_t h, cons
     size_t i = h & c->mask;
     while (c->ent[i].key_len) i = (i + 1) & c->mask;
     memcpy(c->keys + c->keys_len, s, n);
-    memcpy(c->ids + c->ids_len, ids, nid * sizeof *ids);
+    if (nid) memcpy(c->ids + c->ids_len, ids, nid * sizeof *ids);
     c->ent[i] = (tok_cache_ent){h, (uint32_t)c->keys_len, (uint32_t)n, (uint32_t)c->ids_len,
                                 (uint32_t)nid};
     c->keys_len += n;
@@ -186,7 +186,8 @@ static lmp_status bpe_word(enc *e, const uint8_t *s, size_t n)
         if (ce) {
             LMP_FAIL_IF(grow((void **)&e->ids, &e->cap, e->n + ce->n_ids, sizeof *e->ids),
                         LMP_ERR_NOMEM, "%s: out of memory encoding", t->name);
-            memcpy(e->ids + e->n, t->cache.ids + ce->ids_off, ce->n_ids * sizeof *e->ids);
+            if (ce->n_ids)
+                memcpy(e->ids + e->n, t->cache.ids + ce->ids_off, ce->n_ids * sizeof *e->ids);
             e->n += ce->n_ids;
             return LMP_OK;
         }
