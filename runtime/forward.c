@@ -1,6 +1,8 @@
 /* Llama forward pass (see forward.h for the math and the contracts). */
 #include "runtime/forward.h"
 
+#include "runtime/mat_impl.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,27 +146,10 @@ static void rope(float *v, const float *cs, const float *sn, int half)
     }
 }
 
-typedef struct {
-    lmp_state *s;
-    int layer, n, pos;
-} attn_job;
-
-/* One (token, head) pair: causal softmax attention over positions
- * [0, pos+t]. Summation order depends only on the position. */
-static void attn_task(void *ctx, int task, int tid)
+/* Scalar reference: out = softmax(q.K * scale) V over np positions. */
+static void attn_head_ref(const float *q, const float *K, const float *V, int np, int hd,
+                          float scale, float *sc, float *out)
 {
-    const attn_job *j = ctx;
-    lmp_state *s = j->s;
-    const lmp_config *c = &s->m->cfg;
-    int nh = c->n_heads, hd = c->head_dim;
-    int t = task / nh, h = task % nh;
-    int kvh = h / (nh / c->n_kv_heads);
-    int np = j->pos + t + 1;
-    size_t base = ((size_t)j->layer * c->n_kv_heads + kvh) * (size_t)s->ctx * hd;
-    const float *K = s->kc + base, *V = s->vc + base;
-    const float *q = s->q + (size_t)t * s->qdim + (size_t)h * hd;
-    float *sc = s->scores + (size_t)tid * s->ctx;
-    float scale = (float)(1.0 / sqrt((double)hd));
     float mx = -INFINITY;
     for (int p = 0; p < np; p++) {
         const float *kp = K + (size_t)p * hd;
@@ -179,13 +164,35 @@ static void attn_task(void *ctx, int task, int tid)
         sum += sc[p];
     }
     float inv = (float)(1.0 / sum);
-    float *o = s->att + (size_t)t * s->qdim + (size_t)h * hd;
-    for (int i = 0; i < hd; i++) o[i] = 0.0f;
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
     for (int p = 0; p < np; p++) {
         float w = sc[p] * inv;
         const float *vp = V + (size_t)p * hd;
-        for (int i = 0; i < hd; i++) o[i] += w * vp[i];
+        for (int i = 0; i < hd; i++) out[i] += w * vp[i];
     }
+}
+
+typedef struct {
+    lmp_state *s;
+    int layer, n, pos, simd;
+} attn_job;
+
+/* One (token, head) pair: causal attention over positions [0, pos+t]. */
+static void attn_task(void *ctx, int task, int tid)
+{
+    const attn_job *j = ctx;
+    lmp_state *s = j->s;
+    const lmp_config *c = &s->m->cfg;
+    int nh = c->n_heads, hd = c->head_dim;
+    int t = task / nh, h = task % nh;
+    int kvh = h / (nh / c->n_kv_heads);
+    size_t base = ((size_t)j->layer * c->n_kv_heads + kvh) * (size_t)s->ctx * hd;
+    const float *q = s->q + (size_t)t * s->qdim + (size_t)h * hd;
+    float *o = s->att + (size_t)t * s->qdim + (size_t)h * hd;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    (j->simd ? lmp_attn_head_avx2 : attn_head_ref)(q, s->kc + base, s->vc + base,
+                                                   j->pos + t + 1, hd, scale,
+                                                   s->scores + (size_t)tid * s->ctx, o);
 }
 
 static void run_tasks(lmp_state *s, lmp_task_fn fn, void *ctx, int n)
@@ -220,7 +227,7 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
                    (size_t)hd * sizeof(float));
         }
     }
-    attn_job aj = {s, l, n, pos};
+    attn_job aj = {s, l, n, pos, lmp_mat_simd_active()};
     run_tasks(s, attn_task, &aj, n * c->n_heads);
     lmp_mat_mul(&L->wo, s->att, n, s->tmp, s->pool);
     for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
