@@ -210,9 +210,9 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
     int hid = c->hidden, hd = c->head_dim, half = hd / 2, nkv = c->n_kv_heads;
     for (int t = 0; t < n; t++)
         rmsnorm(s->xn + (size_t)t * hid, s->x + (size_t)t * hid, L->attn_norm, hid, c->rms_eps);
-    lmp_mat_mul(&L->wq, s->xn, n, s->q, s->pool);
-    lmp_mat_mul(&L->wk, s->xn, n, s->k, s->pool);
-    lmp_mat_mul(&L->wv, s->xn, n, s->v, s->pool);
+    const lmp_mat *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    float *qkv_out[3] = {s->q, s->k, s->v};
+    lmp_mat_mul_many(qkv, qkv_out, 3, s->xn, n, s->pool);
     for (int t = 0; t < n; t++) {
         int p = pos + t;
         const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
@@ -234,8 +234,9 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
 
     for (int t = 0; t < n; t++)
         rmsnorm(s->xn + (size_t)t * hid, s->x + (size_t)t * hid, L->ffn_norm, hid, c->rms_eps);
-    lmp_mat_mul(&L->wgate, s->xn, n, s->g, s->pool);
-    lmp_mat_mul(&L->wup, s->xn, n, s->u, s->pool);
+    const lmp_mat *gu[2] = {&L->wgate, &L->wup};
+    float *gu_out[2] = {s->g, s->u};
+    lmp_mat_mul_many(gu, gu_out, 2, s->xn, n, s->pool);
     for (size_t i = 0; i < (size_t)n * c->intermediate; i++) {
         float gv = s->g[i];
         s->g[i] = gv / (1.0f + expf(-gv)) * s->u[i];

@@ -94,37 +94,69 @@ static void rows_kernel(const lmp_mat *m, const float *x, int n, float *y, int r
     }
 }
 
+/* Rows per task: ~64 tasks per matrix, at least 16 rows each, a multiple
+ * of 4 so the SIMD path mostly runs full 4-row tiles; dynamic hand-out
+ * balances the threads. */
+static int rows_per_task(int rows)
+{
+    int rpt = (rows + 63) / 64;
+    rpt = (rpt + 3) & ~3;
+    return rpt < 16 ? 16 : rpt;
+}
+
+#define MAX_MANY 8
+
 typedef struct {
-    const lmp_mat *m;
+    const lmp_mat *m[MAX_MANY];
+    float *y[MAX_MANY];
+    int first[MAX_MANY + 1]; /* first task of each matrix; first[count] = total */
+    int rpt[MAX_MANY];
+    int count;
     const float *x;
-    float *y;
-    int n, rows_per_task, simd;
+    int n, simd;
 } mm_job;
 
 static void mm_task(void *ctx, int task, int tid)
 {
     (void)tid;
     const mm_job *j = ctx;
-    int r0 = task * j->rows_per_task;
-    int r1 = r0 + j->rows_per_task < j->m->rows ? r0 + j->rows_per_task : j->m->rows;
-    rows_kernel(j->m, j->x, j->n, j->y, r0, r1, j->simd);
+    int i = 0;
+    while (task >= j->first[i + 1]) i++;
+    const lmp_mat *m = j->m[i];
+    int r0 = (task - j->first[i]) * j->rpt[i];
+    int r1 = r0 + j->rpt[i] < m->rows ? r0 + j->rpt[i] : m->rows;
+    rows_kernel(m, j->x, j->n, j->y[i], r0, r1, j->simd);
 }
 
-void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
+void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                      lmp_pool *pool)
 {
-    if (n <= 0 || w->rows <= 0) return;
-    /* ~64 tasks per call (at least 16 rows each, a multiple of 4 so the
-     * SIMD path mostly runs full 4-row tiles); dynamic hand-out balances
-     * the threads. */
-    int rpt = (w->rows + 63) / 64;
-    rpt = (rpt + 3) & ~3;
-    if (rpt < 16) rpt = 16;
-    mm_job j = {w, x, y, n, rpt, lmp_mat_simd_active()};
-    int tasks = (w->rows + rpt - 1) / rpt;
+    if (n <= 0) return;
+    while (count > MAX_MANY) { /* split long lists (not expected in practice) */
+        lmp_mat_mul_many(w, y, MAX_MANY, x, n, pool);
+        w += MAX_MANY;
+        y += MAX_MANY;
+        count -= MAX_MANY;
+    }
+    mm_job j = {.count = count, .x = x, .n = n, .simd = lmp_mat_simd_active()};
+    int tasks = 0;
+    for (int i = 0; i < count; i++) {
+        j.m[i] = w[i];
+        j.y[i] = y[i];
+        j.rpt[i] = rows_per_task(w[i]->rows);
+        j.first[i] = tasks;
+        tasks += w[i]->rows > 0 ? (w[i]->rows + j.rpt[i] - 1) / j.rpt[i] : 0;
+    }
+    j.first[count] = tasks;
     if (!pool || lmp_pool_threads(pool) == 1)
         for (int i = 0; i < tasks; i++) mm_task(&j, i, 0);
     else
         lmp_pool_run(pool, mm_task, &j, tasks);
+}
+
+void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
+{
+    lmp_mat_mul_many(&w, &y, 1, x, n, pool);
 }
 
 void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y)
