@@ -128,16 +128,10 @@ static void mm_task(void *ctx, int task, int tid)
     rows_kernel(m, j->x, j->n, j->y[i], r0, r1, j->simd);
 }
 
-void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+/* The float kinds, threaded over row tasks of all `count` matrices. */
+static void mul_plain(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
                       lmp_pool *pool)
 {
-    if (n <= 0) return;
-    while (count > MAX_MANY) { /* split long lists (not expected in practice) */
-        lmp_mat_mul_many(w, y, MAX_MANY, x, n, pool);
-        w += MAX_MANY;
-        y += MAX_MANY;
-        count -= MAX_MANY;
-    }
     mm_job j = {.count = count, .x = x, .n = n, .simd = lmp_mat_simd_active()};
     int tasks = 0;
     for (int i = 0; i < count; i++) {
@@ -154,9 +148,29 @@ void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const
         lmp_pool_run(pool, mm_task, &j, tasks);
 }
 
+static int plain_kind(lmp_mat_kind k)
+{
+    return k == LMP_MAT_F32 || k == LMP_MAT_F16 || k == LMP_MAT_BF16;
+}
+
+void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                      lmp_pool *pool)
+{
+    if (n <= 0 || count <= 0) return;
+    int plain = count <= MAX_MANY;
+    for (int i = 0; i < count; i++) plain = plain && plain_kind(w[i]->kind);
+    if (!plain) { /* other kinds go through lmp_mat_mul one by one */
+        for (int i = 0; i < count; i++) lmp_mat_mul(w[i], x, n, y[i], pool);
+        return;
+    }
+    mul_plain(w, y, count, x, n, pool);
+}
+
 void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
 {
-    lmp_mat_mul_many(&w, &y, 1, x, n, pool);
+    if (n <= 0 || w->rows <= 0) return;
+    /* Q4/Q8 (and any later kind) dispatch goes here, before mul_plain */
+    mul_plain(&w, &y, 1, x, n, pool);
 }
 
 void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y)
