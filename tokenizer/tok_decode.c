@@ -26,6 +26,11 @@ static size_t toks_end(const toks *l, size_t i) { return i + 1 < l->n ? l->st[i 
 
 static int toks_new(toks *l)
 {
+    if (!l->b) { /* never leave b NULL once a token exists (b + offset) */
+        l->b = malloc(256);
+        if (!l->b) return -1;
+        l->cap = 256;
+    }
     if (l->n == l->ncap) {
         size_t c = l->ncap ? l->ncap * 2 : 64;
         size_t *q = realloc(l->st, c * sizeof *q);

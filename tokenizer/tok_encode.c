@@ -264,7 +264,8 @@ static lmp_status bpe_word(enc *e, const uint8_t *s, size_t n)
     }
     for (int32_t i = 0; i >= 0; i = e->sy[i].next) LMP_FORWARD(push_id(e, e->sy[i].id));
 cache:
-    if (n <= CACHE_MAX_WORD) cache_put(&t->cache, s, n, h, e->ids + first_out, e->n - first_out);
+    if (n <= CACHE_MAX_WORD)
+        cache_put(&t->cache, s, n, h, e->ids ? e->ids + first_out : NULL, e->n - first_out);
 out:
     return rc;
 }
