@@ -17,7 +17,11 @@
  * q = roundf(x/d)), as the yardstick; and for a few configurations the same
  * weights with float activations (dequantized to F32) to measure the cost
  * of the int8 activation quantization in the kernels.
- * Usage: bench_quant_quality [--model DIR] [--samples N] [--quick] [--md]
+ * --rows prints only a few configurations as `make bench` table rows;
+ * --bpw-for CONFIG prints the bits/weight every configuration would have
+ * on the shapes of another model's config.json (no weights needed).
+ * Usage: bench_quant_quality [--model DIR] [--samples N] [--quick] [--rows]
+ *                            [--bpw-for CONFIG]
  */
 #include <math.h>
 #include <stdio.h>
@@ -26,6 +30,7 @@
 
 #include "common/cli.h"
 #include "common/fileio.h"
+#include "formats/config.h"
 #include "formats/dtype.h"
 #include "quantize/q4.h"
 #include "runtime/forward.h"
@@ -291,13 +296,49 @@ static const char *conf_name(const qconf *q, char *buf, size_t n)
     return buf;
 }
 
+/* bits of one [rows, cols] matrix under conf q (embedding rules if is_emb) */
+static double mat_bits(int rows, int cols, const qconf *q, int is_emb)
+{
+    if (is_emb && q->emb == EMB_F16) return 16.0 * rows * cols;
+    int scheme = q->scheme ? q->scheme : LMP_Q4_SYM, group = q->scheme ? q->group : 32;
+    if (is_emb && q->emb == EMB_Q8) scheme = LMP_Q4_Q8;
+    if (is_emb && q->emb == EMB_Q8 && !q->scheme) group = 32;
+    return 8.0 * (double)lmp_q4_row_bytes(cols, group, scheme) * rows;
+}
+
+static int bpw_for(const char *cfgpath, const qconf *confs, int nc)
+{
+    lmp_config c;
+    lmp_diag d;
+    if (lmp_config_load(&c, cfgpath, &d) != LMP_OK) return lmp_cli_fail("bench", &d);
+    size_t n = lmp_config_expected(&c, NULL, 0);
+    lmp_expect *ex = calloc(n, sizeof *ex);
+    lmp_config_expected(&c, ex, n);
+    printf("bits/weight of the 2-D weights on the shapes of %s\n\n| configuration | bits/weight |\n|---|---|\n", cfgpath);
+    for (int k = 0; k < nc; k++) {
+        if (confs[k].float_act) continue;
+        double bits = 0, params = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ex[i].ndim != 2) continue;
+            int is_emb = strstr(ex[i].name, "embed_tokens") || strstr(ex[i].name, "lm_head");
+            bits += mat_bits((int)ex[i].shape[0], (int)ex[i].shape[1], &confs[k], is_emb);
+            params += (double)ex[i].shape[0] * ex[i].shape[1];
+        }
+        char name[96];
+        printf("| %s | %.3f |\n", conf_name(&confs[k], name, sizeof name), bits / params);
+    }
+    free(ex);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *dir = "tests/data/stories260k";
-    int samples = 19, quick = 0;
+    const char *dir = "tests/data/stories260k", *bpw_cfg = NULL;
+    int samples = 19, quick = 0, rows = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) {
-            printf("usage: bench_quant_quality [--model DIR] [--samples N] [--quick]\n");
+            printf("usage: bench_quant_quality [--model DIR] [--samples N] [--quick] [--rows]\n"
+                   "                           [--bpw-for CONFIG]\n");
             return 0;
         } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
             dir = argv[++i];
@@ -307,10 +348,43 @@ int main(int argc, char **argv)
             samples = (int)v;
         } else if (!strcmp(argv[i], "--quick")) {
             quick = 1;
+        } else if (!strcmp(argv[i], "--rows")) {
+            rows = 1;
+        } else if (!strcmp(argv[i], "--bpw-for") && i + 1 < argc) {
+            bpw_cfg = argv[++i];
         } else {
             lmp_cli_usage_error("bench", "unknown argument '%s'", argv[i]);
         }
     }
+    qconf confs[80];
+    int nc = 0;
+    if (rows) {
+        confs[nc++] = (qconf){0, 32, 0, EMB_Q4, 0};
+        confs[nc++] = (qconf){0, 32, 0, EMB_Q8, 0};
+        confs[nc++] = (qconf){LMP_Q4_ASYM, 64, 1, EMB_Q4, 0};
+        confs[nc++] = (qconf){LMP_Q4_ASYM, 64, 1, EMB_Q8, 0};
+        confs[nc++] = (qconf){LMP_Q4_ASYM, 32, 1, EMB_Q4, 0};
+        goto confs_done;
+    }
+    confs[nc++] = (qconf){0, 32, 0, EMB_Q4, 0};
+    confs[nc++] = (qconf){0, 32, 0, EMB_Q8, 0};
+    static const int groups[3] = {32, 64, 128};
+    for (int sch = LMP_Q4_SYM; sch <= LMP_Q4_ASYM; sch++)
+        for (int gi = 0; gi < 3; gi++)
+            for (int se = 1; se >= 0; se--)
+                for (int em = 0; em < 3; em++) {
+                    if (quick && (em == EMB_F16 || !se)) continue;
+                    confs[nc++] = (qconf){sch, groups[gi], se, em, 0};
+                }
+    /* float-activation counterparts of a few configurations */
+    confs[nc++] = (qconf){0, 32, 0, EMB_Q4, 1};
+    confs[nc++] = (qconf){LMP_Q4_SYM, 32, 1, EMB_Q8, 1};
+    confs[nc++] = (qconf){LMP_Q4_ASYM, 64, 1, EMB_Q8, 1};
+    confs[nc++] = (qconf){LMP_Q4_ASYM, 128, 1, EMB_Q8, 1};
+    confs[nc++] = (qconf){LMP_Q4_SYM, 64, 1, EMB_Q8, 1};
+confs_done:
+    if (bpw_cfg) return bpw_for(bpw_cfg, confs, nc);
+
     lmp_model fp;
     lmp_diag d;
     if (lmp_model_open(&fp, dir, NULL, &d) != LMP_OK) return lmp_cli_fail("bench", &d);
@@ -352,30 +426,13 @@ int main(int argc, char **argv)
     }
     run_all(&fp, &e, e.logits);
 
-    qconf confs[80];
-    int nc = 0;
-    confs[nc++] = (qconf){0, 32, 0, EMB_Q4, 0};
-    confs[nc++] = (qconf){0, 32, 0, EMB_Q8, 0};
-    static const int groups[3] = {32, 64, 128};
-    for (int sch = LMP_Q4_SYM; sch <= LMP_Q4_ASYM; sch++)
-        for (int gi = 0; gi < 3; gi++)
-            for (int se = 1; se >= 0; se--)
-                for (int em = 0; em < 3; em++) {
-                    if (quick && (em == EMB_F16 || !se)) continue;
-                    confs[nc++] = (qconf){sch, groups[gi], se, em, 0};
-                }
-    /* float-activation counterparts of a few configurations */
-    confs[nc++] = (qconf){0, 32, 0, EMB_Q4, 1};
-    confs[nc++] = (qconf){LMP_Q4_SYM, 32, 1, EMB_Q8, 1};
-    confs[nc++] = (qconf){LMP_Q4_ASYM, 64, 1, EMB_Q8, 1};
-    confs[nc++] = (qconf){LMP_Q4_ASYM, 128, 1, EMB_Q8, 1};
-    confs[nc++] = (qconf){LMP_Q4_SYM, 64, 1, EMB_Q8, 1};
-
-    printf("model %s: %d evaluation positions (%d sequences of %d tokens: greedy200 + %d sampled, "
-           "seed 0x5eed5eed1234)\n\n",
-           dir, e.nseq * len, e.nseq, len, samples);
-    printf("| configuration | bits/weight | mean KL | top-1 agree | PPL ratio |\n");
-    printf("|---|---|---|---|---|\n");
+    if (!rows) {
+        printf("model %s: %d evaluation positions (%d sequences of %d tokens: greedy200 + %d "
+               "sampled, seed 0x5eed5eed1234)\n\n",
+               dir, e.nseq * len, e.nseq, len, samples);
+        printf("| configuration | bits/weight | mean KL | top-1 agree | PPL ratio |\n");
+        printf("|---|---|---|---|---|\n");
+    }
     float *lq = malloc(sizeof(float) * (size_t)e.nseq * len * V);
     for (int c = 0; c < nc; c++) {
         lmp_model qm;
@@ -384,8 +441,14 @@ int main(int argc, char **argv)
         run_all(&qm, &e, lq);
         metrics mt = compare(&e, lq, V);
         char name[96];
-        printf("| %s | %.3f | %.4f | %.2f%% | %.4f |\n", conf_name(&confs[c], name, sizeof name),
-               bpw, mt.kl, 100 * mt.top1, mt.ppl_ratio);
+        if (rows)
+            printf("| quant quality %s | %.4f | mean KL vs FP32 | stories260k, %d positions, "
+                   "%.3f bpw, top-1 %.1f%%, PPL x%.3f |\n",
+                   conf_name(&confs[c], name, sizeof name), mt.kl, e.nseq * len, bpw,
+                   100 * mt.top1, mt.ppl_ratio);
+        else
+            printf("| %s | %.3f | %.4f | %.2f%% | %.4f |\n", conf_name(&confs[c], name, sizeof name),
+                   bpw, mt.kl, 100 * mt.top1, mt.ppl_ratio);
         fflush(stdout);
         lmp_model_close(&qm);
     }
