@@ -131,6 +131,76 @@ static inline void wr16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
+/* Candidate scoring loops (the quantizer's hot spot): 8 independent
+ * partial sums in a fixed order so the compiler can vectorize them; the
+ * result depends only on the input, never on the machine. */
+#define LANES 8
+
+/* codes q = rne(clamp(x * is)); sums of q*x and q*q */
+static void cand_sym(const float *x, int n, float is, float lo, float hi, float *sqx, float *sqq)
+{
+    float a[LANES] = {0}, b[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float v = x[i + l] * is;
+            v = v > lo ? v : lo; /* maxps / minps semantics */
+            v = v < hi ? v : hi;
+            v = rne(v);
+            a[l] += v * x[i + l];
+            b[l] += v * v;
+        }
+    for (; i < n; i++) {
+        float v = rne(clampf(x[i] * is, lo, hi));
+        a[0] += v * x[i];
+        b[0] += v * v;
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < LANES; l++) {
+        s1 += a[l];
+        s2 += b[l];
+    }
+    *sqx = s1;
+    *sqq = s2;
+}
+
+/* asym codes u = rne(clamp((x - base) * is, 0, 15)), or 15 - that for the
+ * top anchor (base = max, is negated); sums of u, u*u, u*x */
+static void cand_asym(const float *x, int n, float base, float is, int top, float *su, float *suu,
+                      float *sux)
+{
+    float a[LANES] = {0}, b[LANES] = {0}, c[LANES] = {0};
+    const float off = top ? 15.0f : 0.0f, sg = top ? -1.0f : 1.0f;
+    volatile float lo_v = 0.0f, hi_v = 15.0f; /* keeps the clamps branch-free (max/min) */
+    const float lo = lo_v, hi = hi_v;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float v = (x[i + l] - base) * is;
+            v = v > lo ? v : lo;
+            v = v < hi ? v : hi;
+            v = off + sg * rne(v);
+            a[l] += v;
+            b[l] += v * v;
+            c[l] += v * x[i + l];
+        }
+    for (; i < n; i++) {
+        float v = off + sg * rne(clampf((x[i] - base) * is, 0.0f, 15.0f));
+        a[0] += v;
+        b[0] += v * v;
+        c[0] += v * x[i];
+    }
+    float s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    for (int l = 0; l < LANES; l++) {
+        s1 += a[l];
+        s2 += b[l];
+        s3 += c[l];
+    }
+    *su = s1;
+    *suu = s2;
+    *sux = s3;
+}
+
 /* ---- symmetric groups (SYM: codes [-8,7]; Q8: [-127,127]) ---------------- */
 
 /* Codes for the stored scale d (nearest level, clamped); returns the
@@ -194,12 +264,8 @@ static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method m
                       : (int)(sizeof k_sym_t8 / sizeof *k_sym_t8);
     float best_score = -1.0f, best_d = 0.0f;
     for (int k = 0; k < nt; k++) {
-        float is = ts[k] / M, sqx = 0.0f, sqq = 0.0f;
-        for (int i = 0; i < n; i++) {
-            float v = rne(clampf(x[i] * is, (float)lo, (float)hi));
-            sqx += v * x[i];
-            sqq += v * v;
-        }
+        float sqx, sqq;
+        cand_sym(x, n, ts[k] / M, (float)lo, (float)hi, &sqx, &sqq);
         /* error of the LS fit = sum x^2 - sqx^2/sqq: maximize sqx^2/sqq */
         if (sqq > 0.0f && sqx * sqx > best_score * sqq) {
             best_score = sqx * sqx / sqq;
@@ -286,15 +352,8 @@ static void asym_group(const float *x, int n, lmp_q4_method method, uint8_t *u, 
     int nt = (int)(sizeof k_asym_t / sizeof *k_asym_t);
     for (int k = 0; k < 2 * nt; k++) {
         float is = (15.0f + k_asym_t[k % nt]) / range;
-        int high = k >= nt; /* anchor the top of the range instead of the bottom */
-        float su = 0.0f, suu = 0.0f, sux = 0.0f;
-        for (int i = 0; i < n; i++) {
-            float v = high ? 15.0f - rne(clampf((mx - x[i]) * is, 0.0f, 15.0f))
-                           : rne(clampf((x[i] - mn) * is, 0.0f, 15.0f));
-            su += v;
-            suu += v * v;
-            sux += v * x[i];
-        }
+        float su, suu, sux;
+        cand_asym(x, n, k >= nt ? mx : mn, k >= nt ? -is : is, k >= nt, &su, &suu, &sux);
         double det = (double)n * suu - (double)su * su;
         if (det <= 0) continue;
         double dd = ((double)n * sux - (double)su * sx) / det;
