@@ -422,6 +422,9 @@ static lmp_status parse(lmp_lmpk *pk, const uint8_t *buf, size_t len, const char
         LMP_FAIL_IF(t->offset % LMP_LMPK_ALIGN != 0, LMP_ERR_FORMAT,
                     "%s: data offset %llu is not a multiple of %u", what,
                     (unsigned long long)t->offset, LMP_LMPK_ALIGN);
+        LMP_FAIL_IF(t->offset > len || t->size > len - t->offset, LMP_ERR_FORMAT,
+                    "%s: data [%llu, +%llu) lies beyond the %zu-byte file", what,
+                    (unsigned long long)t->offset, (unsigned long long)t->size, len);
         uint64_t expect_off = align_up(pos);
         LMP_FAIL_IF(t->offset < pos, LMP_ERR_FORMAT,
                     "%s: data at %llu overlaps %s (which ends at %llu)", what,
@@ -431,9 +434,6 @@ static lmp_status parse(lmp_lmpk *pk, const uint8_t *buf, size_t len, const char
                     "%s: data offset %llu leaves a gap, must be %llu (tensors follow each other "
                     "in table order)",
                     what, (unsigned long long)t->offset, (unsigned long long)expect_off);
-        LMP_FAIL_IF(t->offset > len || t->size > len - t->offset, LMP_ERR_FORMAT,
-                    "%s: data [%llu, +%llu) lies beyond the %zu-byte file", what,
-                    (unsigned long long)t->offset, (unsigned long long)t->size, len);
         LMP_FAIL_IF(!all_zero(buf + pos, (size_t)(t->offset - pos)), LMP_ERR_FORMAT,
                     "%s: padding before the data is not zero", what);
         t->data = buf + t->offset;
