@@ -703,6 +703,143 @@ START_TEST(convert_failure_leaves_nothing)
 }
 END_TEST
 
+
+/* ---- running containers ----------------------------------------------------- */
+
+static int32_t *golden_i32(const lmp_st *g, const char *name, int *n)
+{
+    const lmp_st_tensor *t = lmp_st_find(g, name);
+    if (!t) return NULL;
+    ck_assert_int_eq(t->dtype, LMP_DT_I32);
+    int32_t *v = malloc(t->nbytes + 4);
+    memcpy(v, t->data, t->nbytes);
+    *n = (int)t->nelem;
+    return v;
+}
+
+static char *ids_string(const int32_t *ids, int n)
+{
+    char *s = malloc((size_t)n * 12 + 1);
+    size_t k = 0;
+    s[0] = '\0';
+    for (int i = 0; i < n; i++) k += (size_t)sprintf(s + k, "%s%d", i ? " " : "", ids[i]);
+    return s;
+}
+
+static float *run_logits(const char *model, const char *ids, const char *out, size_t *n)
+{
+    char *argv[] = {(char *)t_bin("lmpack-run"), (char *)model, "--ids", (char *)ids, "--logits",
+                    (char *)out, "-t", "2", NULL};
+    char *err = NULL;
+    int rc = t_run(argv, NULL, &err);
+    ck_assert_msg(rc == 0, "run %s: %s", model, err);
+    free(err);
+    return (float *)t_slurp(out, n);
+}
+
+/* f32 container: `lmpack run --logits` gives the folder's logits bit for
+ * bit, and matches the golden logits; q4 containers run too. */
+START_TEST(run_f32_container_golden)
+{
+    static const char *models[] = {"stories260k", "tiny-smollm-bf16", "tiny-smollm-f16",
+                                   "tiny-untied-f32-sharded"};
+    char *dir = t_tmpdir();
+    char *pk = lmp_path_join(dir, "m.lmpk"), *la = lmp_path_join(dir, "a.f32");
+    char *lb = lmp_path_join(dir, "b.f32");
+    for (int mi = 0; mi < 4; mi++) {
+        convert_ok(t_data(models[mi]), pk, "--dtype", "f32", NULL, NULL);
+        char gp[4096];
+        snprintf(gp, sizeof gp, "%s/golden.safetensors", t_data(models[mi]));
+        lmp_st *g = NULL;
+        lmp_diag d;
+        lmp_diag_clear(&d);
+        ck_assert_int_eq(lmp_st_open(&g, gp, &d), LMP_OK);
+        lmp_config cfg;
+        ck_assert_int_eq(lmp_config_load(&cfg, t_data(models[mi]), &d), LMP_OK);
+        int prompts = 0;
+        for (int i = 0;; i++) {
+            char nm[64];
+            int T, P;
+            snprintf(nm, sizeof nm, "prompt%d.ids", i);
+            int32_t *ids = golden_i32(g, nm, &T);
+            if (!ids) break;
+            prompts++;
+            snprintf(nm, sizeof nm, "prompt%d.positions", i);
+            int32_t *pos = golden_i32(g, nm, &P);
+            snprintf(nm, sizeof nm, "prompt%d.logits", i);
+            const lmp_st_tensor *gl = lmp_st_find(g, nm);
+            ck_assert_ptr_nonnull(gl);
+            char *s = ids_string(ids, T);
+            size_t na, nb;
+            float *a = run_logits(pk, s, la, &na);
+            float *b = run_logits(t_data(models[mi]), s, lb, &nb);
+            ck_assert_uint_eq(na, (size_t)T * (size_t)cfg.vocab * 4);
+            ck_assert_msg(na == nb && memcmp(a, b, na) == 0,
+                          "%s prompt %d: container logits differ from the folder's", models[mi], i);
+            const float *gold = (const float *)(const void *)gl->data;
+            double maxg = 0, maxe = 0;
+            for (int p = 0; p < P; p++)
+                for (int v = 0; v < cfg.vocab; v++) {
+                    double gv = gold[(size_t)p * (size_t)cfg.vocab + (size_t)v];
+                    double av = a[(size_t)pos[p] * (size_t)cfg.vocab + (size_t)v];
+                    if (fabs(gv) > maxg) maxg = fabs(gv);
+                    if (!(fabs(av - gv) <= maxe)) maxe = fabs(av - gv);
+                }
+            ck_assert_msg(maxe / maxg < 1e-4, "%s prompt %d: rel err %g vs golden", models[mi], i,
+                          maxe / maxg);
+            free(a);
+            free(b);
+            free(s);
+            free(ids);
+            free(pos);
+        }
+        ck_assert_int_gt(prompts, 0);
+        lmp_st_close(g);
+    }
+    free(pk);
+    free(la);
+    free(lb);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The greedy continuation from the f32 container is the golden one. */
+START_TEST(run_f32_container_greedy)
+{
+    char *dir = t_tmpdir();
+    char *pk = lmp_path_join(dir, "m.lmpk");
+    convert_ok(t_data("stories260k"), pk, "--dtype", "f32", NULL, NULL);
+    lmp_st *g = NULL;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_st_open(&g, t_data("stories260k/golden.safetensors"), &d), LMP_OK);
+    int np, nt;
+    int32_t *prompt = golden_i32(g, "greedy0.prompt", &np);
+    int32_t *tok = golden_i32(g, "greedy0.tokens", &nt);
+    ck_assert_ptr_nonnull(prompt);
+    ck_assert_ptr_nonnull(tok);
+    char *s = ids_string(prompt, np), *want = ids_string(tok, nt), n[16];
+    snprintf(n, sizeof n, "%d", nt);
+    char *argv[] = {(char *)t_bin("lmpack-run"), pk, "--ids", s, "-n", n, NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(t_run(argv, &out, &err) == 0, "%s", err);
+    size_t k = strlen(out);
+    while (k && (out[k - 1] == '\n' || out[k - 1] == ' ')) out[--k] = '\0';
+    ck_assert_str_eq(out, want);
+    free(out);
+    free(err);
+    free(s);
+    free(want);
+    free(prompt);
+    free(tok);
+    lmp_st_close(g);
+    free(pk);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *lmp_suite_lmpk(void)
 {
     Suite *s = suite_create("lmpk");
@@ -721,5 +858,10 @@ Suite *lmp_suite_lmpk(void)
     tcase_add_test(tv, convert_cli_exit_codes);
     tcase_add_test(tv, convert_failure_leaves_nothing);
     suite_add_tcase(s, tv);
+    TCase *tr = tcase_create("run");
+    tcase_set_timeout(tr, 300);
+    tcase_add_test(tr, run_f32_container_golden);
+    tcase_add_test(tr, run_f32_container_greedy);
+    suite_add_tcase(s, tr);
     return s;
 }
