@@ -4,6 +4,7 @@
  * bytes), from the format rules in formats/lmpk.h and quantize/q4.h (sizes
  * and bits/weight by hand formula), and from the reference quantizer. */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -452,11 +453,13 @@ static uint64_t hand_row_bytes(int64_t cols, int group, int kind_q8, int asym)
 
 static double json_number(const char *json, const char *key)
 {
-    char k[128];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(json, k);
-    ck_assert_msg(p != NULL, "no %s in %s", key, json);
-    return strtod(p + strlen(k), NULL);
+    cJSON *o = cJSON_Parse(json);
+    ck_assert_msg(o != NULL, "not JSON: %s", json);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    ck_assert_msg(cJSON_IsNumber(v), "no number %s in %s", key, json);
+    double x = v->valuedouble;
+    cJSON_Delete(o);
+    return x;
 }
 
 /* q4 at g32/g64/g128 x sym/asym: sizes and bits/weight by hand, rows equal
