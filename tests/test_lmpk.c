@@ -843,6 +843,86 @@ START_TEST(run_f32_container_greedy)
 }
 END_TEST
 
+/* q4 containers run in place: logits close to the golden ones (loose bound:
+ * int4 error), the top-1 token kept where the golden model is confident,
+ * and the same bits for -t 1 and -t 2. */
+START_TEST(run_q4_container)
+{
+    static const char *cfgs[][2] = {{"32", "sym"}, {"64", "asym"}, {"128", "sym"}};
+    char *dir = t_tmpdir();
+    char *pk = lmp_path_join(dir, "q.lmpk"), *la = lmp_path_join(dir, "a.f32");
+    char *lb = lmp_path_join(dir, "b.f32");
+    lmp_st *g = NULL;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_st_open(&g, t_data("stories260k/golden.safetensors"), &d), LMP_OK);
+    const int V = 512;
+    for (int c = 0; c < 3; c++) {
+        convert_ok(t_data("stories260k"), pk, "--group", cfgs[c][0], "--scheme", cfgs[c][1]);
+        int confident = 0, kept = 0;
+        double worst = 0;
+        for (int i = 0;; i++) {
+            char nm[64];
+            int T, P;
+            snprintf(nm, sizeof nm, "prompt%d.ids", i);
+            int32_t *ids = golden_i32(g, nm, &T);
+            if (!ids) break;
+            snprintf(nm, sizeof nm, "prompt%d.positions", i);
+            int32_t *pos = golden_i32(g, nm, &P);
+            snprintf(nm, sizeof nm, "prompt%d.logits", i);
+            const float *gold = (const float *)(const void *)lmp_st_find(g, nm)->data;
+            char *s = ids_string(ids, T);
+            size_t na, nb;
+            float *a = run_logits(pk, s, la, &na);
+            char *argv[] = {(char *)t_bin("lmpack-run"), pk, "--ids", s, "--logits", lb, "-t", "1",
+                            NULL};
+            char *err = NULL;
+            ck_assert_msg(t_run(argv, NULL, &err) == 0, "%s", err);
+            free(err);
+            float *b = (float *)t_slurp(lb, &nb);
+            ck_assert_msg(na == nb && memcmp(a, b, na) == 0, "q4 logits depend on -t");
+            double maxg = 0, maxe = 0;
+            for (int p = 0; p < P; p++) {
+                const float *gp = gold + (size_t)p * V, *ap = a + (size_t)pos[p] * V;
+                int ga = 0, aa = 0;
+                for (int v = 0; v < V; v++) {
+                    ck_assert(isfinite(ap[v]));
+                    if (fabs(gp[v]) > maxg) maxg = fabs(gp[v]);
+                    if (fabs(ap[v] - gp[v]) > maxe) maxe = fabs(ap[v] - gp[v]);
+                    if (gp[v] > gp[ga]) ga = v;
+                    if (ap[v] > ap[aa]) aa = v;
+                }
+                float second = -INFINITY;
+                for (int v = 0; v < V; v++)
+                    if (v != ga && gp[v] > second) second = gp[v];
+                if (gp[ga] - second > 1.0f) {
+                    confident++;
+                    kept += aa == ga;
+                }
+            }
+            if (maxe / maxg > worst) worst = maxe / maxg;
+            free(a);
+            free(b);
+            free(s);
+            free(ids);
+            free(pos);
+        }
+        fprintf(stderr, "lmpk: stories260k q4 g%s %s: max rel err %.4f, top-1 kept %d/%d\n",
+                cfgs[c][0], cfgs[c][1], worst, kept, confident);
+        ck_assert_msg(worst < 0.5, "g%s %s: rel err %g", cfgs[c][0], cfgs[c][1], worst);
+        ck_assert_int_gt(confident, 10);
+        ck_assert_msg(kept * 10 >= confident * 8, "g%s %s: top-1 kept only %d/%d", cfgs[c][0],
+                      cfgs[c][1], kept, confident);
+    }
+    lmp_st_close(g);
+    free(pk);
+    free(la);
+    free(lb);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *lmp_suite_lmpk(void)
 {
     Suite *s = suite_create("lmpk");
@@ -865,6 +945,7 @@ Suite *lmp_suite_lmpk(void)
     tcase_set_timeout(tr, 300);
     tcase_add_test(tr, run_f32_container_golden);
     tcase_add_test(tr, run_f32_container_greedy);
+    tcase_add_test(tr, run_q4_container);
     suite_add_tcase(s, tr);
     return s;
 }
