@@ -496,6 +496,7 @@ START_TEST(convert_q4_matrix)
                 for (size_t i = 0; i < ne; i++) {
                     const lmp_lmpk_tensor *t = lmp_lmpk_at(pk, i);
                     ck_assert_str_eq(t->name, ex[i].name); /* canonical order */
+                    ck_assert_int_eq(t->layer, ex[i].layer);
                     if (ex[i].ndim == 1) {
                         ck_assert_int_eq(t->kind, LMP_MAT_F32);
                         continue;
