@@ -131,6 +131,76 @@ static inline void wr16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
+/* Candidate scoring loops (the quantizer's hot spot): 8 independent
+ * partial sums in a fixed order so the compiler can vectorize them; the
+ * result depends only on the input, never on the machine. */
+#define LANES 8
+
+/* codes q = rne(clamp(x * is)); sums of q*x and q*q */
+static void cand_sym(const float *x, int n, float is, float lo, float hi, float *sqx, float *sqq)
+{
+    float a[LANES] = {0}, b[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float v = x[i + l] * is;
+            v = v > lo ? v : lo; /* maxps / minps semantics */
+            v = v < hi ? v : hi;
+            v = rne(v);
+            a[l] += v * x[i + l];
+            b[l] += v * v;
+        }
+    for (; i < n; i++) {
+        float v = rne(clampf(x[i] * is, lo, hi));
+        a[0] += v * x[i];
+        b[0] += v * v;
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < LANES; l++) {
+        s1 += a[l];
+        s2 += b[l];
+    }
+    *sqx = s1;
+    *sqq = s2;
+}
+
+/* asym codes u = rne(clamp((x - base) * is, 0, 15)), or 15 - that for the
+ * top anchor (base = max, is negated); sums of u, u*u, u*x */
+static void cand_asym(const float *x, int n, float base, float is, int top, float *su, float *suu,
+                      float *sux)
+{
+    float a[LANES] = {0}, b[LANES] = {0}, c[LANES] = {0};
+    const float off = top ? 15.0f : 0.0f, sg = top ? -1.0f : 1.0f;
+    volatile float lo_v = 0.0f, hi_v = 15.0f; /* keeps the clamps branch-free (max/min) */
+    const float lo = lo_v, hi = hi_v;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float v = (x[i + l] - base) * is;
+            v = v > lo ? v : lo;
+            v = v < hi ? v : hi;
+            v = off + sg * rne(v);
+            a[l] += v;
+            b[l] += v * v;
+            c[l] += v * x[i + l];
+        }
+    for (; i < n; i++) {
+        float v = off + sg * rne(clampf((x[i] - base) * is, 0.0f, 15.0f));
+        a[0] += v;
+        b[0] += v * v;
+        c[0] += v * x[i];
+    }
+    float s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    for (int l = 0; l < LANES; l++) {
+        s1 += a[l];
+        s2 += b[l];
+        s3 += c[l];
+    }
+    *su = s1;
+    *suu = s2;
+    *sux = s3;
+}
+
 /* ---- symmetric groups (SYM: codes [-8,7]; Q8: [-127,127]) ---------------- */
 
 /* Codes for the stored scale d (nearest level, clamped); returns the
@@ -194,12 +264,8 @@ static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method m
                       : (int)(sizeof k_sym_t8 / sizeof *k_sym_t8);
     float best_score = -1.0f, best_d = 0.0f;
     for (int k = 0; k < nt; k++) {
-        float is = ts[k] / M, sqx = 0.0f, sqq = 0.0f;
-        for (int i = 0; i < n; i++) {
-            float v = rne(clampf(x[i] * is, (float)lo, (float)hi));
-            sqx += v * x[i];
-            sqq += v * v;
-        }
+        float sqx, sqq;
+        cand_sym(x, n, ts[k] / M, (float)lo, (float)hi, &sqx, &sqq);
         /* error of the LS fit = sum x^2 - sqx^2/sqq: maximize sqx^2/sqq */
         if (sqq > 0.0f && sqx * sqx > best_score * sqq) {
             best_score = sqx * sqx / sqq;
@@ -286,15 +352,8 @@ static void asym_group(const float *x, int n, lmp_q4_method method, uint8_t *u, 
     int nt = (int)(sizeof k_asym_t / sizeof *k_asym_t);
     for (int k = 0; k < 2 * nt; k++) {
         float is = (15.0f + k_asym_t[k % nt]) / range;
-        int high = k >= nt; /* anchor the top of the range instead of the bottom */
-        float su = 0.0f, suu = 0.0f, sux = 0.0f;
-        for (int i = 0; i < n; i++) {
-            float v = high ? 15.0f - rne(clampf((mx - x[i]) * is, 0.0f, 15.0f))
-                           : rne(clampf((x[i] - mn) * is, 0.0f, 15.0f));
-            su += v;
-            suu += v * v;
-            sux += v * x[i];
-        }
+        float su, suu, sux;
+        cand_asym(x, n, k >= nt ? mx : mn, k >= nt ? -is : is, k >= nt, &su, &suu, &sux);
         double det = (double)n * suu - (double)su * su;
         if (det <= 0) continue;
         double dd = ((double)n * sux - (double)su * sx) / det;
@@ -578,10 +637,16 @@ void lmp_q4_force_scalar(int on)
     g_force_scalar = on;
 }
 
+#define MAX_MANY 8
+
+/* One pool run over the row tasks of up to MAX_MANY matrices sharing the
+ * same quantized activations. */
 typedef struct {
-    const lmp_mat *w;
+    const lmp_mat *w[MAX_MANY];
+    float *y[MAX_MANY];
+    int first[MAX_MANY + 1]; /* first task of each matrix; first[count] = total */
+    int count;
     const lmp_q4_act *a;
-    float *y;
     int simd;
 } mm_job;
 
@@ -593,14 +658,17 @@ static void mm_task(void *ctx, int task, int tid)
 {
     (void)tid;
     const mm_job *j = ctx;
-    int r0 = task * MM_ROWS, r1 = r0 + MM_ROWS < j->w->rows ? r0 + MM_ROWS : j->w->rows;
+    int i = 0;
+    while (task >= j->first[i + 1]) i++;
+    const lmp_mat *w = j->w[i];
+    int r0 = (task - j->first[i]) * MM_ROWS, r1 = r0 + MM_ROWS < w->rows ? r0 + MM_ROWS : w->rows;
 #if defined(__x86_64__) || defined(__i386__)
     if (j->simd) {
-        lmp_q4_rows_avx2(j->w, j->a, r0, r1, j->y);
+        lmp_q4_rows_avx2(w, j->a, r0, r1, j->y[i]);
         return;
     }
 #endif
-    rows_ref(j->w, j->a, r0, r1, j->y);
+    rows_ref(w, j->a, r0, r1, j->y[i]);
 }
 
 /* Activations are quantized in chunks of tokens so the buffer stays small
@@ -620,17 +688,21 @@ static int mat_ok(const lmp_mat *w)
     return rb != 0 && rb == w->row_bytes && w->data != NULL;
 }
 
-static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool, int simd)
+static void nan_fill(const lmp_mat *w, int n, float *y)
 {
-    if (n <= 0 || w->rows <= 0) return;
-    if (!mat_ok(w)) {
-        for (size_t i = 0; i < (size_t)n * w->rows; i++) y[i] = NAN;
-        return;
-    }
-    size_t per = act_bytes(1, w->cols, w->group);
+    for (size_t i = 0; i < (size_t)n * (size_t)(w->rows > 0 ? w->rows : 0); i++) y[i] = NAN;
+}
+
+/* count matrices with the same kind, cols and group (checked by callers),
+ * all valid, rows >= 1. */
+static void matmul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                        lmp_pool *pool, int simd)
+{
+    const lmp_mat *w0 = w[0];
+    size_t per = act_bytes(1, w0->cols, w0->group);
     int chunk = per >= ACT_BUDGET ? 1 : (int)(ACT_BUDGET / per);
     if (chunk > n) chunk = n;
-    void *heap = malloc(act_bytes(chunk, w->cols, w->group));
+    void *heap = malloc(act_bytes(chunk, w0->cols, w0->group));
     _Alignas(32) unsigned char stackbuf[ACT_STACK];
     void *buf = heap;
     if (!heap) { /* out of memory: fall back to a stack buffer */
@@ -639,22 +711,40 @@ static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *
         buf = stackbuf;
     }
     if (chunk == 0) { /* no memory at all for a huge row: cannot compute */
-        for (size_t i = 0; i < (size_t)n * w->rows; i++) y[i] = NAN;
+        for (int i = 0; i < count; i++) nan_fill(w[i], n, y[i]);
         return;
     }
     for (int t0 = 0; t0 < n; t0 += chunk) {
         int nt = n - t0 < chunk ? n - t0 : chunk;
         lmp_q4_act a;
-        act_quantize(&a, buf, x + (size_t)t0 * w->cols, nt, w->cols, w->group,
-                     simd && w->kind == LMP_MAT_Q4, simd);
-        /* y for this chunk: tokens t0.. map to y + t0*rows with the same stride */
-        mm_job j = {w, &a, y + (size_t)t0 * w->rows, simd};
+        act_quantize(&a, buf, x + (size_t)t0 * w0->cols, nt, w0->cols, w0->group,
+                     simd && w0->kind == LMP_MAT_Q4, simd);
+        mm_job j = {.count = count, .a = &a, .simd = simd};
+        int tasks = 0;
+        for (int i = 0; i < count; i++) {
+            j.w[i] = w[i];
+            /* tokens t0.. map to y + t0*rows with the same stride */
+            j.y[i] = y[i] + (size_t)t0 * w[i]->rows;
+            j.first[i] = tasks;
+            tasks += (w[i]->rows + MM_ROWS - 1) / MM_ROWS;
+        }
+        j.first[count] = tasks;
         if (pool)
-            lmp_pool_run(pool, mm_task, &j, (w->rows + MM_ROWS - 1) / MM_ROWS);
+            lmp_pool_run(pool, mm_task, &j, tasks);
         else
-            for (int k = 0; k < (w->rows + MM_ROWS - 1) / MM_ROWS; k++) mm_task(&j, k, 0);
+            for (int k = 0; k < tasks; k++) mm_task(&j, k, 0);
     }
     free(heap);
+}
+
+static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool, int simd)
+{
+    if (n <= 0 || w->rows <= 0) return;
+    if (!mat_ok(w)) {
+        nan_fill(w, n, y);
+        return;
+    }
+    matmul_many(&w, &y, 1, x, n, pool, simd);
 }
 
 void lmp_q4_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
@@ -670,6 +760,21 @@ void lmp_q8_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *
 void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y)
 {
     matmul(w, x, n, y, NULL, 0);
+}
+
+void lmp_q4_matmul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                        lmp_pool *pool)
+{
+    if (n <= 0 || count <= 0) return;
+    int shared = count <= MAX_MANY;
+    for (int i = 0; i < count && shared; i++)
+        shared = mat_ok(w[i]) && w[i]->rows > 0 && w[i]->kind == w[0]->kind &&
+                 w[i]->cols == w[0]->cols && w[i]->group == w[0]->group;
+    if (!shared) {
+        for (int i = 0; i < count; i++) matmul(w[i], x, n, y[i], pool, lmp_q4_simd_active());
+        return;
+    }
+    matmul_many(w, y, count, x, n, pool, lmp_q4_simd_active());
 }
 
 void lmp_q4_get_row(const lmp_mat *w, int r, float *out)
