@@ -46,6 +46,10 @@ else ifeq ($(VARIANT),test)
 else ifeq ($(VARIANT),asan)
   OPT := -O1 -g -fsanitize=address -fno-omit-frame-pointer -Werror
   B := build/asan
+else ifeq ($(VARIANT),fuzz)
+  CC := clang
+  OPT := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+  B := build/fuzz
 else ifeq ($(VARIANT),ubsan)
   OPT := -O1 -g -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -Werror
   B := build/ubsan
@@ -54,7 +58,7 @@ else
 endif
 BINDIR ?= $(B)/bin
 CFLAGS_ALL := $(BASE_CFLAGS) $(OPT) $(CFLAGS)
-LDFLAGS_ALL := $(filter -fsanitize=%,$(OPT)) -pthread $(LDFLAGS)
+LDFLAGS_ALL := $(filter-out -fsanitize=fuzzer-no-link%,$(filter -fsanitize=%,$(OPT))) -pthread $(LDFLAGS)
 LIBS_ALL := $(PKG_LIBS) -lm $(LIBS)
 SIMD_FLAGS := -mavx2 -mfma -mf16c
 
@@ -81,7 +85,7 @@ DEPFLAGS = -MMD -MP
 .SECONDARY:
 
 # --- rules ------------------------------------------------------------------
-.PHONY: all test asan ubsan check-run fuzz bench demo install clean help deps wasm test-web
+.PHONY: all test asan ubsan check-run fuzz fuzz-run bench demo install clean help deps wasm test-web
 all: $(PROGS)
 
 $(B)/obj/%_avx2.o: %_avx2.c
@@ -144,18 +148,19 @@ asan:
 ubsan:
 	@UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(MAKE) --no-print-directory VARIANT=ubsan check-run
 
-# libFuzzer builds with clang: one binary per parser, short run each.
+# libFuzzer builds with clang (VARIANT=fuzz library): one binary per parser,
+# a short run each over a scratch corpus seeded from fuzz/corpus/<name>/.
 FUZZ_SECONDS ?= 20
-fuzz:
-	@$(MAKE) --no-print-directory VARIANT=release all
-	@mkdir -p build/fuzz
-	@set -e; for f in $(FUZZ_C); do n=$$(basename $$f .c); n=$${n#fuzz_}; \
-	  clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
-	    -o build/fuzz/fuzz_$$n $$f $(LIB_C) $(PKG_LIBS) -lm -pthread; \
-	  mkdir -p build/fuzz/corpus_$$n; \
+FUZZERS := $(patsubst fuzz/fuzz_%.c,$(B)/fuzz/fuzz_%,$(FUZZ_C))
+$(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(LIB_A) $(LDFLAGS_ALL) $(LIBS_ALL)
+fuzz-run: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do n=$${f##*/fuzz_}; mkdir -p $(B)/corpus_$$n; \
 	  echo "fuzz $$n for $(FUZZ_SECONDS)s"; \
-	  build/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus_$$n fuzz/corpus/$$n; \
-	done
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(B)/corpus_$$n fuzz/corpus/$$n; done
+fuzz:
+	@$(MAKE) --no-print-directory VARIANT=fuzz fuzz-run
 
 # Benchmark programs: bench/bench_<name>.c -> build/release/bench/bench_<name>;
 # bench/run.sh runs every bench/*.sh part and prints the table.

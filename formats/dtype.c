@@ -133,19 +133,11 @@ uint16_t lmp_f32_to_f16(float f)
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
+#include "common/cpu.h"
 void lmp__f16_to_f32_f16c(const void *src, float *dst, size_t n);
-/* clang's __builtin_cpu_supports does not know "f16c": read CPUID.1:ECX[29]. */
 static int have_f16c(void)
 {
-    static _Atomic int cached = -1; /* every thread computes the same value */
-    if (cached < 0) {
-        unsigned a = 0, b = 0, c = 0, dx = 0;
-        int f16c = __get_cpuid(1, &a, &b, &c, &dx) && (c & (1u << 29));
-        __builtin_cpu_init();
-        cached = f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
+    return lmp_cpu_avx2();
 }
 #endif
 

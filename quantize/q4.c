@@ -2,6 +2,7 @@
  * reference kernels and the run-time dispatch to the AVX2 kernels.
  * The byte layout is documented in q4.h. */
 #include "quantize/q4.h"
+#include "common/cpu.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -614,17 +615,7 @@ static int g_force_scalar;
 
 static int cpu_has_avx2(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                 __builtin_cpu_supports("f16c");
-    }
-    return cached;
-#else
-    return 0;
-#endif
+    return lmp_cpu_avx2();
 }
 
 int lmp_q4_simd_active(void)
