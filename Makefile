@@ -35,7 +35,9 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 # --- flags per variant --------------------------------------------------------
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wvla -Wformat=2
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -I. $(WARN) -pthread $(PKG_CFLAGS)
+# -ffp-contract=off: no compiler-chosen FMA contraction, so gcc and clang
+# builds give byte-identical quantized files (tests/test_determinism.c).
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -I. $(WARN) -ffp-contract=off -pthread $(PKG_CFLAGS)
 ifeq ($(VARIANT),release)
   OPT := -O2 -g
   B := build/release
@@ -46,6 +48,10 @@ else ifeq ($(VARIANT),test)
 else ifeq ($(VARIANT),asan)
   OPT := -O1 -g -fsanitize=address -fno-omit-frame-pointer -Werror
   B := build/asan
+else ifeq ($(VARIANT),clang)
+  CC := clang
+  OPT := -O2 -g
+  B := build/clang
 else ifeq ($(VARIANT),fuzz)
   CC := clang
   OPT := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
@@ -141,7 +147,13 @@ $(B)/bench/%: bench/%.c $(LIB_A)
 check-run: $(PROGS) $(TEST_BIN) $(REPLAYS)
 	$(TEST_BIN)
 
+# When clang is installed, a clang build of the programs is made first so the
+# suite can check that gcc and clang builds write byte-identical files.
+HAVE_CLANG := $(shell command -v clang >/dev/null 2>&1 && echo yes)
 test:
+ifeq ($(HAVE_CLANG),yes)
+	@$(MAKE) --no-print-directory VARIANT=clang all
+endif
 	@$(MAKE) --no-print-directory VARIANT=test check-run
 asan:
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(MAKE) --no-print-directory VARIANT=asan check-run

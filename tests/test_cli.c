@@ -1,5 +1,6 @@
 /* bin/lmpack dispatcher and the shared CLI conventions. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,30 @@ START_TEST(dispatcher_help_and_unknown)
     ck_assert_int_eq(t_run(a3, &out, &err), 2);
     free(out);
     free(err);
+}
+END_TEST
+
+/* After `make install` the programs sit together in PREFIX/bin: the
+ * dispatcher must find lmpack-CMD beside itself, not in the build tree. */
+START_TEST(dispatcher_finds_programs_beside_itself)
+{
+    char *dir = t_tmpdir();
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' '%s/' && cd / && env PATH=/usr/bin:/bin '%s/lmpack' inspect --json '%s'",
+             t_bin("lmpack"), t_bin("lmpack-inspect"), dir, dir, t_data("stories260k"));
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(t_sh(cmd, &out, &err) == 0, "installed dispatcher failed: %s", err);
+    ck_assert_ptr_nonnull(strstr(out, "\"n_tensors\""));
+    free(out);
+    free(err);
+    /* a command whose program is not installed there is reported, exit 2 */
+    snprintf(cmd, sizeof cmd, "env PATH=/usr/bin:/bin '%s/lmpack' convert --help", dir);
+    ck_assert_int_eq(t_sh(cmd, &out, &err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "unknown command 'convert'"));
+    free(out);
+    free(err);
+    t_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -54,6 +79,7 @@ Suite *lmp_suite_cli(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, dispatcher_help_and_unknown);
     tcase_add_test(tc, parse_helpers);
+    tcase_add_test(tc, dispatcher_finds_programs_beside_itself);
     suite_add_tcase(s, tc);
     return s;
 }
