@@ -17,12 +17,12 @@ WEB_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # emcc 3.1.6 needs acorn & co. from Debian's node path under Node 20.
 EMCC := NODE_PATH=/usr/share/nodejs emcc
 EMAR := NODE_PATH=/usr/share/nodejs emar
-WEB_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(WEB_INC) -I$(WEB_SRC) $(WARN) -O3 -msimd128 -DLMP_WASM=1
+WEB_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(WEB_INC) -I$(WEB_SRC) $(WARN) -O3 -msimd128 -DLMP_WASM=1 '-D__builtin_cpu_supports(x)=0'
 # Library files never needed in the browser or not portable to wasm.
 WEB_LIB_EXCLUDE ?= %_avx2.c convert/% split/% verify/%
 WEB_LIB_C := $(filter-out $(WEB_LIB_EXCLUDE),$(LIB_C))
 WEB_LIB_O := $(WEB_LIB_C:%.c=$(WEB_B)/obj/%.o)
-WEB_OWN_O := $(WEB_B)/obj/web/wasm_api.o $(WEB_B)/obj/web/wasm_hash.o \
+WEB_OWN_O := $(WEB_B)/obj/web/wasm_api.o $(WEB_B)/obj/web/wasm_hash.o $(WEB_B)/obj/web/wasm_sample.o \
              $(WEB_B)/obj/web/wasm_zstd.o $(WEB_B)/obj/cJSON.o
 WEB_PAGE := web/index.html web/app.js web/style.css
 WEB_LDFLAGS := -O3 -msimd128 -s MODULARIZE=1 -s EXPORT_NAME=createLmpack \
@@ -94,7 +94,7 @@ $(WEB_NPM)/node_modules/playwright-core/package.json: web/package.json
 	@touch $@
 
 test-web: wasm all $(WEB_B)/.chromium $(WEB_NPM)/node_modules/playwright-core/package.json
-	NODE_PATH=$(abspath $(WEB_NPM))/node_modules LMP_BIN=$(abspath $(BINDIR)) \
+	WEB_NPM=$(WEB_NPM) LMP_BIN=$(abspath $(BINDIR)) WEB_BUNDLE=$(WEB_B)/test/bundle \
 	  node web/test-web.mjs
 
 -include $(WEB_LIB_O:.o=.d) $(WEB_OWN_O:.o=.d)
