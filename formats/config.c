@@ -357,6 +357,10 @@ out:
  * exponent so Python readers see a float. */
 static void fmt_float(char *buf, size_t cap, float x)
 {
+    if (x == floorf(x) && fabsf(x) < 1e15f) {
+        snprintf(buf, cap, "%.1f", (double)x);
+        return;
+    }
     for (int prec = 1; prec <= 9; prec++) {
         snprintf(buf, cap, "%.*g", prec, (double)x);
         if (strtof(buf, NULL) == x) break;
