@@ -97,37 +97,40 @@ function hashAt(p, n) {
 
 /* ---- manifest ----------------------------------------------------------- */
 
-/* The bundle's manifest.json (docs/MANIFEST.md) reduced to what the page
- * needs: files to fetch in load order, each with the expected compressed size
- * and XXH3-128. Tokenizer files come first (tiny), then the chunks in
- * manifest order, which is head first, then layers ascending. */
+/* The bundle's manifest.json (docs/MANIFEST.md, written by manifest/)
+ * reduced to what the page needs: files to fetch in load order, each with
+ * the expected compressed size and XXH3-128. Order: the manifest's
+ * "critical" files first (tokenizer files and the head chunk), then the
+ * remaining files in manifest order (layer chunks ascending). */
 function planFrom(man) {
-  if (!man || typeof man !== 'object' || !Array.isArray(man.chunks))
-    throw new Error('manifest.json: no "chunks" list');
-  const files = [];
-  for (const t of (man.tokenizer || [])) {
-    files.push({ kind: 'tokenizer', file: t.file, size: t.size, hash: t.xxh3 });
+  if (!man || typeof man !== 'object' || man.format !== 'lmpack-bundle' || !Array.isArray(man.chunks))
+    throw new Error('manifest.json: not an lmpack bundle manifest (format / chunks missing)');
+  if (man.version !== 1) throw new Error(`manifest.json: version ${man.version} is not supported (1)`);
+  const all = [];
+  for (const t of (man.tokenizer || []))
+    all.push({ kind: 'tokenizer', file: t.file, size: t.size, hash: t.xxh3 });
+  for (const c of man.chunks) {
+    const l = Array.isArray(c.layers) ? c.layers : [0, -1];
+    all.push({ kind: 'chunk', file: c.file, size: c.compressed_size, hash: c.xxh3_compressed,
+               rawSize: c.raw_size, rawHash: c.xxh3_raw, head: c.role === 'head',
+               first: l[0], last: l[1] });
   }
-  const chunks = man.chunks.map((c) => ({
-    kind: 'chunk', file: c.file, size: c.compressed_size, hash: c.xxh3_compressed,
-    rawSize: c.raw_size, rawHash: c.xxh3_raw,
-    head: c.role === 'head' || c.role === 0,
-    first: c.first_layer, last: c.last_layer,
-  }));
-  /* Critical (head) chunk first, otherwise manifest order. */
-  chunks.sort((a, b) => (b.head ? 1 : 0) - (a.head ? 1 : 0));
-  for (const c of chunks) files.push(c);
+  const critical = (man.critical && man.critical.files) || [];
+  const rank = (f) => { const i = critical.indexOf(f.file); return i < 0 ? critical.length : i; };
+  const files = all.map((f, i) => [rank(f), i, f]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+                   .map((x) => x[2]);
   for (const f of files) {
-    if (typeof f.file !== 'string' || !/^(chunks|tokenizer)\/[A-Za-z0-9._-]+$/.test(f.file) ||
-        f.file.includes('..'))
+    if (typeof f.file !== 'string' || !/^(chunks|tokenizer)\/[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(f.file))
       throw new Error(`manifest.json: bad file name ${JSON.stringify(f.file)}`);
     if (!/^[0-9a-f]{32}$/.test(f.hash || ''))
       throw new Error(`manifest.json: ${f.file}: no XXH3-128 hash`);
     if (!Number.isSafeInteger(f.size) || f.size < 0)
       throw new Error(`manifest.json: ${f.file}: bad size`);
+    if (f.kind === 'chunk' && !f.head && !(Number.isInteger(f.first) && f.last >= f.first))
+      throw new Error(`manifest.json: ${f.file}: bad layer range`);
   }
   const cfg = man.config || {};
-  return { name: man.name || '', config: cfg, files,
+  return { name: (man.model && man.model.name) || '', config: cfg, files,
            nLayers: cfg.num_hidden_layers || 0 };
 }
 

@@ -12,7 +12,10 @@
  *   lmpw_zstd_decode           decode a whole frame into dst[cap]; returns the
  *                              byte count, or -1 with a message in diag.
  */
-#define XXH_INLINE_ALL
+/* The library calls XXH3 through libxxhash's external symbols; in wasm this
+ * translation unit provides them (header-only implementation). */
+#define XXH_STATIC_LINKING_ONLY
+#define XXH_IMPLEMENTATION
 #include <xxhash.h>
 
 #include "web/wasm_hash.h"
