@@ -2,6 +2,7 @@
  * docs/BUNDLE.md. */
 #include "formats/chunk.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -403,6 +404,14 @@ lmp_status lmp_chunk_parse(lmp_chunk *c, const uint8_t *raw, size_t n, const cha
                 (unsigned long long)dsize, (unsigned long long)expect_off);
     LMP_FAIL_IF(!all_zero(tend + meta, doff - (LMP_CHUNK_HEADER + table + meta)), LMP_ERR_FORMAT,
                 "%s: nonzero padding before the data area", fname);
+    if (meta) {
+        LMP_FAIL_IF(memchr(tend, 0, meta) != NULL, LMP_ERR_FORMAT,
+                    "%s: metadata contains a NUL byte", fname);
+        cJSON *mj = cJSON_ParseWithLength((const char *)tend, meta);
+        int obj = cJSON_IsObject(mj);
+        cJSON_Delete(mj);
+        LMP_FAIL_IF(!obj, LMP_ERR_FORMAT, "%s: metadata is not a JSON object", fname);
+    }
     qsort(sorted, nt, sizeof *sorted, cmp_names);
     for (uint32_t i = 1; i < nt; i++)
         LMP_FAIL_IF(!strcmp(sorted[i - 1]->name, sorted[i]->name), LMP_ERR_FORMAT,

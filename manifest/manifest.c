@@ -657,9 +657,9 @@ lmp_status lmp_manifest_parse(lmp_manifest **out, const char *text, size_t len, 
     fill_derived(m);
 
     /* Canonical form and self-hash: the text must be exactly what we print. */
-    stored = (char *)get_str(root, "manifest_xxh3");
-    LMP_FAIL_IF(!hex_ok(stored), LMP_ERR_FORMAT, MF ": \"manifest_xxh3\" missing or invalid");
-    stored = strdup(stored);
+    const char *sh = get_str(root, "manifest_xxh3");
+    LMP_FAIL_IF(!hex_ok(sh), LMP_ERR_FORMAT, MF ": \"manifest_xxh3\" missing or invalid");
+    stored = strdup(sh);
     LMP_FAIL_IF(!stored, LMP_ERR_NOMEM, MF ": out of memory");
     {
         pctx p = {0};
