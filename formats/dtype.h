@@ -43,5 +43,8 @@ uint16_t lmp_f32_to_bf16(float f);
 /* Convert n little-endian elements of type t (F32, F16 or BF16) at src to
  * float. Returns 0, or -1 for another type. src need not be aligned. */
 int lmp_to_f32(lmp_dtype t, const void *src, float *dst, size_t n);
+/* The plain scalar version of lmp_to_f32 (the reference the F16C fast path
+ * is tested against). */
+int lmp_to_f32_scalar(lmp_dtype t, const void *src, float *dst, size_t n);
 
 #endif

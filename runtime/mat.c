@@ -1,0 +1,172 @@
+/* lmp_mat_mul / lmp_mat_get_row: dispatch on the storage kind, threads over
+ * output rows.
+ *
+ * Work split: the rows are cut into fixed-size tasks handed to the pool;
+ * every output element is computed entirely by one task with a summation
+ * order that depends only on the column count (see mat_avx2.c for the SIMD
+ * order; the scalar reference adds columns left to right in float), so the
+ * result does not depend on the thread count, on the task size, or on how
+ * many tokens are in the batch.
+ *
+ * Adding a kind (Q4, Q8 from quantize/): add a case to rows_kernel() and
+ * lmp_mat_get_row(); the default case fills NaN so a missing kernel can
+ * never pass for a working one.
+ */
+#include "runtime/mat.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "formats/dtype.h"
+#include "quantize/q4.h"
+#include "runtime/mat_impl.h"
+
+static atomic_int simd_allowed = 1;
+
+int lmp_mat_set_simd(int on)
+{
+    return atomic_exchange(&simd_allowed, on ? 1 : 0);
+}
+
+int lmp_mat_simd_active(void)
+{
+    return atomic_load(&simd_allowed) && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("fma");
+}
+
+/* ---- scalar reference kernels ------------------------------------------------ */
+
+static void f32_rows_ref(const float *W, size_t ws, int rows, int cols, const float *x, int n,
+                         float *y, int r0, int r1)
+{
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * cols;
+        for (int r = r0; r < r1; r++) {
+            const float *w = W + (size_t)r * ws;
+            float s = 0.0f;
+            for (int c = 0; c < cols; c++) s += w[c] * xt[c];
+            y[(size_t)t * rows + r] = s;
+        }
+    }
+}
+
+static void half_rows_ref(const lmp_mat *m, const float *x, int n, float *y, int r0, int r1)
+{
+    const uint16_t *W = m->data;
+    int bf = m->kind == LMP_MAT_BF16;
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * m->cols;
+        for (int r = r0; r < r1; r++) {
+            const uint16_t *w = (const uint16_t *)((const char *)W + (size_t)r * m->row_bytes);
+            float s = 0.0f;
+            for (int c = 0; c < m->cols; c++)
+                s += (bf ? lmp_bf16_to_f32(w[c]) : lmp_f16_to_f32(w[c])) * xt[c];
+            y[(size_t)t * m->rows + r] = s;
+        }
+    }
+}
+
+static void nan_rows(const lmp_mat *m, int n, float *y, int r0, int r1)
+{
+    for (int t = 0; t < n; t++)
+        for (int r = r0; r < r1; r++) y[(size_t)t * m->rows + r] = NAN;
+}
+
+static void rows_kernel(const lmp_mat *m, const float *x, int n, float *y, int r0, int r1,
+                        int simd)
+{
+    switch (m->kind) {
+    case LMP_MAT_F32:
+        if (simd)
+            lmp_mat_f32_rows_avx2(m->data, m->row_bytes / sizeof(float), m->rows, m->cols, x, n,
+                                  y, r0, r1);
+        else
+            f32_rows_ref(m->data, m->row_bytes / sizeof(float), m->rows, m->cols, x, n, y, r0,
+                         r1);
+        break;
+    case LMP_MAT_F16:
+    case LMP_MAT_BF16:
+        half_rows_ref(m, x, n, y, r0, r1);
+        break;
+    default: /* LMP_MAT_Q4 / LMP_MAT_Q8 never get here (lmp_mat_mul hands them to quantize/q4.c) */
+        nan_rows(m, n, y, r0, r1);
+        break;
+    }
+}
+
+typedef struct {
+    const lmp_mat *m;
+    const float *x;
+    float *y;
+    int n, rows_per_task, simd;
+} mm_job;
+
+static void mm_task(void *ctx, int task, int tid)
+{
+    (void)tid;
+    const mm_job *j = ctx;
+    int r0 = task * j->rows_per_task;
+    int r1 = r0 + j->rows_per_task < j->m->rows ? r0 + j->rows_per_task : j->m->rows;
+    rows_kernel(j->m, j->x, j->n, j->y, r0, r1, j->simd);
+}
+
+void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
+{
+    if (n <= 0 || w->rows <= 0) return;
+    if (w->kind == LMP_MAT_Q4 || w->kind == LMP_MAT_Q8) {
+        /* quantize/q4.c quantizes the activations once and threads itself */
+        if (!atomic_load(&simd_allowed))
+            lmp_q4_matmul_ref(w, x, n, y);
+        else if (w->kind == LMP_MAT_Q4)
+            lmp_q4_matmul(w, x, n, y, pool);
+        else
+            lmp_q8_matmul(w, x, n, y, pool);
+        return;
+    }
+    /* ~64 tasks per call (at least 16 rows each, a multiple of 4 so the
+     * SIMD path mostly runs full 4-row tiles); dynamic hand-out balances
+     * the threads. */
+    int rpt = (w->rows + 63) / 64;
+    rpt = (rpt + 3) & ~3;
+    if (rpt < 16) rpt = 16;
+    mm_job j = {w, x, y, n, rpt, lmp_mat_simd_active()};
+    int tasks = (w->rows + rpt - 1) / rpt;
+    if (!pool || lmp_pool_threads(pool) == 1)
+        for (int i = 0; i < tasks; i++) mm_task(&j, i, 0);
+    else
+        lmp_pool_run(pool, mm_task, &j, tasks);
+}
+
+void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y)
+{
+    if (n <= 0 || w->rows <= 0) return;
+    if (w->kind == LMP_MAT_Q4 || w->kind == LMP_MAT_Q8) {
+        lmp_q4_matmul_ref(w, x, n, y);
+        return;
+    }
+    rows_kernel(w, x, n, y, 0, w->rows, 0);
+}
+
+void lmp_mat_get_row(const lmp_mat *w, int r, float *out)
+{
+    const char *row = (const char *)w->data + (size_t)r * w->row_bytes;
+    switch (w->kind) {
+    case LMP_MAT_F32:
+        memcpy(out, row, (size_t)w->cols * sizeof(float));
+        break;
+    case LMP_MAT_F16:
+        lmp_to_f32(LMP_DT_F16, row, out, (size_t)w->cols);
+        break;
+    case LMP_MAT_BF16:
+        lmp_to_f32(LMP_DT_BF16, row, out, (size_t)w->cols);
+        break;
+    case LMP_MAT_Q4:
+    case LMP_MAT_Q8:
+        lmp_q4_get_row(w, r, out);
+        break;
+    default:
+        for (int c = 0; c < w->cols; c++) out[c] = NAN;
+        break;
+    }
+}
