@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "quantize/q4.h"
 
 #define MF "manifest.json"
 #define MAX_U53 9007199254740992.0 /* 2^53: integers above are not exact in JSON doubles */
@@ -244,6 +245,8 @@ static cJSON *build_tree(const lmp_manifest *m, pctx *p)
         const char *kn = lmp_chunk_kind_name(q[k].kind);
         add(p, r, "kind", cJSON_CreateString(kn ? kn : "?"));
         add(p, r, "scheme", num(q[k].scheme));
+        const char *sn = q[k].scheme ? lmp_q4_scheme_name(q[k].scheme) : "none";
+        add(p, r, "scheme_name", cJSON_CreateString(sn ? sn : "unknown"));
         add(p, r, "group_size", num(q[k].group));
         add(p, r, "tensors", num((double)q[k].tensors));
         add(p, r, "weights", num((double)q[k].weights));
