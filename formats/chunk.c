@@ -2,12 +2,14 @@
  * docs/BUNDLE.md. */
 #include "formats/chunk.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 #include <zstd.h>
 
 #include "common/fileio.h"
+#include "formats/lmpk.h"
 #include "runtime/mat.h"
 
 static const char *const kind_names[] = {"f32", "f16", "bf16", "q4", "q8"};
@@ -25,51 +27,20 @@ int lmp_chunk_kind_from_name(const char *s)
     return -1;
 }
 
-/* a * b, or 0 on overflow / zero operand */
-static uint64_t mul_ok(uint64_t a, uint64_t b)
-{
-    if (a == 0 || b == 0 || a > UINT64_MAX / b) return 0;
-    return a * b;
-}
-
 uint64_t lmp_chunk_tensor_bytes(int kind, int ndim, const int64_t *shape, int group, int scheme)
 {
-    if (ndim < 1 || ndim > LMP_CHUNK_MAX_DIMS) return 0;
-    uint64_t nel = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 1 || shape[i] > (int64_t)1 << 40) return 0;
-        nel = mul_ok(nel, (uint64_t)shape[i]);
-        if (!nel) return 0;
-    }
-    switch (kind) {
-    case LMP_MAT_F32:
-        return (group || scheme) ? 0 : mul_ok(nel, 4);
-    case LMP_MAT_F16:
-    case LMP_MAT_BF16:
-        return (group || scheme) ? 0 : mul_ok(nel, 2);
-    case LMP_MAT_Q4:
-    case LMP_MAT_Q8: {
-        /* Placeholder until quantize/q4.h defines the row format: the
-         * reader then only bounds the size (see chunk_size_ok). */
-        (void)group;
-        (void)scheme;
-        return 0;
-    }
-    default:
-        return 0;
-    }
+    /* the container's rule, so chunks and .lmpk agree byte for byte */
+    if (kind < LMP_MAT_F32 || kind > LMP_MAT_Q8 || ndim < 1 || ndim > LMP_CHUNK_MAX_DIMS) return 0;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 1 || shape[i] > ((int64_t)1 << 40)) return 0;
+    uint64_t rb = 0;
+    return lmp_lmpk_tensor_bytes((lmp_mat_kind)kind, ndim, shape, group, scheme, &rb, "chunk",
+                                 NULL);
 }
 
 /* Is `size` right for this tensor? */
 static int chunk_size_ok(const lmp_chunk_tensor *t)
 {
-    if (t->kind == LMP_MAT_Q4 || t->kind == LMP_MAT_Q8) {
-        if (t->ndim != 2 || t->group < 1 || t->shape[0] < 1 || t->shape[1] < 1) return 0;
-        uint64_t nel = mul_ok((uint64_t)t->shape[0], (uint64_t)t->shape[1]);
-        /* at least the packed values, at most 4 bytes per weight */
-        uint64_t lo = t->kind == LMP_MAT_Q4 ? (nel + 1) / 2 : nel;
-        return nel && t->size >= lo && t->size / 4 <= nel;
-    }
     uint64_t want = lmp_chunk_tensor_bytes(t->kind, t->ndim, t->shape, t->group, t->scheme);
     return want != 0 && want == t->size;
 }
@@ -403,6 +374,14 @@ lmp_status lmp_chunk_parse(lmp_chunk *c, const uint8_t *raw, size_t n, const cha
                 (unsigned long long)dsize, (unsigned long long)expect_off);
     LMP_FAIL_IF(!all_zero(tend + meta, doff - (LMP_CHUNK_HEADER + table + meta)), LMP_ERR_FORMAT,
                 "%s: nonzero padding before the data area", fname);
+    if (meta) {
+        LMP_FAIL_IF(memchr(tend, 0, meta) != NULL, LMP_ERR_FORMAT,
+                    "%s: metadata contains a NUL byte", fname);
+        cJSON *mj = cJSON_ParseWithLength((const char *)tend, meta);
+        int obj = cJSON_IsObject(mj);
+        cJSON_Delete(mj);
+        LMP_FAIL_IF(!obj, LMP_ERR_FORMAT, "%s: metadata is not a JSON object", fname);
+    }
     qsort(sorted, nt, sizeof *sorted, cmp_names);
     for (uint32_t i = 1; i < nt; i++)
         LMP_FAIL_IF(!strcmp(sorted[i - 1]->name, sorted[i]->name), LMP_ERR_FORMAT,

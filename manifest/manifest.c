@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "quantize/q4.h"
 
 #define MF "manifest.json"
 #define MAX_U53 9007199254740992.0 /* 2^53: integers above are not exact in JSON doubles */
@@ -244,6 +245,8 @@ static cJSON *build_tree(const lmp_manifest *m, pctx *p)
         const char *kn = lmp_chunk_kind_name(q[k].kind);
         add(p, r, "kind", cJSON_CreateString(kn ? kn : "?"));
         add(p, r, "scheme", num(q[k].scheme));
+        const char *sn = q[k].scheme ? lmp_q4_scheme_name(q[k].scheme) : "none";
+        add(p, r, "scheme_name", cJSON_CreateString(sn ? sn : "unknown"));
         add(p, r, "group_size", num(q[k].group));
         add(p, r, "tensors", num((double)q[k].tensors));
         add(p, r, "weights", num((double)q[k].weights));
@@ -657,9 +660,9 @@ lmp_status lmp_manifest_parse(lmp_manifest **out, const char *text, size_t len, 
     fill_derived(m);
 
     /* Canonical form and self-hash: the text must be exactly what we print. */
-    stored = (char *)get_str(root, "manifest_xxh3");
-    LMP_FAIL_IF(!hex_ok(stored), LMP_ERR_FORMAT, MF ": \"manifest_xxh3\" missing or invalid");
-    stored = strdup(stored);
+    const char *sh = get_str(root, "manifest_xxh3");
+    LMP_FAIL_IF(!hex_ok(sh), LMP_ERR_FORMAT, MF ": \"manifest_xxh3\" missing or invalid");
+    stored = strdup(sh);
     LMP_FAIL_IF(!stored, LMP_ERR_NOMEM, MF ": out of memory");
     {
         pctx p = {0};

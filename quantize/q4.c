@@ -588,9 +588,25 @@ static void mm_task(void *ctx, int task, int tid)
 #define ACT_BUDGET (1u << 20)
 #define ACT_STACK 32768
 
+/* A view whose kind, scheme and row_bytes disagree with the format rules
+ * is never read: its results are NaN. */
+static int mat_ok(const lmp_mat *w)
+{
+    int scheme = w->kind == LMP_MAT_Q8 ? LMP_Q4_Q8 : w->scheme;
+    if (w->kind == LMP_MAT_Q8 && w->scheme != 0 && w->scheme != LMP_Q4_Q8) return 0;
+    if (w->kind == LMP_MAT_Q4 && scheme != LMP_Q4_SYM && scheme != LMP_Q4_ASYM) return 0;
+    if (w->kind != LMP_MAT_Q4 && w->kind != LMP_MAT_Q8) return 0;
+    size_t rb = lmp_q4_row_bytes(w->cols, w->group, scheme);
+    return rb != 0 && rb == w->row_bytes && w->data != NULL;
+}
+
 static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool, int simd)
 {
     if (n <= 0 || w->rows <= 0) return;
+    if (!mat_ok(w)) {
+        for (size_t i = 0; i < (size_t)n * w->rows; i++) y[i] = NAN;
+        return;
+    }
     size_t per = act_bytes(1, w->cols, w->group);
     int chunk = per >= ACT_BUDGET ? 1 : (int)(ACT_BUDGET / per);
     if (chunk > n) chunk = n;
@@ -637,6 +653,10 @@ void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y)
 
 void lmp_q4_get_row(const lmp_mat *w, int r, float *out)
 {
+    if (!mat_ok(w) || r < 0 || r >= w->rows) {
+        for (int c = 0; c < w->cols; c++) out[c] = NAN;
+        return;
+    }
     lmp_q4_dequantize_row((const uint8_t *)w->data + (size_t)r * w->row_bytes, w->cols, w->group,
                           w->kind == LMP_MAT_Q8 ? LMP_Q4_Q8 : w->scheme, out);
 }

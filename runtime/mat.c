@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "formats/dtype.h"
+#include "quantize/q4.h"
 #include "runtime/mat_impl.h"
 
 static atomic_int simd_allowed = 1;
@@ -88,7 +89,7 @@ static void rows_kernel(const lmp_mat *m, const float *x, int n, float *y, int r
     case LMP_MAT_BF16:
         half_rows_ref(m, x, n, y, r0, r1);
         break;
-    default: /* LMP_MAT_Q4 / LMP_MAT_Q8: kernels live in quantize/ */
+    default: /* LMP_MAT_Q4 / LMP_MAT_Q8 never get here (lmp_mat_mul hands them to quantize/q4.c) */
         nan_rows(m, n, y, r0, r1);
         break;
     }
@@ -113,6 +114,16 @@ static void mm_task(void *ctx, int task, int tid)
 void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
 {
     if (n <= 0 || w->rows <= 0) return;
+    if (w->kind == LMP_MAT_Q4 || w->kind == LMP_MAT_Q8) {
+        /* quantize/q4.c quantizes the activations once and threads itself */
+        if (!atomic_load(&simd_allowed))
+            lmp_q4_matmul_ref(w, x, n, y);
+        else if (w->kind == LMP_MAT_Q4)
+            lmp_q4_matmul(w, x, n, y, pool);
+        else
+            lmp_q8_matmul(w, x, n, y, pool);
+        return;
+    }
     /* ~64 tasks per call (at least 16 rows each, a multiple of 4 so the
      * SIMD path mostly runs full 4-row tiles); dynamic hand-out balances
      * the threads. */
@@ -130,6 +141,10 @@ void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *po
 void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y)
 {
     if (n <= 0 || w->rows <= 0) return;
+    if (w->kind == LMP_MAT_Q4 || w->kind == LMP_MAT_Q8) {
+        lmp_q4_matmul_ref(w, x, n, y);
+        return;
+    }
     rows_kernel(w, x, n, y, 0, w->rows, 0);
 }
 
@@ -146,7 +161,11 @@ void lmp_mat_get_row(const lmp_mat *w, int r, float *out)
     case LMP_MAT_BF16:
         lmp_to_f32(LMP_DT_BF16, row, out, (size_t)w->cols);
         break;
-    default: /* LMP_MAT_Q4 / LMP_MAT_Q8: dequantizers live in quantize/ */
+    case LMP_MAT_Q4:
+    case LMP_MAT_Q8:
+        lmp_q4_get_row(w, r, out);
+        break;
+    default:
         for (int c = 0; c < w->cols; c++) out[c] = NAN;
         break;
     }

@@ -21,6 +21,7 @@
 #include "common/pool.h"
 #include "common/status.h"
 #include "formats/chunk.h"
+#include "formats/lmpk.h"
 
 typedef struct lmp_split_file {
     const char *name;        /* plain file name, e.g. "tokenizer.json" */
@@ -64,3 +65,16 @@ lmp_status lmp_split_write(const lmp_split_src *src, const char *out_dir,
 void lmp_split_remove_tree(const char *dir);
 
 #endif
+
+/* ---- from an .lmpk container ------------------------------------------- */
+
+/* A split source over an open container (tensors in container order, its
+ * config.json bytes, its carried files). Arrays are malloc'd into *tensors
+ * and *files (free() both); data points into pk, which must stay open. */
+lmp_status lmp_split_src_from_lmpk(const lmp_lmpk *pk, const char *name, lmp_split_src *src,
+                                   lmp_chunk_tensor **tensors, lmp_split_file **files,
+                                   lmp_diag *d);
+
+/* Model name from a path: last component without a trailing '/' or a
+ * ".lmpk" suffix, into buf. */
+void lmp_split_default_name(const char *path, char *buf, size_t cap);

@@ -4,6 +4,7 @@
  * bytes), from the format rules in formats/lmpk.h and quantize/q4.h (sizes
  * and bits/weight by hand formula), and from the reference quantizer. */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -452,11 +453,13 @@ static uint64_t hand_row_bytes(int64_t cols, int group, int kind_q8, int asym)
 
 static double json_number(const char *json, const char *key)
 {
-    char k[128];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(json, k);
-    ck_assert_msg(p != NULL, "no %s in %s", key, json);
-    return strtod(p + strlen(k), NULL);
+    cJSON *o = cJSON_Parse(json);
+    ck_assert_msg(o != NULL, "not JSON: %s", json);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    ck_assert_msg(cJSON_IsNumber(v), "no number %s in %s", key, json);
+    double x = v->valuedouble;
+    cJSON_Delete(o);
+    return x;
 }
 
 /* q4 at g32/g64/g128 x sym/asym: sizes and bits/weight by hand, rows equal
@@ -703,6 +706,223 @@ START_TEST(convert_failure_leaves_nothing)
 }
 END_TEST
 
+
+/* ---- running containers ----------------------------------------------------- */
+
+static int32_t *golden_i32(const lmp_st *g, const char *name, int *n)
+{
+    const lmp_st_tensor *t = lmp_st_find(g, name);
+    if (!t) return NULL;
+    ck_assert_int_eq(t->dtype, LMP_DT_I32);
+    int32_t *v = malloc(t->nbytes + 4);
+    memcpy(v, t->data, t->nbytes);
+    *n = (int)t->nelem;
+    return v;
+}
+
+static char *ids_string(const int32_t *ids, int n)
+{
+    char *s = malloc((size_t)n * 12 + 1);
+    size_t k = 0;
+    s[0] = '\0';
+    for (int i = 0; i < n; i++) k += (size_t)sprintf(s + k, "%s%d", i ? " " : "", ids[i]);
+    return s;
+}
+
+static float *run_logits(const char *model, const char *ids, const char *out, size_t *n)
+{
+    char *argv[] = {(char *)t_bin("lmpack-run"), (char *)model, "--ids", (char *)ids, "--logits",
+                    (char *)out, "-t", "2", NULL};
+    char *err = NULL;
+    int rc = t_run(argv, NULL, &err);
+    ck_assert_msg(rc == 0, "run %s: %s", model, err);
+    free(err);
+    return (float *)t_slurp(out, n);
+}
+
+/* f32 container: `lmpack run --logits` gives the folder's logits bit for
+ * bit, and matches the golden logits; q4 containers run too. */
+START_TEST(run_f32_container_golden)
+{
+    static const char *models[] = {"stories260k", "tiny-smollm-bf16", "tiny-smollm-f16",
+                                   "tiny-untied-f32-sharded"};
+    char *dir = t_tmpdir();
+    char *pk = lmp_path_join(dir, "m.lmpk"), *la = lmp_path_join(dir, "a.f32");
+    char *lb = lmp_path_join(dir, "b.f32");
+    for (int mi = 0; mi < 4; mi++) {
+        convert_ok(t_data(models[mi]), pk, "--dtype", "f32", NULL, NULL);
+        char gp[4096];
+        snprintf(gp, sizeof gp, "%s/golden.safetensors", t_data(models[mi]));
+        lmp_st *g = NULL;
+        lmp_diag d;
+        lmp_diag_clear(&d);
+        ck_assert_int_eq(lmp_st_open(&g, gp, &d), LMP_OK);
+        lmp_config cfg;
+        ck_assert_int_eq(lmp_config_load(&cfg, t_data(models[mi]), &d), LMP_OK);
+        int prompts = 0;
+        for (int i = 0;; i++) {
+            char nm[64];
+            int T, P;
+            snprintf(nm, sizeof nm, "prompt%d.ids", i);
+            int32_t *ids = golden_i32(g, nm, &T);
+            if (!ids) break;
+            prompts++;
+            snprintf(nm, sizeof nm, "prompt%d.positions", i);
+            int32_t *pos = golden_i32(g, nm, &P);
+            snprintf(nm, sizeof nm, "prompt%d.logits", i);
+            const lmp_st_tensor *gl = lmp_st_find(g, nm);
+            ck_assert_ptr_nonnull(gl);
+            char *s = ids_string(ids, T);
+            size_t na, nb;
+            float *a = run_logits(pk, s, la, &na);
+            float *b = run_logits(t_data(models[mi]), s, lb, &nb);
+            ck_assert_uint_eq(na, (size_t)T * (size_t)cfg.vocab * 4);
+            ck_assert_msg(na == nb && memcmp(a, b, na) == 0,
+                          "%s prompt %d: container logits differ from the folder's", models[mi], i);
+            const float *gold = (const float *)(const void *)gl->data;
+            double maxg = 0, maxe = 0;
+            for (int p = 0; p < P; p++)
+                for (int v = 0; v < cfg.vocab; v++) {
+                    double gv = gold[(size_t)p * (size_t)cfg.vocab + (size_t)v];
+                    double av = a[(size_t)pos[p] * (size_t)cfg.vocab + (size_t)v];
+                    if (fabs(gv) > maxg) maxg = fabs(gv);
+                    if (!(fabs(av - gv) <= maxe)) maxe = fabs(av - gv);
+                }
+            ck_assert_msg(maxe / maxg < 1e-4, "%s prompt %d: rel err %g vs golden", models[mi], i,
+                          maxe / maxg);
+            free(a);
+            free(b);
+            free(s);
+            free(ids);
+            free(pos);
+        }
+        ck_assert_int_gt(prompts, 0);
+        lmp_st_close(g);
+    }
+    free(pk);
+    free(la);
+    free(lb);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The greedy continuation from the f32 container is the golden one. */
+START_TEST(run_f32_container_greedy)
+{
+    char *dir = t_tmpdir();
+    char *pk = lmp_path_join(dir, "m.lmpk");
+    convert_ok(t_data("stories260k"), pk, "--dtype", "f32", NULL, NULL);
+    lmp_st *g = NULL;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_st_open(&g, t_data("stories260k/golden.safetensors"), &d), LMP_OK);
+    int np, nt;
+    int32_t *prompt = golden_i32(g, "greedy0.prompt", &np);
+    int32_t *tok = golden_i32(g, "greedy0.tokens", &nt);
+    ck_assert_ptr_nonnull(prompt);
+    ck_assert_ptr_nonnull(tok);
+    char *s = ids_string(prompt, np), *want = ids_string(tok, nt), n[16];
+    snprintf(n, sizeof n, "%d", nt);
+    char *argv[] = {(char *)t_bin("lmpack-run"), pk, "--ids", s, "-n", n, NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(t_run(argv, &out, &err) == 0, "%s", err);
+    size_t k = strlen(out);
+    while (k && (out[k - 1] == '\n' || out[k - 1] == ' ')) out[--k] = '\0';
+    ck_assert_str_eq(out, want);
+    free(out);
+    free(err);
+    free(s);
+    free(want);
+    free(prompt);
+    free(tok);
+    lmp_st_close(g);
+    free(pk);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* q4 containers run in place: logits close to the golden ones (loose bound:
+ * int4 error), the top-1 token kept where the golden model is confident,
+ * and the same bits for -t 1 and -t 2. */
+START_TEST(run_q4_container)
+{
+    static const char *cfgs[][2] = {{"32", "sym"}, {"64", "asym"}, {"128", "sym"}};
+    char *dir = t_tmpdir();
+    char *pk = lmp_path_join(dir, "q.lmpk"), *la = lmp_path_join(dir, "a.f32");
+    char *lb = lmp_path_join(dir, "b.f32");
+    lmp_st *g = NULL;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_st_open(&g, t_data("stories260k/golden.safetensors"), &d), LMP_OK);
+    const int V = 512;
+    for (int c = 0; c < 3; c++) {
+        convert_ok(t_data("stories260k"), pk, "--group", cfgs[c][0], "--scheme", cfgs[c][1]);
+        int confident = 0, kept = 0;
+        double worst = 0;
+        for (int i = 0;; i++) {
+            char nm[64];
+            int T, P;
+            snprintf(nm, sizeof nm, "prompt%d.ids", i);
+            int32_t *ids = golden_i32(g, nm, &T);
+            if (!ids) break;
+            snprintf(nm, sizeof nm, "prompt%d.positions", i);
+            int32_t *pos = golden_i32(g, nm, &P);
+            snprintf(nm, sizeof nm, "prompt%d.logits", i);
+            const float *gold = (const float *)(const void *)lmp_st_find(g, nm)->data;
+            char *s = ids_string(ids, T);
+            size_t na, nb;
+            float *a = run_logits(pk, s, la, &na);
+            char *argv[] = {(char *)t_bin("lmpack-run"), pk, "--ids", s, "--logits", lb, "-t", "1",
+                            NULL};
+            char *err = NULL;
+            ck_assert_msg(t_run(argv, NULL, &err) == 0, "%s", err);
+            free(err);
+            float *b = (float *)t_slurp(lb, &nb);
+            ck_assert_msg(na == nb && memcmp(a, b, na) == 0, "q4 logits depend on -t");
+            double maxg = 0, maxe = 0;
+            for (int p = 0; p < P; p++) {
+                const float *gp = gold + (size_t)p * V, *ap = a + (size_t)pos[p] * V;
+                int ga = 0, aa = 0;
+                for (int v = 0; v < V; v++) {
+                    ck_assert(isfinite(ap[v]));
+                    if (fabs(gp[v]) > maxg) maxg = fabs(gp[v]);
+                    if (fabs(ap[v] - gp[v]) > maxe) maxe = fabs(ap[v] - gp[v]);
+                    if (gp[v] > gp[ga]) ga = v;
+                    if (ap[v] > ap[aa]) aa = v;
+                }
+                float second = -INFINITY;
+                for (int v = 0; v < V; v++)
+                    if (v != ga && gp[v] > second) second = gp[v];
+                if (gp[ga] - second > 1.0f) {
+                    confident++;
+                    kept += aa == ga;
+                }
+            }
+            if (maxe / maxg > worst) worst = maxe / maxg;
+            free(a);
+            free(b);
+            free(s);
+            free(ids);
+            free(pos);
+        }
+        fprintf(stderr, "lmpk: stories260k q4 g%s %s: max rel err %.4f, top-1 kept %d/%d\n",
+                cfgs[c][0], cfgs[c][1], worst, kept, confident);
+        ck_assert_msg(worst < 0.5, "g%s %s: rel err %g", cfgs[c][0], cfgs[c][1], worst);
+        ck_assert_int_gt(confident, 10);
+        ck_assert_msg(kept * 10 >= confident * 8, "g%s %s: top-1 kept only %d/%d", cfgs[c][0],
+                      cfgs[c][1], kept, confident);
+    }
+    lmp_st_close(g);
+    free(pk);
+    free(la);
+    free(lb);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *lmp_suite_lmpk(void)
 {
     Suite *s = suite_create("lmpk");
@@ -721,5 +941,11 @@ Suite *lmp_suite_lmpk(void)
     tcase_add_test(tv, convert_cli_exit_codes);
     tcase_add_test(tv, convert_failure_leaves_nothing);
     suite_add_tcase(s, tv);
+    TCase *tr = tcase_create("run");
+    tcase_set_timeout(tr, 300);
+    tcase_add_test(tr, run_f32_container_golden);
+    tcase_add_test(tr, run_f32_container_greedy);
+    tcase_add_test(tr, run_q4_container);
+    suite_add_tcase(s, tr);
     return s;
 }

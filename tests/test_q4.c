@@ -391,6 +391,17 @@ START_TEST(quantize_rejects_bad_input)
     ck_assert_int_eq(lmp_q4_mat_init(&m, 2, 32, 32, LMP_Q4_Q8, q, &d), LMP_OK);
     ck_assert_int_eq(m.kind, LMP_MAT_Q8);
     ck_assert_uint_eq(m.row_bytes, 34);
+    /* a view that breaks the layout rules is never read: NaN results */
+    float x[32] = {1}, y[2] = {0, 0}, row[32];
+    m.row_bytes = 33;
+    lmp_q8_matmul(&m, x, 1, y, NULL);
+    ck_assert(isnan(y[0]) && isnan(y[1]));
+    m.row_bytes = 34;
+    m.kind = LMP_MAT_Q4; /* Q4 with scheme q8 */
+    lmp_q4_matmul(&m, x, 1, y, NULL);
+    ck_assert(isnan(y[0]) && isnan(y[1]));
+    lmp_q4_get_row(&m, 0, row);
+    ck_assert(isnan(row[0]));
 }
 END_TEST
 

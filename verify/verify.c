@@ -11,7 +11,8 @@
 #include "common/fileio.h"
 #include "formats/chunk.h"
 #include "manifest/manifest.h"
-#include "split/split.h"
+#include "formats/config.h"
+#include "runtime/mat.h"
 
 typedef struct problem {
     char file[256];
@@ -203,46 +204,59 @@ static void check_unlisted(const char *dir, const char *sub, const lmp_manifest 
     free(p);
 }
 
-/* The config itself (schema-level checks of config.json values). */
-static void check_config(const lmp_manifest *m, plist *l)
+/* The config (lmp_config_parse: the same validation every loader applies)
+ * and the tensors it implies (lmp_config_expected): each present exactly
+ * once with its shape, in the chunk of its layer, norms in f32, nothing
+ * else. */
+static void check_model(const lmp_manifest *m, plist *l)
 {
-    (void)m;
-    (void)l;
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Every tensor in the chunk of its layer, each name once in the bundle. */
-static void check_tensors(const lmp_manifest *m, plist *l)
-{
-    size_t n = 0;
-    for (size_t c = 0; c < m->n_chunks; c++) n += m->chunks[c].n_tensors;
-    const char **names = calloc(n ? n : 1, sizeof *names);
-    if (!names) {
-        l->oom = 1;
+    lmp_config cfg;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    if (lmp_config_parse(&cfg, m->config_json, strlen(m->config_json), "config", &d) != LMP_OK) {
+        padd(l, LMP_MANIFEST_FILE, "%s", d.msg);
         return;
     }
-    n = 0;
+    size_t ne = lmp_config_expected(&cfg, NULL, 0);
+    lmp_expect *ex = calloc(ne ? ne : 1, sizeof *ex);
+    int *seen = calloc(ne ? ne : 1, sizeof *seen);
+    if (!ex || !seen) {
+        l->oom = 1;
+        free(ex);
+        free(seen);
+        return;
+    }
+    lmp_config_expected(&cfg, ex, ne);
     for (size_t c = 0; c < m->n_chunks; c++) {
         const lmp_manifest_chunk *ch = &m->chunks[c];
         for (size_t i = 0; i < ch->n_tensors; i++) {
-            const char *nm = ch->tensors[i].name;
-            int layer = lmp_split_layer_of(nm);
-            int ok = ch->role == LMP_CHUNK_HEAD
-                         ? layer < 0
-                         : (layer >= ch->first_layer && layer <= ch->last_layer);
-            if (!ok) padd(l, ch->file, "tensor '%s' does not belong in this chunk", nm);
-            names[n++] = nm;
+            const lmp_chunk_tensor *t = &ch->tensors[i];
+            size_t k = 0;
+            while (k < ne && strcmp(ex[k].name, t->name) != 0) k++;
+            if (k == ne) {
+                padd(l, ch->file, "tensor '%s' is not part of this model's config", t->name);
+                continue;
+            }
+            if (seen[k]++) {
+                padd(l, ch->file, "tensor '%s' appears more than once", t->name);
+                continue;
+            }
+            int ok = t->ndim == ex[k].ndim;
+            for (int q = 0; ok && q < t->ndim; q++) ok = t->shape[q] == ex[k].shape[q];
+            if (!ok) padd(l, ch->file, "tensor '%s': shape differs from what the config needs",
+                          t->name);
+            int in = ch->role == LMP_CHUNK_HEAD
+                         ? ex[k].layer < 0
+                         : (ex[k].layer >= ch->first_layer && ex[k].layer <= ch->last_layer);
+            if (!in) padd(l, ch->file, "tensor '%s' does not belong in this chunk", t->name);
+            if (t->ndim == 1 && t->kind != LMP_MAT_F32)
+                padd(l, ch->file, "tensor '%s': 1-D tensors must be f32", t->name);
         }
     }
-    qsort(names, n, sizeof *names, name_cmp);
-    for (size_t i = 1; i < n; i++)
-        if (!strcmp(names[i - 1], names[i]))
-            padd(l, LMP_MANIFEST_FILE, "tensor '%s' appears more than once", names[i]);
-    free(names);
+    for (size_t k = 0; k < ne; k++)
+        if (!seen[k]) padd(l, LMP_MANIFEST_FILE, "tensor '%s' missing from every chunk", ex[k].name);
+    free(ex);
+    free(seen);
 }
 
 static void emit(const plist *l, lmp_verify_cb cb, void *ctx, lmp_verify_report *r, lmp_diag *d)
@@ -287,7 +301,6 @@ lmp_status lmp_bundle_verify(const char *dir, lmp_pool *pool, lmp_verify_cb cb, 
     }
     if (!m) goto done;
     r->files_checked++;
-    check_config(m, &pl);
     for (size_t i = 0; i < m->n_tokenizer; i++) {
         check_tokenizer(dir, &m->tokenizer[i], &pl, &r->bytes_checked);
         r->files_checked++;
@@ -312,7 +325,7 @@ lmp_status lmp_bundle_verify(const char *dir, lmp_pool *pool, lmp_verify_cb cb, 
     }
     check_unlisted(dir, "chunks", m, &pl);
     check_unlisted(dir, "tokenizer", m, &pl);
-    check_tensors(m, &pl);
+    check_model(m, &pl);
 done:
     emit(&pl, cb, ctx, r, d);
     if (r->problems) rc = LMP_ERR_INTEGRITY;
