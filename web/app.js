@@ -347,7 +347,8 @@ function tokenize(text, addBos) {
   });
 }
 
-window.lmpackDebug = { logits, tokenize, memory: () => M._lmpw_memory_bytes() };
+window.lmpackDebug = { logits, tokenize, memory: () => M._lmpw_memory_bytes(),
+                       heapUsed: () => M._lmpw_heap_used() };
 
 /* ---- start ---------------------------------------------------------------- */
 

@@ -28,6 +28,7 @@ WEB_OWN_O := $(WEB_B)/obj/web/wasm_api.o $(WEB_B)/obj/web/wasm_hash.o $(WEB_B)/o
 WEB_PAGE := web/index.html web/app.js web/style.css
 WEB_LDFLAGS := -O3 -msimd128 -s MODULARIZE=1 -s EXPORT_NAME=createLmpack \
   -s ALLOW_MEMORY_GROWTH=1 -s INITIAL_MEMORY=16MB -s MAXIMUM_MEMORY=2GB \
+  -s MEMORY_GROWTH_LINEAR_STEP=8MB \
   -s FILESYSTEM=0 -s ENVIRONMENT=web,worker,node \
   -s EXPORTED_FUNCTIONS=_malloc,_free -s EXPORTED_RUNTIME_METHODS=UTF8ToString,stringToUTF8,lengthBytesUTF8
 
@@ -94,8 +95,18 @@ $(WEB_NPM)/node_modules/playwright-core/package.json: web/package.json
 	cd $(WEB_NPM) && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test-web: wasm all $(WEB_B)/.chromium $(WEB_NPM)/node_modules/playwright-core/package.json
-	WEB_NPM=$(WEB_NPM) LMP_BIN=$(abspath $(BINDIR)) WEB_BUNDLE=$(WEB_B)/test/bundle \
+# The reference bundle: stories260k through the native tools (convert with
+# the default int4 settings, then split), rebuilt when the tools change.
+WEB_TEST_BUNDLE := $(WEB_B)/test/bundle
+$(WEB_TEST_BUNDLE)/manifest.json: $(PROGS) tests/data/stories260k/model.safetensors
+	@rm -rf $(WEB_TEST_BUNDLE) $(WEB_B)/test/stories260k.lmpk
+	@mkdir -p $(WEB_B)/test
+	$(BINDIR)/lmpack convert tests/data/stories260k -o $(WEB_B)/test/stories260k.lmpk
+	$(BINDIR)/lmpack split $(WEB_B)/test/stories260k.lmpk -o $(WEB_TEST_BUNDLE) --name stories260k
+
+test-web: wasm $(WEB_TEST_BUNDLE)/manifest.json $(WEB_B)/.chromium \
+          $(WEB_NPM)/node_modules/playwright-core/package.json
+	WEB_NPM=$(WEB_NPM) LMP_BIN=$(abspath $(BINDIR)) WEB_BUNDLE=$(WEB_TEST_BUNDLE) \
 	  node web/test-web.mjs
 
 -include $(WEB_LIB_O:.o=.d) $(WEB_OWN_O:.o=.d)

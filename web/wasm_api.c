@@ -18,6 +18,7 @@
  * malloc'd by JS through the exported malloc/free. A failing call returns a
  * negative value (or NULL) and leaves a one-line message for lmpw_error().
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,6 +95,13 @@ EMSCRIPTEN_KEEPALIVE const char *lmpw_error(void) { return W.d.msg; }
 EMSCRIPTEN_KEEPALIVE double lmpw_memory_bytes(void)
 {
     return (double)__builtin_wasm_memory_size(0) * 65536.0;
+}
+
+/* Bytes currently allocated by malloc (in use, not the heap's size). */
+EMSCRIPTEN_KEEPALIVE double lmpw_heap_used(void)
+{
+    struct mallinfo mi = mallinfo();
+    return (double)(unsigned)mi.uordblks;
 }
 
 /* XXH3-128 of p[0..n) as 32 lowercase hex digits into out[33]. */
