@@ -276,6 +276,7 @@ async function generate() {
   const out = $('output');
   out.textContent = prompt;
   let n = 0;
+  const ids = [];
   const t0 = performance.now();
   let tFirst = 0;
   try {
@@ -293,6 +294,7 @@ async function generate() {
         if (piece) out.textContent += piece;
         if (tok < 0) break;           /* -1: finished (EOS, max tokens, context) */
         n++;
+        ids.push(tok);
         if (n === 1) tFirst = performance.now();
         $('ntok').textContent = String(n);
         if (n > 1) $('toks').textContent = ((n - 1) / ((performance.now() - tFirst) / 1000)).toFixed(1);
@@ -308,7 +310,7 @@ async function generate() {
     fail(`generation: ${e.message}`);
     return;
   }
-  window.lmpackLast = { text: out.textContent, tokens: n, ms: performance.now() - t0 };
+  window.lmpackLast = { text: out.textContent, tokens: n, ids, ms: performance.now() - t0 };
   showMemory();
   $('generate').disabled = false;
   $('stop').disabled = true;

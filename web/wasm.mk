@@ -23,7 +23,6 @@ WEB_LIB_EXCLUDE ?= %_avx2.c convert/% split/% verify/%
 WEB_LIB_C := $(filter-out $(WEB_LIB_EXCLUDE),$(LIB_C))
 WEB_LIB_O := $(WEB_LIB_C:%.c=$(WEB_B)/obj/%.o)
 WEB_OWN_O := $(WEB_B)/obj/web/wasm_api.o $(WEB_B)/obj/web/wasm_hash.o $(WEB_B)/obj/web/wasm_sample.o \
-             $(WEB_B)/obj/web/wasm_nox86.o \
              $(WEB_B)/obj/web/wasm_zstd.o $(WEB_B)/obj/cJSON.o
 WEB_PAGE := web/index.html web/app.js web/style.css
 WEB_LDFLAGS := -O3 -msimd128 -s MODULARIZE=1 -s EXPORT_NAME=createLmpack \
@@ -70,9 +69,15 @@ $(WEB_B)/liblmpack.a: $(WEB_LIB_O)
 	@rm -f $@
 	$(EMAR) rcs $@ $^
 
-$(WEB_DIST)/lmpack.js: $(WEB_OWN_O) $(WEB_B)/liblmpack.a
+# Trap stubs for *_avx2 kernels referenced from dead dispatch branches.
+$(WEB_B)/nox86.c: $(WEB_OWN_O) $(WEB_B)/liblmpack.a web/nox86-stubs.sh
+	sh web/nox86-stubs.sh $@ $(WEB_OWN_O) $(WEB_B)/liblmpack.a
+$(WEB_B)/nox86.o: $(WEB_B)/nox86.c
+	$(EMCC) -O2 -c $< -o $@
+
+$(WEB_DIST)/lmpack.js: $(WEB_OWN_O) $(WEB_B)/nox86.o $(WEB_B)/liblmpack.a
 	@mkdir -p $(@D)
-	$(EMCC) $(WEB_LDFLAGS) -o $@ $(WEB_OWN_O) $(WEB_B)/liblmpack.a
+	$(EMCC) $(WEB_LDFLAGS) -o $@ $(WEB_OWN_O) $(WEB_B)/nox86.o $(WEB_B)/liblmpack.a
 
 $(WEB_DIST)/%: web/%
 	@mkdir -p $(@D)
@@ -107,6 +112,7 @@ $(WEB_TEST_BUNDLE)/manifest.json: $(PROGS) tests/data/stories260k/model.safetens
 test-web: wasm $(WEB_TEST_BUNDLE)/manifest.json $(WEB_B)/.chromium \
           $(WEB_NPM)/node_modules/playwright-core/package.json
 	WEB_NPM=$(WEB_NPM) LMP_BIN=$(abspath $(BINDIR)) WEB_BUNDLE=$(WEB_TEST_BUNDLE) \
+	  WEB_LMPK=$(WEB_B)/test/stories260k.lmpk \
 	  node web/test-web.mjs
 
 -include $(WEB_LIB_O:.o=.d) $(WEB_OWN_O:.o=.d)
