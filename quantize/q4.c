@@ -550,7 +550,12 @@ static int cpu_has_avx2(void)
 
 int lmp_q4_simd_active(void)
 {
-    return !g_force_scalar && cpu_has_avx2();
+#if defined(__wasm_simd128__)
+    const int wasm_simd = 1; /* SIMD128 is a compile-time feature (browser build) */
+#else
+    const int wasm_simd = 0;
+#endif
+    return !g_force_scalar && (cpu_has_avx2() || wasm_simd);
 }
 
 void lmp_q4_force_scalar(int on)
@@ -577,6 +582,11 @@ static void mm_task(void *ctx, int task, int tid)
 #if defined(__x86_64__) || defined(__i386__)
     if (j->simd) {
         lmp_q4_rows_avx2(j->w, j->a, r0, r1, j->y);
+        return;
+    }
+#elif defined(__wasm_simd128__)
+    if (j->simd) { /* browser build: SIMD128, same bits as rows_ref */
+        lmp_q4_rows_wasm(j->w, j->a, r0, r1, j->y);
         return;
     }
 #endif

@@ -23,5 +23,8 @@ typedef struct lmp_q4_act {
 
 /* Rows [r0, r1) for all n tokens: y[t*rows + r]. AVX2 + FMA + F16C only. */
 void lmp_q4_rows_avx2(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
+/* WebAssembly SIMD128 (quantize/q4_wasm.c), browser build only; gives the
+ * scalar reference's exact bits. */
+void lmp_q4_rows_wasm(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
 
 #endif

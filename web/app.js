@@ -350,7 +350,8 @@ function tokenize(text, addBos) {
 }
 
 window.lmpackDebug = { logits, tokenize, memory: () => M._lmpw_memory_bytes(),
-                       heapUsed: () => M._lmpw_heap_used() };
+                       heapUsed: () => M._lmpw_heap_used(),
+                       q4SelfTest: () => M._lmpw_q4_selftest() };
 
 /* ---- start ---------------------------------------------------------------- */
 

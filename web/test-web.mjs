@@ -222,6 +222,11 @@ try {
     check('wasm logits agree with native (rel < 1e-4, same argmax)', ok, detail);
   }
 
+  // 3b. the wasm SIMD128 int4/int8 kernel agrees with the scalar reference
+  const selftest = await page.evaluate(() => window.lmpackDebug.q4SelfTest());
+  check('wasm SIMD128 q4/q8 kernel agrees with the scalar reference', selftest === 0,
+    `${selftest} differing outputs`);
+
   // 4. reload comes from the cache
   counts.clear();
   await page.reload();

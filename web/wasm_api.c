@@ -19,6 +19,7 @@
  * negative value (or NULL) and leaves a one-line message for lmpw_error().
  */
 #include <malloc.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include "common/status.h"
 #include "formats/chunk.h"
 #include "formats/config.h"
+#include "quantize/q4.h"
 #include "runtime/bind.h"
 #include "runtime/forward.h"
 #include "runtime/generate.h"
@@ -374,4 +376,65 @@ EMSCRIPTEN_KEEPALIVE int lmpw_logits(const int *ids, int n, float *out)
         return fail_msg("logits: %d ids, the context holds %d", n, lmp_state_ctx(W.st));
     if (lmp_forward(W.st, ids, n, 0, out, LMP_LOGITS_ALL, &W.d) != LMP_OK) return fail_diag();
     return 0;
+}
+
+/* Browser-side kernel check: lmp_mat_mul (SIMD128 in this build) against the
+ * scalar reference lmp_mat_mul_ref on pseudo-random int4 SYM/ASYM and int8
+ * matrices (groups 32/64/128, widths that are and are not multiples of 32,
+ * 1 and 3 tokens). The kernels may differ only by float reassociation: an
+ * output counts as wrong when |simd - ref| > 1e-5 * (1 + max |ref| of its
+ * matrix) (reassociation error on these sizes is ~1e-7 relative; any
+ * wrong code, scale or block gives errors of order 1e-2 or more). Returns
+ * the number of wrong outputs (0 expected), or -1 if it could not run. */
+EMSCRIPTEN_KEEPALIVE int lmpw_q4_selftest(void)
+{
+    static const int shapes[][2] = {{37, 64}, {20, 172}, {9, 960}, {5, 33}};
+    static const int groups[] = {32, 64, 128};
+    static const int schemes[] = {LMP_Q4_SYM, LMP_Q4_ASYM, LMP_Q4_Q8};
+    uint64_t rng = 0x243f6a8885a308d3ull;
+    int bad = 0;
+    if (!lmp_q4_simd_active()) return fail_msg("q4 selftest: the SIMD128 kernel is not active");
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t gi = 0; gi < 3; gi++)
+            for (size_t ki = 0; ki < 3; ki++)
+                for (int n = 1; n <= 3; n += 2) {
+                    int rows = shapes[si][0], cols = shapes[si][1];
+                    int g = groups[gi], sch = schemes[ki];
+                    size_t rb = lmp_q4_row_bytes(cols, g, sch);
+                    float *wf = malloc(sizeof(float) * (size_t)cols);
+                    float *x = malloc(sizeof(float) * (size_t)cols * n);
+                    float *y0 = malloc(sizeof(float) * (size_t)rows * n);
+                    float *y1 = malloc(sizeof(float) * (size_t)rows * n);
+                    uint8_t *q = malloc(rb * (size_t)rows);
+                    lmp_mat m;
+                    int ok = wf && x && y0 && y1 && q && rb;
+                    for (int r = 0; ok && r < rows; r++) {
+                        for (int c = 0; c < cols; c++) {
+                            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                            wf[c] = (float)((int)(rng >> 40) % 2001 - 1000) / 997.0f;
+                        }
+                        lmp_q4_quantize_row_ref(wf, cols, g, sch, LMP_Q4_MINMAX, q + rb * (size_t)r);
+                    }
+                    for (int i = 0; ok && i < cols * n; i++) {
+                        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                        x[i] = (float)((int)(rng >> 40) % 2001 - 1000) / 313.0f;
+                    }
+                    ok = ok && lmp_q4_mat_init(&m, rows, cols, g, sch, q, NULL) == LMP_OK;
+                    if (ok) {
+                        lmp_mat_mul(&m, x, n, y0, NULL);
+                        lmp_mat_mul_ref(&m, x, n, y1);
+                        float mx = 0.0f;
+                        for (int i = 0; i < rows * n; i++)
+                            mx = fabsf(y1[i]) > mx ? fabsf(y1[i]) : mx;
+                        for (int i = 0; i < rows * n; i++)
+                            bad += !(fabsf(y0[i] - y1[i]) <= 1e-5f * (1.0f + mx));
+                    }
+                    free(wf);
+                    free(x);
+                    free(y0);
+                    free(y1);
+                    free(q);
+                    if (!ok) return fail_msg("q4 selftest: setup failed (cols %d group %d scheme %d)", cols, g, sch);
+                }
+    return bad;
 }
