@@ -369,6 +369,7 @@ async function main() {
   try {
     await loadBundle();
   } catch (e) {
+    showProgress();
     fail(`loading stopped: ${e.message}`);
     return;
   }
