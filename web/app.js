@@ -26,7 +26,8 @@ const CTX = parseInt(params.get('ctx') || '0', 10) || 0;   /* 0: model's max, ca
 const CACHE_NAME = 'lmpack-chunks-v1';
 
 const stats = { netFetches: 0, cacheHits: 0, cacheRejected: 0, bytesTotal: 0, bytesDone: 0,
-                layersTotal: 0, layersDone: 0, loadMs: 0, error: '' };
+                layersTotal: 0, layersDone: 0, loadMs: 0, error: '',
+                memTrace: [] };   /* [step, WASM memory, malloc in use] after each file */
 window.lmpackStats = stats;
 
 let M = null;            /* the Emscripten module */
@@ -158,9 +159,11 @@ async function fromCache(f) {
   let buf;
   try { buf = new Uint8Array(await resp.arrayBuffer()); } catch (e) { buf = null; }
   if (buf && buf.length === f.size) {
+    const reserve = reserveFor(f);
     const p = toHeap(buf);
-    if (hashAt(p, buf.length) === f.hash) return { ptr: p, n: buf.length };
+    if (hashAt(p, buf.length) === f.hash) return { ptr: p, n: buf.length, reserve };
     M._free(p);
+    M._free(reserve);
   }
   /* Partial or corrupt entry: drop it and fetch again. */
   stats.cacheRejected++;
@@ -180,10 +183,12 @@ async function fromNetwork(f) {
   const buf = new Uint8Array(await resp.arrayBuffer());
   if (buf.length !== f.size)
     throw new Error(`${f.file}: integrity check failed: ${buf.length} bytes, manifest says ${f.size} (truncated or altered)`);
+  const reserve = reserveFor(f);
   const p = toHeap(buf);
   const h = hashAt(p, buf.length);
   if (h !== f.hash) {
     M._free(p);
+    M._free(reserve);
     throw new Error(`${f.file}: integrity check failed: XXH3-128 ${h}, manifest says ${f.hash} (chunk rejected, not used)`);
   }
   if (cache) {
@@ -192,7 +197,16 @@ async function fromNetwork(f) {
         headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(buf.length) } }));
     } catch (e) { /* quota: keep going without caching this one */ }
   }
-  return { ptr: p, n: buf.length };
+  return { ptr: p, n: buf.length, reserve };
+}
+
+/* Memory layout: a chunk's decompressed image should end up BELOW its
+ * compressed bytes, so that freeing the compressed bytes returns them to the
+ * top of the wasm heap rather than leaving a hole there (the heap never
+ * shrinks). So a block of the raw size is allocated before the compressed
+ * bytes are copied in, and wasm frees it just before decompressing. */
+function reserveFor(f) {
+  return f.kind === 'chunk' && f.rawSize > 0 ? M._malloc(f.rawSize + 256) : 0;
 }
 
 async function getVerified(f) {
@@ -232,10 +246,11 @@ async function loadBundle() {
     if (i + 1 < plan.files.length) next = getVerified(plan.files[i + 1]);
     let rc;
     if (f.kind === 'tokenizer') {
+      if (got.reserve) M._free(got.reserve);
       rc = withCString(f.file, (np) => M._lmpw_add_file(np, got.ptr, got.n));
     } else {
       rc = withCString(f.file, (np) => withCString(f.hash, (hz) => withCString(f.rawHash || '', (hp) =>
-        M._lmpw_add_chunk(np, got.ptr, got.n, hz, f.rawSize ?? -1, hp))));
+        M._lmpw_add_chunk(np, got.ptr, got.n, hz, f.rawSize ?? -1, hp, got.reserve))));
     }
     M._free(got.ptr);
     if (rc < 0) {
@@ -243,11 +258,13 @@ async function loadBundle() {
       throw new Error(wasmError());
     }
     stats.bytesDone += f.size;
+    stats.memTrace.push([f.file, M._lmpw_memory_bytes(), M._lmpw_heap_used()]);
     if (f.kind === 'chunk' && !f.head) stats.layersDone += f.last - f.first + 1;
     showProgress();
     await new Promise((r) => setTimeout(r, 0));   /* let the page paint */
   }
   if (M._lmpw_finish() < 0) throw new Error(wasmError());
+  stats.memTrace.push(['finish', M._lmpw_memory_bytes(), M._lmpw_heap_used()]);
   stats.loadMs = performance.now() - t0;
   $('progress-text').textContent += ` · loaded in ${(stats.loadMs / 1000).toFixed(2)} s`;
   showMemory();

@@ -200,11 +200,19 @@ EMSCRIPTEN_KEEPALIVE int lmpw_add_file(const char *name, const void *p, size_t n
 /* One compressed chunk file (name as in the manifest, e.g.
  * "chunks/layers-00-02.zst"). The library re-checks size and XXH3-128 of the
  * compressed bytes (the page did too) and of the decompressed image, parses
- * it, and every tensor is attached to the model. The raw image stays owned
+ * it, and every tensor is attached to the model. `reserve` (may be NULL) is
+ * freed first, see below. The raw image stays owned
  * by the model (tensors are used in place). */
 EMSCRIPTEN_KEEPALIVE int lmpw_add_chunk(const char *name, const void *z, size_t zn,
-                                        const char *hash_z, double raw_size, const char *hash_raw)
+                                        const char *hash_z, double raw_size, const char *hash_raw,
+                                        void *reserve)
 {
+    /* The page allocated `reserve` (raw_size + slack bytes) just BEFORE the
+     * compressed bytes; freeing it now lets the decompressed image take that
+     * place, below the compressed buffer, so freeing the compressed buffer
+     * afterwards gives its memory back to the top of the heap instead of
+     * leaving a hole (measured: -39 MB of WASM memory on a 360M model). */
+    free(reserve);
     if (!W.begun || W.finished) return fail_msg("%s: no model is being loaded", name);
     chunk_store *cs = W.chunks;
     if (cs->n == cs->cap) {
