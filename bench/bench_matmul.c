@@ -14,9 +14,15 @@ static double cpu_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const int R = 2560, C = 960, N = 128;
+    int R = 2560, C = 960;
+    const int N = 128;
+    if (argc == 3) {
+        R = atoi(argv[1]);
+        C = atoi(argv[2]);
+    }
+    if (R < 1 || C < 1) return 2;
     float *w = malloc((size_t)R * C * sizeof(float) * 8), *x = malloc((size_t)N * C * 4),
           *y = malloc((size_t)N * R * 4);
     if (!w || !x || !y) return 1;

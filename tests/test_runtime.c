@@ -480,7 +480,7 @@ END_TEST
 START_TEST(matmul_simd_vs_ref)
 {
     static const int shapes[][2] = {{1, 1}, {3, 7}, {4, 8}, {5, 17}, {37, 172}, {64, 64},
-                                    {130, 192}, {17, 2560}};
+                                    {130, 192}, {17, 2560}, {6, 1100}};
     static const int ns[] = {1, 2, 3, 4, 5, 7, 33, 70};
     lmp_pool *pools[3] = {NULL, NULL, NULL};
     for (int i = 0; i < 3; i++) ck_assert(lmp_pool_create(&pools[i], i + 1, NULL) == LMP_OK);
@@ -663,7 +663,11 @@ START_TEST(open_errors)
     snprintf(p, sizeof p, "%s/x.lmpk", tmp);
     t_write(p, "LMPK", 4);
     lmp_diag_clear(&d);
-    ck_assert_int_eq(lmp_model_open(&m, p, NULL, &d), LMP_ERR_UNSUPPORTED);
+    /* a truncated container: refused (unsupported, or malformed once the
+     * container loader is in), naming the file, nothing to close */
+    ck_assert_int_ne(lmp_model_open(&m, p, NULL, &d), LMP_OK);
+    ck_assert_ptr_nonnull(strstr(d.msg, "x.lmpk"));
+    ck_assert(m.layers == NULL && m.release == NULL);
     /* config present but no weights */
     snprintf(p, sizeof p, "%s/config.json", tmp);
     char *cfg = NULL;
