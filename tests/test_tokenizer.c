@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tests/testutil.h"
+#include "tokenizer/tok_internal.h"
 #include "tokenizer/tokenizer.h"
 
 static lmp_tok *load(const char *rel)
@@ -352,6 +353,12 @@ START_TEST(unsupported_components)
         ck_assert_msg(strstr(d.msg, cases[i].word), "message \"%s\" lacks \"%s\"", d.msg,
                       cases[i].word);
     }
+    lmp_diag d2 = {0};
+    ck_assert_int_eq(load_edited("smollm-tokenizer/tokenizer.json", "pre_tokenizer",
+                                 "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\w+\"},"
+                                 "\"behavior\":\"Isolated\",\"invert\":false}", &d2),
+                     LMP_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(d2.msg, "Split regex"));
     /* and the unedited copy loads */
     lmp_diag d = {0};
     ck_assert_int_eq(load_edited("stories260k/tokenizer.json", "truncation", "null", &d), LMP_OK);
@@ -373,6 +380,410 @@ START_TEST(chat_format)
 }
 END_TEST
 
+
+/* A hand-written tokenizer.json: expectations follow from the BPE rules. */
+static lmp_tok *tiny(const char *model_extra, const char *pre, const char *added)
+{
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[%s],"
+             "\"normalizer\":null,\"pre_tokenizer\":%s,\"post_processor\":null,\"decoder\":null,"
+             "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":\"<unk>\",%s"
+             "\"vocab\":{\"<unk>\":0,\"a\":1,\"b\":2,\"c\":3,\"ab\":4,\"bc\":5,\"abc\":6,\" \":7,"
+             "\"ac\":8,\"<X>\":9},"
+             "\"merges\":[\"b c\",\"a b\",[\"a\",\"bc\"]]}}",
+             added, pre, model_extra);
+    lmp_tok *t = NULL;
+    lmp_diag d = {0};
+    ck_assert_msg(lmp_tok_load_mem(&t, json, strlen(json), NULL, "tiny", &d) == LMP_OK, "%s",
+                  d.msg);
+    return t;
+}
+
+static void expect_ids(lmp_tok *t, const char *text, const int *want, size_t nw)
+{
+    size_t n;
+    int *ids = enc(t, text, strlen(text), &n);
+    ck_assert_msg(n == nw, "\"%s\": %zu ids, want %zu", text, n, nw);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(ids[i] == want[i], "\"%s\": id[%zu] = %d, want %d", text, i, ids[i], want[i]);
+    free(ids);
+}
+
+START_TEST(hand_built_bpe)
+{
+    lmp_tok *t = tiny("\"fuse_unk\":true,", "null", "");
+    /* "abc": (b,c) has rank 0 < (a,b) rank 1, then (a,bc) -> abc */
+    expect_ids(t, "abc", (const int[]){6}, 1);
+    /* equal ranks merge leftmost first: abab -> ab ab */
+    expect_ids(t, "abab", (const int[]){4, 4}, 2);
+    /* unknown characters fuse into one <unk> */
+    expect_ids(t, "xyab", (const int[]){0, 4}, 2);
+    /* "ac" is in the vocab but no merge makes it */
+    expect_ids(t, "ac", (const int[]){1, 3}, 2);
+    /* no decoder: tokens joined with spaces */
+    size_t len;
+    char *o = dec(t, (const int[]){4, 3}, 2, &len);
+    ck_assert_str_eq(o, "ab c");
+    free(o);
+    lmp_tok_close(t);
+
+    t = tiny("\"fuse_unk\":false,\"ignore_merges\":true,", "null", "");
+    expect_ids(t, "xyab", (const int[]){0, 0, 4}, 3);
+    expect_ids(t, "ac", (const int[]){8}, 1); /* whole word in vocab */
+    lmp_tok_close(t);
+
+    /* Split on " " (Removed) */
+    t = tiny("", "{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Removed\","
+                 "\"invert\":false}", "");
+    expect_ids(t, "ab  c", (const int[]){4, 3}, 2);
+    lmp_tok_close(t);
+
+    /* added token: plain, then with lstrip/rstrip eating the spaces */
+    const char *plain = "{\"id\":9,\"content\":\"<X>\",\"single_word\":false,\"lstrip\":false,"
+                        "\"rstrip\":false,\"normalized\":false,\"special\":true}";
+    const char *strip = "{\"id\":9,\"content\":\"<X>\",\"single_word\":false,\"lstrip\":true,"
+                        "\"rstrip\":true,\"normalized\":false,\"special\":true}";
+    t = tiny("", "null", plain);
+    expect_ids(t, "ab <X> c", (const int[]){4, 7, 9, 7, 3}, 5);
+    lmp_tok_close(t);
+    t = tiny("", "null", strip);
+    expect_ids(t, "ab  <X>  c", (const int[]){4, 9, 3}, 3);
+    lmp_tok_close(t);
+    /* single_word is not implemented: rejected */
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"added_tokens\":[{\"id\":1,\"content\":\"a\",\"single_word\":true}],"
+             "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}");
+    lmp_tok *x = NULL;
+    lmp_diag d = {0};
+    ck_assert_int_eq(lmp_tok_load_mem(&x, json, strlen(json), NULL, "sw", &d), LMP_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(d.msg, "single_word"));
+    /* a merge whose result is not in the vocab is a format error */
+    snprintf(json, sizeof json, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},"
+                                "\"merges\":[\"a b\"]}}");
+    ck_assert_int_eq(lmp_tok_load_mem(&x, json, strlen(json), NULL, "m", &d), LMP_ERR_FORMAT);
+    ck_assert_int_eq(lmp_tok_load_mem(&x, "{", 1, NULL, "m", &d), LMP_ERR_FORMAT);
+}
+END_TEST
+
+START_TEST(bytelevel_prefix_space)
+{
+    /* add_prefix_space=true: "Hello" is encoded as " Hello" would be */
+    lmp_tok *bl = load("smollm-tokenizer");
+    size_t want_n;
+    int *want = enc(bl, " Hello", 6, &want_n);
+    lmp_tok_close(bl);
+    size_t len;
+    char *s = (char *)t_slurp(t_data("smollm-tokenizer/tokenizer.json"), &len);
+    cJSON *root = cJSON_ParseWithLength(s, len);
+    free(s);
+    cJSON_ReplaceItemInObject(root, "pre_tokenizer",
+                              cJSON_Parse("{\"type\":\"ByteLevel\",\"add_prefix_space\":true,"
+                                          "\"trim_offsets\":true,\"use_regex\":true}"));
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    lmp_tok *t = NULL;
+    lmp_diag d = {0};
+    ck_assert_int_eq(lmp_tok_load_mem(&t, out, strlen(out), NULL, "edited", &d), LMP_OK);
+    free(out);
+    expect_ids(t, "Hello", want, want_n);
+    free(want);
+    lmp_tok_close(t);
+}
+END_TEST
+
+/* Generated with Python's re on the ASCII equivalents of the patterns
+ * (\p{L} -> [A-Za-z], \p{N} -> [0-9], re.ASCII): an independent regex engine. */
+static const struct {
+    int re;
+    const char *text;
+    const char *pieces[24];
+} SPLITS[] = {
+    {TOK_RE_GPT2, "Hello world's 12345 ab\n\n  cd  ",
+     {"Hello", " world", "'s", " 12345", " ab", "\n\n ", " cd", "  ", NULL}},
+    {TOK_RE_GPT2, "I'M DON'T you'RE x'll",
+     {"I", "'", "M", " DON", "'", "T", " you", "'", "RE", " x", "'ll", NULL}},
+    {TOK_RE_GPT2, "  (foo) [bar]!! \t\tbaz\r\n\r\nq",
+     {" ", " (", "foo", ")", " [", "bar", "]!!", " \t", "\t", "baz", "\r\n\r", "\n", "q", NULL}},
+    {TOK_RE_GPT2, "a1b22c333d4444 e55555",
+     {"a", "1", "b", "22", "c", "333", "d", "4444", " e", "55555", NULL}},
+    {TOK_RE_GPT2, "  \n  x ,,\n\ny",
+     {"  \n ", " x", " ,,", "\n", "\n", "y", NULL}},
+    {TOK_RE_GPT2, "...\n\n\tz  ",
+     {"...", "\n\n", "\t", "z", "  ", NULL}},
+    {TOK_RE_GPT2, "'hello 'S ''s",
+     {"'", "hello", " '", "S", " ''", "s", NULL}},
+    {TOK_RE_LLAMA3, "Hello world's 12345 ab\n\n  cd  ",
+     {"Hello", " world", "'s", " ", "123", "45", " ab", "\n\n", " ", " cd", "  ", NULL}},
+    {TOK_RE_LLAMA3, "I'M DON'T you'RE x'll",
+     {"I", "'M", " DON", "'T", " you", "'RE", " x", "'ll", NULL}},
+    {TOK_RE_LLAMA3, "  (foo) [bar]!! \t\tbaz\r\n\r\nq",
+     {" ", " (", "foo", ")", " [", "bar", "]!!", " \t", "\tbaz", "\r\n\r\n", "q", NULL}},
+    {TOK_RE_LLAMA3, "a1b22c333d4444 e55555",
+     {"a", "1", "b", "22", "c", "333", "d", "444", "4", " e", "555", "55", NULL}},
+    {TOK_RE_LLAMA3, "  \n  x ,,\n\ny",
+     {"  \n", " ", " x", " ,,\n\n", "y", NULL}},
+    {TOK_RE_LLAMA3, "...\n\n\tz  ",
+     {"...\n\n", "\tz", "  ", NULL}},
+    {TOK_RE_LLAMA3, "'hello 'S ''s",
+     {"'hello", " '", "S", " ''", "s", NULL}},
+    {TOK_RE_QWEN2, "Hello world's 12345 ab\n\n  cd  ",
+     {"Hello", " world", "'s", " ", "1", "2", "3", "4", "5", " ab", "\n\n", " ", " cd", "  ", NULL}},
+    {TOK_RE_QWEN2, "I'M DON'T you'RE x'll",
+     {"I", "'M", " DON", "'T", " you", "'RE", " x", "'ll", NULL}},
+    {TOK_RE_QWEN2, "  (foo) [bar]!! \t\tbaz\r\n\r\nq",
+     {" ", " (", "foo", ")", " [", "bar", "]!!", " \t", "\tbaz", "\r\n\r\n", "q", NULL}},
+    {TOK_RE_QWEN2, "a1b22c333d4444 e55555",
+     {"a", "1", "b", "2", "2", "c", "3", "3", "3", "d", "4", "4", "4", "4", " e", "5", "5", "5", "5", "5", NULL}},
+    {TOK_RE_QWEN2, "  \n  x ,,\n\ny",
+     {"  \n", " ", " x", " ,,\n\n", "y", NULL}},
+    {TOK_RE_QWEN2, "...\n\n\tz  ",
+     {"...\n\n", "\tz", "  ", NULL}},
+    {TOK_RE_QWEN2, "'hello 'S ''s",
+     {"'hello", " '", "S", " ''", "s", NULL}},
+};
+
+START_TEST(split_regexes)
+{
+    for (size_t k = 0; k < sizeof SPLITS / sizeof *SPLITS; k++) {
+        const uint8_t *s = (const uint8_t *)SPLITS[k].text;
+        size_t n = strlen(SPLITS[k].text), i = 0, p = 0;
+        while (i < n) {
+            size_t j = tok_regex_next(SPLITS[k].re, s, n, i);
+            const char *want = SPLITS[k].pieces[p++];
+            ck_assert_msg(want && j - i == strlen(want) && !memcmp(s + i, want, j - i),
+                          "regex %d on \"%s\": piece %zu is \"%.*s\", want \"%s\"",
+                          SPLITS[k].re, SPLITS[k].text, p - 1, (int)(j - i), s + i,
+                          want ? want : "(end)");
+            i = j;
+        }
+        ck_assert_ptr_null(SPLITS[k].pieces[p]);
+    }
+    /* non-ASCII classes: U+3000 is a space, U+00E9 a letter, U+0663 a digit */
+    const char *u = "caf\xc3\xa9\xe3\x80\x80\xd9\xa3\xd9\xa3";
+    size_t n = strlen(u);
+    ck_assert_uint_eq(tok_regex_next(TOK_RE_GPT2, (const uint8_t *)u, n, 0), 5);
+    ck_assert_uint_eq(tok_regex_next(TOK_RE_GPT2, (const uint8_t *)u, n, 5), 8);
+    ck_assert_uint_eq(tok_regex_next(TOK_RE_GPT2, (const uint8_t *)u, n, 8), n);
+}
+END_TEST
+
+START_TEST(llama3_style_pretokenizer)
+{
+    /* Llama-3 layout: Split(Llama-3 regex) then ByteLevel without its own
+     * regex. On text where both patterns give the same pieces the ids must
+     * equal the GPT-2-regex tokenizer's. */
+    lmp_tok *bl = load("smollm-tokenizer");
+    const char *text = "Hello world, this is a test";
+    size_t want_n;
+    int *want = enc(bl, text, strlen(text), &want_n);
+    lmp_tok_close(bl);
+    size_t len;
+    char *s = (char *)t_slurp(t_data("smollm-tokenizer/tokenizer.json"), &len);
+    cJSON *root = cJSON_ParseWithLength(s, len);
+    free(s);
+    cJSON *pre = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(pre, "pretokenizers");
+    cJSON_AddStringToObject(pre, "type", "Sequence");
+    cJSON *split = cJSON_CreateObject(), *pat = cJSON_AddObjectToObject(split, "pattern");
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(pat, "Regex",
+                            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+                            "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+                            "\\s+(?!\\S)|\\s+");
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddBoolToObject(split, "invert", 0);
+    cJSON_AddItemToArray(arr, split);
+    cJSON_AddItemToArray(arr, cJSON_Parse("{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+                                          "\"trim_offsets\":true,\"use_regex\":false}"));
+    cJSON_ReplaceItemInObject(root, "pre_tokenizer", pre);
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    lmp_tok *t = NULL;
+    lmp_diag d = {0};
+    ck_assert_msg(lmp_tok_load_mem(&t, out, strlen(out), NULL, "llama3", &d) == LMP_OK, "%s", d.msg);
+    free(out);
+    expect_ids(t, text, want, want_n);
+    free(want);
+    lmp_tok_close(t);
+}
+END_TEST
+
+/* ---- programs ------------------------------------------------------------ */
+
+START_TEST(cli_tokenize_detokenize)
+{
+    char *out = NULL, *err = NULL;
+    char *bl = strdup(t_data("smollm-tokenizer")); /* t_data's buffers rotate */
+    /* golden case 1 of smollm-tokenizer/tokenizer_golden.json */
+    char *a1[] = {(char *)t_bin("lmpack-tokenize"), (char *)bl, "--text",
+                  "The future of artificial intelligence", NULL};
+    ck_assert_int_eq(t_run(a1, &out, &err), 0);
+    ck_assert_str_eq(out, "504 1774 282 6416 5290\n");
+    free(out);
+    free(err);
+    char *a2[] = {(char *)t_bin("lmpack-tokenize"), (char *)bl, "--json", "--text",
+                  "The future of artificial intelligence", NULL};
+    ck_assert_int_eq(t_run(a2, &out, &err), 0);
+    ck_assert_str_eq(out, "[504, 1774, 282, 6416, 5290]\n");
+    free(out);
+    free(err);
+    /* --file: the bytes exactly (golden "line one..." case has \r\n) */
+    char *dir = t_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/in.txt", dir);
+    const char *txt = "line one\nline two\n\n\nafter blank lines\r\nwindows line";
+    t_write(path, txt, strlen(txt));
+    char *a3[] = {(char *)t_bin("lmpack-tokenize"), (char *)bl, "--file", path, NULL};
+    ck_assert_int_eq(t_run(a3, &out, &err), 0);
+    ck_assert_str_eq(out, "1311 582 198 1311 827 1116 198 9110 8884 3204 201 198 37066 1761\n");
+    free(out);
+    free(err);
+    /* stories260k: --bos prepends <s> = 1 */
+    char *a4[] = {(char *)t_bin("lmpack-tokenize"), (char *)t_data("stories260k"), "--bos",
+                  "--text", "The future of artificial intelligence", NULL};
+    ck_assert_int_eq(t_run(a4, &out, &err), 0);
+    ck_assert_str_eq(out, "1 291 272 323 425 276 373 261 420 413 417 431 417 429 417 412 421 322 "
+                          "413 411 306 333 302 331\n");
+    free(out);
+    free(err);
+    /* detokenize: exact text, no newline added */
+    char *a5[] = {(char *)t_bin("lmpack-detokenize"), (char *)bl, "--ids",
+                  "1311 582 198 1311 827 1116 198 9110 8884 3204 201 198 37066 1761", NULL};
+    ck_assert_int_eq(t_run(a5, &out, &err), 0);
+    ck_assert_str_eq(out, txt);
+    free(out);
+    free(err);
+    char *a6[] = {(char *)t_bin("lmpack-detokenize"), (char *)bl, "--json", "--ids", "504,1774",
+                  NULL};
+    ck_assert_int_eq(t_run(a6, &out, &err), 0);
+    ck_assert_str_eq(out, "{\"text\":\"The future\"}\n");
+    free(out);
+    free(err);
+    /* failures: out-of-vocabulary id (1), missing tokenizer (1), usage (2) */
+    char *a7[] = {(char *)t_bin("lmpack-detokenize"), (char *)bl, "--ids", "49152", NULL};
+    ck_assert_int_eq(t_run(a7, &out, &err), 1);
+    ck_assert_msg(strstr(err, "49152"), "stderr: %s", err);
+    free(out);
+    free(err);
+    char *a8[] = {(char *)t_bin("lmpack-tokenize"), dir, "--text", "x", NULL};
+    ck_assert_int_eq(t_run(a8, &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "tokenizer.json"));
+    free(out);
+    free(err);
+    char *a9[] = {(char *)t_bin("lmpack-tokenize"), (char *)bl, NULL};
+    ck_assert_int_eq(t_run(a9, &out, &err), 2);
+    free(out);
+    free(err);
+    char *a10[] = {(char *)t_bin("lmpack-detokenize"), (char *)bl, "--ids", "1 x", NULL};
+    ck_assert_int_eq(t_run(a10, &out, &err), 2);
+    free(out);
+    free(err);
+    char *a11[] = {(char *)t_bin("lmpack-tokenize"), "--help", NULL};
+    ck_assert_int_eq(t_run(a11, &out, &err), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: lmpack tokenize"));
+    free(out);
+    free(err);
+    t_rmtree(dir);
+    free(dir);
+    free(bl);
+}
+END_TEST
+
+/* lmpack run --prompt: greedy text equals the tokenizer's decoding of the
+ * transformers greedy sequence (greedy200.json: BOS + 200 argmax tokens). */
+static char *greedy200_text(lmp_tok *t, size_t from, size_t to)
+{
+    size_t gl;
+    char *g = (char *)t_slurp(t_data("stories260k/greedy200.json"), &gl);
+    cJSON *arr = cJSON_ParseWithLength(g, gl);
+    free(g);
+    ck_assert_int_ge(cJSON_GetArraySize(arr), (int)to);
+    int ids[256];
+    for (size_t i = from; i < to; i++) ids[i - from] = cJSON_GetArrayItem(arr, (int)i)->valueint;
+    cJSON_Delete(arr);
+    size_t len;
+    return dec(t, ids, to - from, &len);
+}
+
+START_TEST(cli_run_prompt)
+{
+    lmp_tok *t = load("stories260k");
+    char *model = strdup(t_data("stories260k")), *out = NULL, *err = NULL;
+    /* the prompt with BOS is the first 5 ids of greedy200 */
+    size_t n;
+    int *ids = NULL;
+    lmp_diag d = {0};
+    ck_assert_int_eq(lmp_tok_encode(t, "Once upon a time", 16, lmp_tok_add_bos_default(t), &ids,
+                                    &n, &d), LMP_OK);
+    ck_assert_uint_eq(n, 5);
+    char *p5 = greedy200_text(t, 1, 5);
+    ck_assert_str_eq(p5, "Once upon a time");
+    free(p5);
+    free(ids);
+    /* prompt echo + 64 new tokens = decode(greedy200[1 .. 69)) */
+    char *want = greedy200_text(t, 1, 69);
+    char *a1[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Once upon a time", "-n", "64",
+                  "--temperature", "0", "-t", "1", NULL};
+    ck_assert_int_eq(t_run(a1, &out, &err), 0);
+    ck_assert_msg(!strcmp(out, want), "got \"%s\"\nwant \"%s\"", out, want);
+    free(out);
+    free(err);
+    /* same seed, same text; another seed, other text */
+    char *outs[3];
+    const char *seeds[3] = {"5", "5", "6"};
+    for (int i = 0; i < 3; i++) {
+        char *a[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Once upon a time", "-n",
+                     "48", "--temperature", "1.0", "--top-k", "0", "--top-p", "1", "--min-p", "0",
+                     "--seed", (char *)seeds[i], NULL};
+        ck_assert_int_eq(t_run(a, &outs[i], &err), 0);
+        free(err);
+    }
+    ck_assert_str_eq(outs[0], outs[1]);
+    ck_assert_str_ne(outs[0], outs[2]);
+    ck_assert(!strncmp(outs[0], "Once upon a time", 16));
+    for (int i = 0; i < 3; i++) free(outs[i]);
+    /* EOS stop: a copy whose config says EOS = 432 (",", greedy200[5]) stops
+     * right after the prompt; --ignore-eos does not */
+    char *dir = t_tmpdir(), path[4096], cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && for f in model.safetensors tokenizer.json tokenizer_config.json; do "
+             "ln -s \"$PWD/$f\" '%s/'; done && sed 's/\"eos_token_id\": *2/\"eos_token_id\": 432/' "
+             "config.json > '%s/config.json' && grep -q '\"eos_token_id\": 432' '%s/config.json'",
+             model, dir, dir, dir);
+    ck_assert_int_eq(t_sh(cmd, NULL, NULL), 0);
+    snprintf(path, sizeof path, "%s", dir);
+    char *a2[] = {(char *)t_bin("lmpack-run"), path, "--prompt", "Once upon a time", "-n", "16",
+                  "--temperature", "0", NULL};
+    ck_assert_int_eq(t_run(a2, &out, &err), 0);
+    ck_assert_str_eq(out, "Once upon a time");
+    free(out);
+    free(err);
+    char *a3[] = {(char *)t_bin("lmpack-run"), path, "--prompt", "Once upon a time", "-n", "16",
+                  "--temperature", "0", "--ignore-eos", NULL};
+    ck_assert_int_eq(t_run(a3, &out, &err), 0);
+    char *want16 = greedy200_text(t, 1, 21);
+    ck_assert_str_eq(out, want16);
+    free(want16);
+    free(out);
+    free(err);
+    /* no chat template / bad flags */
+    char *a4[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Hi", "--chat", NULL};
+    ck_assert_int_eq(t_run(a4, &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "no chat template"));
+    free(out);
+    free(err);
+    char *a5[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Hi", "--top-p", "0", NULL};
+    ck_assert_int_eq(t_run(a5, &out, &err), 2);
+    free(out);
+    free(err);
+    t_rmtree(dir);
+    free(dir);
+    free(want);
+    free(model);
+    lmp_tok_close(t);
+}
+END_TEST
+
 Suite *lmp_suite_tokenizer(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -386,6 +797,15 @@ Suite *lmp_suite_tokenizer(void)
     tcase_add_test(tc, stream_split_character);
     tcase_add_test(tc, unsupported_components);
     tcase_add_test(tc, chat_format);
+    tcase_add_test(tc, hand_built_bpe);
+    tcase_add_test(tc, bytelevel_prefix_space);
+    tcase_add_test(tc, split_regexes);
+    tcase_add_test(tc, llama3_style_pretokenizer);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("programs");
+    tcase_set_timeout(tp, 60);
+    tcase_add_test(tp, cli_tokenize_detokenize);
+    tcase_add_test(tp, cli_run_prompt);
+    suite_add_tcase(s, tp);
     return s;
 }
