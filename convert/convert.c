@@ -223,6 +223,20 @@ static void put16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
+/* 1 if no element is NaN or infinite (all-ones exponent); written as a
+ * max reduction over integers so the compiler vectorizes it. */
+static int all_finite(const float *x, int n)
+{
+    uint32_t m = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        u &= 0x7f800000u;
+        m = u > m ? u : m;
+    }
+    return m != 0x7f800000u;
+}
+
 static void slab_task(void *ctx, int task, int tid)
 {
     slab_job *j = ctx;
@@ -252,9 +266,7 @@ static void slab_task(void *ctx, int task, int tid)
             for (int c = 0; c < cols; c++) put16(o + 2 * (size_t)c, lmp_f32_to_bf16(x[c]));
             break;
         default: {
-            int finite = 1;
-            for (int c = 0; c < cols && finite; c++) finite = isfinite(x[c]);
-            if (!finite) {
+            if (!all_finite(x, cols)) {
                 long long cur = atomic_load(&j->bad_row);
                 while (r < cur && !atomic_compare_exchange_weak(&j->bad_row, &cur, (long long)r)) {
                 }

@@ -38,8 +38,10 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: lmpack run MODEL --ids \"ID ID ...\" [options]\n"
             "\n"
-            "Run a Llama-family model (a Hugging Face folder with config.json and\n"
-            "safetensors; F32/F16/BF16 weights are computed in float32).\n"
+            "Run a Llama-family model: a Hugging Face folder with config.json and\n"
+            "safetensors (F32/F16/BF16 weights are computed in float32), or an .lmpk\n"
+            "container from `lmpack convert` (weights used in place as stored: f32,\n"
+            "f16, bf16, int4 q4, int8 q8).\n"
             "\n"
             "  --ids LIST        prompt token ids, separated by spaces or commas\n"
             "  --logits FILE     write the logits of EVERY prompt position as raw\n"
