@@ -107,7 +107,9 @@ static lmp_status opt_pos_number(const cJSON *v, const char *fname, const char *
         return lmp_fail(d, LMP_ERR_FORMAT, "%s: %s must be a number, not %s", fname, key,
                         json_type_name(v));
     double x = v->valuedouble;
-    if (!isfinite(x) || !(x > 0) || x >= hi || (float)x <= 0.0f)
+    /* Range-check the double before the cast (out of float range is UB),
+     * then the float itself (rounding may reach 0 or hi). */
+    if (!isfinite(x) || !(x > 0) || x >= hi || !((float)x > 0.0f) || (double)(float)x >= hi)
         return lmp_fail(d, LMP_ERR_FORMAT, "%s: %s %g is not in (0, %g)", fname, key, x, hi);
     *out = (float)x;
     return LMP_OK;
@@ -363,7 +365,7 @@ static void fmt_float(char *buf, size_t cap, float x)
     }
     for (int prec = 1; prec <= 9; prec++) {
         snprintf(buf, cap, "%.*g", prec, (double)x);
-        if (strtof(buf, NULL) == x) break;
+        if ((float)strtod(buf, NULL) == x) break; /* as the parser reads it */
     }
     if (!strpbrk(buf, ".eEn")) {
         size_t n = strlen(buf);
