@@ -72,6 +72,16 @@ static void syn_make(syn *s)
         syn_add(s, n, LMP_MAT_BF16, 8, 8);
         snprintf(n, sizeof n, "model.layers.%d.mlp.up_proj.weight", l);
         syn_add(s, n, LMP_MAT_F16, 12, 8);
+        /* the rest of a Llama layer (hidden 8, 2 heads, 1 KV head, mlp 12) */
+        static const char *const rest[] = {"self_attn.k_proj", "self_attn.v_proj",
+                                           "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"};
+        static const int64_t shp[][2] = {{4, 8}, {4, 8}, {8, 8}, {12, 8}, {8, 12}};
+        for (int k = 0; k < 5; k++) {
+            snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, rest[k]);
+            syn_add(s, n, LMP_MAT_F32, shp[k][0], shp[k][1]);
+        }
+        snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
+        syn_add(s, n, LMP_MAT_F32, 8, 0);
     }
     syn_add(s, "model.norm.weight", LMP_MAT_F32, 8, 0);
     s->files[0] = (lmp_split_file){"tokenizer.json", (const uint8_t *)tok_json, sizeof tok_json - 1};
@@ -320,8 +330,8 @@ START_TEST(split_verify_synthetic)
     ck_assert_uint_eq(m->n_chunks, 3);
     ck_assert_str_eq(m->chunks[0].file, "chunks/head.zst");
     ck_assert_uint_eq(m->chunks[0].n_tensors, 2); /* embedding, final norm */
-    ck_assert_uint_eq(m->chunks[1].n_tensors, 9);
-    ck_assert_uint_eq(m->chunks[2].n_tensors, 3);
+    ck_assert_uint_eq(m->chunks[1].n_tensors, 27);
+    ck_assert_uint_eq(m->chunks[2].n_tensors, 9);
     ck_assert_uint_eq(m->n_tokenizer, 2);
     ck_assert_str_eq(m->tokenizer[0].file, "tokenizer/tokenizer.json");
     ck_assert_uint_eq(m->tokenizer[0].size, sizeof tok_json - 1);
@@ -336,8 +346,8 @@ START_TEST(split_verify_synthetic)
     lmp_hash_hex(zb, n, h);
     ck_assert_str_eq(m->chunks[0].xxh3_compressed, h);
     free(zb);
-    /* weights: 16*8 + 4*(8+64+96) + 8 */
-    ck_assert_uint_eq(m->n_weights, 128 + 4 * 168 + 8);
+    /* weights: 16*8 + 4*(8+64+96+32+32+64+96+96+8) + 8 */
+    ck_assert_uint_eq(m->n_weights, 128 + 4 * 496 + 8);
     lmp_manifest_free(m);
     /* no temporary left beside it */
     snprintf(p, sizeof p, "%s.tmp.%ld", b, (long)getpid());
@@ -405,8 +415,10 @@ START_TEST(manifest_every_byte_matters)
     ck_assert_int_eq(lmp_manifest_parse(&m, (char *)text, n, &d), LMP_OK);
     lmp_manifest_free(m);
     static const unsigned char masks[] = {0x01, 0x20, 0x80};
+    ck_assert_uint_gt(n, 1000);
+    /* mask 0x01 at every byte; the others at every 5th byte (time) */
     for (size_t k = 0; k < sizeof masks; k++)
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i += k ? 5 : 1) {
             text[i] ^= masks[k];
             m = NULL;
             lmp_diag_clear(&d);
