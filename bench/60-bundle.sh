@@ -45,5 +45,12 @@ ttft=$(echo "$st" | field ttft_ms)
 prss=$(echo "$st" | field peak_rss_mb)
 wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
 echo "| run from bundle: start to first token | $wall | ms | whole process (load $load ms incl. hash + decompress, ttft $ttft ms), 5-token prompt |"
-echo "| run from bundle: peak RSS | $prss | MB | all layers resident (--stream not implemented) |"
+echo "| run from bundle: peak RSS | $prss | MB | all layers resident |"
+st=$("$bin/lmpack" run "$bundle" --ids "1 504 3260 282 253" -n 8 --stream 2 --stats --json 2>&1 >/dev/null | tail -1)
+prss2=$(echo "$st" | field peak_rss_mb)
+dec2=$(echo "$st" | field decode_tok_s)
+st=$("$bin/lmpack" run "$bundle" --ids "1 504 3260 282 253" -n 8 --stats --json 2>&1 >/dev/null | tail -1)
+dec0=$(echo "$st" | field decode_tok_s)
+echo "| run from bundle --stream 2: peak RSS | $prss2 | MB | head chunk + 2 layer slots + 1 chunk in flight |"
+echo "| run from bundle --stream 2: decode | $dec2 | tok/s | every chunk re-read, hashed and decompressed per token (resident: $dec0 tok/s) |"
 rm -rf "$bundle"
