@@ -66,7 +66,8 @@ float lmp_f16_to_f32(uint16_t h)
     uint32_t man = h & 0x3ffu;
     uint32_t out;
     if (exp == 0x1f) {
-        out = sign | 0x7f800000u | (man << 13); /* inf, or NaN keeping its payload */
+        /* inf, or NaN keeping its payload, made quiet (as vcvtph2ps does) */
+        out = sign | 0x7f800000u | (man << 13) | (man ? 0x00400000u : 0u);
     } else if (exp != 0) {
         out = sign | ((exp + 112u) << 23) | (man << 13); /* rebias 15 -> 127 */
     } else if (man == 0) {

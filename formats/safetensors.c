@@ -30,6 +30,10 @@
 #include "common/fileio.h"
 
 #define MAX_JSON_DEPTH 64
+/* cJSON needs ~100 bytes per value; a 100 MB header of "[0,0,0,..." would
+ * otherwise cost gigabytes. Real headers hold ~10 values per tensor, so
+ * this allows well over 100,000 tensors per file. */
+#define MAX_JSON_VALUES 2000000
 #define MAX_SAFE_INT (1ull << 53) /* largest integer every JSON reader keeps exact */
 #define MAX_INDEX_BYTES (64u << 20)
 
@@ -109,6 +113,9 @@ typedef struct jv {
     const uint8_t *p;
     size_t n, i;
     int tensor_mode;  /* apply the safetensors number rule */
+    const char *what; /* "header" or "index", for messages */
+    size_t nvalues;
+    int over_limit;   /* failed on MAX_JSON_VALUES, not on the syntax */
     char k1[200];     /* decoded current top-level key (tensor name), truncated */
     int k1_is_meta;   /* k1 == "__metadata__" */
     char k2[16];      /* decoded current key inside a tensor entry */
@@ -119,9 +126,9 @@ static int jv_fail(jv *v, const char *what)
 {
     if (!v->err[0]) {
         if (v->i < v->n)
-            snprintf(v->err, sizeof v->err, "header is not valid JSON: %s at byte %zu", what, v->i);
+            snprintf(v->err, sizeof v->err, "%s is not valid JSON: %s at byte %zu", v->what, what, v->i);
         else
-            snprintf(v->err, sizeof v->err, "header is not valid JSON: %s at the end", what);
+            snprintf(v->err, sizeof v->err, "%s is not valid JSON: %s at the end", v->what, what);
     }
     return -1;
 }
@@ -388,6 +395,12 @@ static int jv_array(jv *v, int depth, int role)
 static int jv_value(jv *v, int depth, int role)
 {
     if (depth > MAX_JSON_DEPTH) return jv_fail(v, "nesting deeper than 64 levels");
+    if (++v->nvalues > MAX_JSON_VALUES) {
+        snprintf(v->err, sizeof v->err, "%s holds more than %d JSON values (memory limit)", v->what,
+                 MAX_JSON_VALUES);
+        v->over_limit = 1;
+        return -1;
+    }
     jv_ws(v);
     if (v->i >= v->n) return jv_fail(v, "expected a value");
     switch (v->p[v->i]) {
@@ -408,7 +421,7 @@ static int jv_value(jv *v, int depth, int role)
 static int jv_document(jv *v)
 {
     if (v->n == 0 || v->p[0] != '{') {
-        snprintf(v->err, sizeof v->err, "header is not a JSON object (it must start with '{')");
+        snprintf(v->err, sizeof v->err, "%s is not a JSON object (it must start with '{')", v->what);
         return -1;
     }
     if (jv_object(v, 0, ROLE_ROOT)) return -1;
@@ -418,29 +431,34 @@ static int jv_document(jv *v)
 }
 
 /* Byte-level checks shared by headers and index files: no NUL, UTF-8,
- * strict JSON. Returns 0 or -1 with msg filled. */
-static int json_bytes_ok(const uint8_t *p, size_t n, int tensor_mode, char *msg, size_t msgsz)
+ * strict JSON. Returns LMP_OK or the status to report, with msg filled. */
+static lmp_status json_bytes_ok(const uint8_t *p, size_t n, int tensor_mode, char *msg, size_t msgsz)
 {
+    const char *what = tensor_mode ? "header" : "index";
     const uint8_t *z = memchr(p, 0, n);
     if (z) {
-        snprintf(msg, msgsz, "header contains a NUL byte at offset %zu", (size_t)(z - p));
-        return -1;
+        snprintf(msg, msgsz, "%s contains a NUL byte at offset %zu", what, (size_t)(z - p));
+        return LMP_ERR_FORMAT;
     }
     size_t bad = utf8_check(p, n);
     if (bad != n) {
-        snprintf(msg, msgsz, "header is not valid UTF-8 (byte %zu)", bad);
-        return -1;
+        snprintf(msg, msgsz, "%s is not valid UTF-8 (byte %zu)", what, bad);
+        return LMP_ERR_FORMAT;
     }
     jv *v = calloc(1, sizeof *v);
     if (!v) {
         snprintf(msg, msgsz, "out of memory");
-        return -1;
+        return LMP_ERR_NOMEM;
     }
     v->p = p;
     v->n = n;
     v->tensor_mode = tensor_mode;
-    int r = jv_document(v);
-    if (r) snprintf(msg, msgsz, "%s", v->err);
+    v->what = what;
+    lmp_status r = LMP_OK;
+    if (jv_document(v)) {
+        snprintf(msg, msgsz, "%s", v->err);
+        r = v->over_limit ? LMP_ERR_UNSUPPORTED : LMP_ERR_FORMAT;
+    }
     free(v);
     return r;
 }
@@ -679,7 +697,8 @@ static lmp_status parse_image(const uint8_t *buf, size_t len, const char *fname,
     const uint8_t *hdr = buf + 8;
     const uint8_t *data = hdr + hn;
     uint64_t bufsz = (uint64_t)(len - 8 - hn);
-    LMP_FAIL_IF(json_bytes_ok(hdr, (size_t)hn, 1, msg, sizeof msg), LMP_ERR_FORMAT, "%s: %s", fname, msg);
+    lmp_status jr = json_bytes_ok(hdr, (size_t)hn, 1, msg, sizeof msg);
+    LMP_FAIL_IF(jr != LMP_OK, jr, "%s: %s", fname, msg);
 
     root = cJSON_ParseWithLength((const char *)hdr, (size_t)hn);
     LMP_FAIL_IF(!root, LMP_ERR_FORMAT, "%s: header is not valid JSON (cJSON)", fname);
@@ -798,6 +817,13 @@ static int cmp_tensor_name(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+static int cmp_tensor_name_shard(const void *a, const void *b)
+{
+    const lmp_st_tensor *x = *(const lmp_st_tensor *const *)a, *y = *(const lmp_st_tensor *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->shard > y->shard) - (x->shard < y->shard);
+}
+
 /* Move the parsed entries into st and build the name index. */
 static lmp_status st_finish(lmp_st *st, st_vec *tv, lmp_diag *d)
 {
@@ -878,8 +904,8 @@ static lmp_status open_index(lmp_st *st, const char *path, lmp_diag *d)
     char msg[400], nb[SHOWN_BUF], sb[SHOWN_BUF];
 
     LMP_FORWARD(lmp_read_file(path, MAX_INDEX_BYTES, &text, &tlen, d));
-    LMP_FAIL_IF(json_bytes_ok((const uint8_t *)text, tlen, 0, msg, sizeof msg), LMP_ERR_FORMAT, "%s: %s",
-                path, msg + (strncmp(msg, "header ", 7) == 0 ? 7 : 0));
+    lmp_status jr = json_bytes_ok((const uint8_t *)text, tlen, 0, msg, sizeof msg);
+    LMP_FAIL_IF(jr != LMP_OK, jr, "%s: %s", path, msg);
     root = cJSON_ParseWithLength(text, tlen);
     LMP_FAIL_IF(!root || !cJSON_IsObject(root), LMP_ERR_FORMAT, "%s: not a JSON object", path);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
@@ -928,7 +954,7 @@ static lmp_status open_index(lmp_st *st, const char *path, lmp_diag *d)
     sorted = malloc((tv.n ? tv.n : 1) * sizeof *sorted);
     LMP_FAIL_IF(!sorted, LMP_ERR_NOMEM, "%s: out of memory", path);
     for (i = 0; i < tv.n; i++) sorted[i] = &tv.e[i].t;
-    qsort(sorted, tv.n, sizeof *sorted, cmp_tensor_name);
+    qsort(sorted, tv.n, sizeof *sorted, cmp_tensor_name_shard);
     for (i = 1; i < tv.n; i++)
         LMP_FAIL_IF(strcmp(sorted[i - 1]->name, sorted[i]->name) == 0, LMP_ERR_FORMAT,
                     "%s: tensor '%s' is in both %s and %s", path, shown(sorted[i]->name, nb, sizeof nb),

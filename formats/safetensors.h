@@ -43,8 +43,10 @@ typedef struct lmp_st_tensor {
 
 typedef struct lmp_st lmp_st;
 
-/* Open `path`: a .safetensors file, a model.safetensors.index.json, or a
- * folder holding either (index preferred, else model.safetensors).
+/* Open `path`: a .safetensors file, a model.safetensors.index.json (any
+ * path ending in .json is read as an index), or a folder holding either
+ * (index preferred, else model.safetensors, else its only *.safetensors).
+ * Shards are numbered in sorted file-name order (docs/SAFETENSORS.md).
  * On success *out is owned by the caller (lmp_st_close). */
 lmp_status lmp_st_open(lmp_st **out, const char *path, lmp_diag *d);
 void lmp_st_close(lmp_st *st); /* NULL: no-op */

@@ -436,17 +436,18 @@ out:
 
 /* ---- activations ---------------------------------------------------------- */
 
-/* Sizes of an activation buffer for n tokens of `cols` (see lmp_q4_act). */
+/* Bytes of an activation buffer for n tokens of `cols` (see lmp_q4_act). */
 static size_t act_bytes(int n, int cols, int group)
 {
     int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
     int nbp = (nblk + 7) & ~7, ngp = (ng + 7) & ~7;
-    return (size_t)n * ((size_t)nblk * 32 + 4 * (size_t)nbp + 4 * (size_t)ngp) + 64;
+    return (size_t)n * ((size_t)nbp * 32 + 4 * (size_t)nbp + 4 * (size_t)ngp) + 64;
 }
 
 /* Lay out `a` in buf (act_bytes long) and quantize x[n][cols]. Plain C, used
  * by both kernels, so both see the very same int8 activations. */
-static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int cols, int group)
+static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int cols, int group,
+                         int paired, int simd)
 {
     a->n = n;
     a->cols = cols;
@@ -455,35 +456,53 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
     a->bpg = group / 32;
     a->nblk_pad = (a->nblk + 7) & ~7;
     a->ng_pad = (a->ng + 7) & ~7;
+    a->paired = paired;
     uintptr_t p = ((uintptr_t)buf + 31) & ~(uintptr_t)31;
     a->dx = (float *)p;
     a->sx = a->dx + (size_t)n * a->nblk_pad;
     a->xq = (int8_t *)(a->sx + (size_t)n * a->ng_pad);
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * cols;
-        int8_t *q = a->xq + (size_t)t * a->nblk * 32;
+        int8_t *q = a->xq + (size_t)t * a->nblk_pad * 32;
         float *dx = a->dx + (size_t)t * a->nblk_pad, *sx = a->sx + (size_t)t * a->ng_pad;
         memset(dx, 0, sizeof(float) * (size_t)a->nblk_pad);
         memset(sx, 0, sizeof(float) * (size_t)a->ng_pad);
+        memset(q, 0, (size_t)a->nblk_pad * 32);
         for (int b = 0; b < a->nblk; b++) {
-            int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32;
+            int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32, bad = 0;
             float am = 0.0f;
-            for (int j = 0; j < nb; j++) am = fmaxf(am, fabsf(xt[c0 + j]));
+            int8_t tmp[32] = {0};
+            int vec = simd && nb == 32;
+#if defined(__x86_64__) || defined(__i386__)
+            if (vec) am = lmp_q4_absmax32_avx2(xt + c0, &bad);
+#endif
+            for (int j = 0; j < nb && !vec; j++) {
+                float v = fabsf(xt[c0 + j]);
+                bad |= !(v <= 3.4e38f); /* NaN or inf */
+                am = v > am ? v : am;
+            }
             int s = 0;
-            if (am > 0.0f && isfinite(am)) {
+            if (am > 0.0f && !bad) {
                 float id = 127.0f / am;
                 dx[b] = am / 127.0f;
-                for (int j = 0; j < nb; j++) {
-                    int v = (int)rne(clampf(xt[c0 + j] * id, -127.0f, 127.0f));
-                    q[c0 + j] = (int8_t)v;
-                    s += v;
+#if defined(__x86_64__) || defined(__i386__)
+                if (vec) s = lmp_q4_quant32_avx2(xt + c0, id, tmp);
+#endif
+                /* |x * id| <= 127 (+ rounding) by construction of am */
+                for (int j = 0; j < nb && !vec; j++) {
+                    float v = xt[c0 + j] * id;
+                    v = v > 127.0f ? 127.0f : v;
+                    v = v < -127.0f ? -127.0f : v;
+                    int iv = (int)rne(v);
+                    tmp[j] = (int8_t)iv;
+                    s += iv;
                 }
             } else {
                 /* zero block; a non-finite activation poisons the block */
-                dx[b] = am == 0.0f ? 0.0f : NAN;
-                for (int j = 0; j < nb; j++) q[c0 + j] = 0;
+                dx[b] = bad ? NAN : 0.0f;
             }
-            for (int j = nb; j < 32; j++) q[c0 + j] = 0;
+            memcpy(q + lmp_q4_xq_index(paired, b, 0), tmp, 16);
+            memcpy(q + lmp_q4_xq_index(paired, b, 16), tmp + 16, 16);
             sx[b / a->bpg] += dx[b] * (float)s;
         }
     }
@@ -494,20 +513,21 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
 static float row_dot_ref(const lmp_mat *w, const uint8_t *row, const lmp_q4_act *a, int t)
 {
     int nblk = a->nblk, ng = a->ng, bpg = a->bpg, q8 = w->kind == LMP_MAT_Q8;
-    const int8_t *xq = a->xq + (size_t)t * nblk * 32;
+    const int8_t *xq = a->xq + (size_t)t * a->nblk_pad * 32;
     const float *dx = a->dx + (size_t)t * a->nblk_pad, *sx = a->sx + (size_t)t * a->ng_pad;
     const uint8_t *sc = row + (size_t)nblk * (q8 ? 32 : 16), *mn = sc + 2 * (size_t)ng;
     float acc = 0.0f, corr = 0.0f, dg = 0.0f;
     for (int b = 0; b < nblk; b++) {
         if (b % bpg == 0) dg = lmp_f16_to_f32(rd16(sc + 2 * (b / bpg)));
-        const int8_t *xb = xq + 32 * b;
         int isum = 0;
         if (q8) {
             const int8_t *wb = (const int8_t *)row + 32 * b;
-            for (int j = 0; j < 32; j++) isum += wb[j] * xb[j];
+            for (int j = 0; j < 32; j++) isum += wb[j] * xq[lmp_q4_xq_index(a->paired, b, j)];
         } else {
             const uint8_t *wb = row + 16 * b;
-            for (int j = 0; j < 16; j++) isum += (wb[j] & 15) * xb[j] + (wb[j] >> 4) * xb[16 + j];
+            for (int j = 0; j < 16; j++)
+                isum += (wb[j] & 15) * xq[lmp_q4_xq_index(a->paired, b, j)] +
+                        (wb[j] >> 4) * xq[lmp_q4_xq_index(a->paired, b, 16 + j)];
         }
         acc += (dg * dx[b]) * (float)isum;
     }
@@ -625,7 +645,8 @@ static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *
     for (int t0 = 0; t0 < n; t0 += chunk) {
         int nt = n - t0 < chunk ? n - t0 : chunk;
         lmp_q4_act a;
-        act_quantize(&a, buf, x + (size_t)t0 * w->cols, nt, w->cols, w->group);
+        act_quantize(&a, buf, x + (size_t)t0 * w->cols, nt, w->cols, w->group,
+                     simd && w->kind == LMP_MAT_Q4, simd);
         /* y for this chunk: tokens t0.. map to y + t0*rows with the same stride */
         mm_job j = {w, &a, y + (size_t)t0 * w->rows, simd};
         if (pool)

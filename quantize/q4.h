@@ -92,6 +92,12 @@ typedef enum lmp_q4_method {
 
 #define LMP_Q4_BLOCK 32
 
+/* Recommended default of `--dtype q4` (docs/QUANT.md: on stories260k mean
+ * KL 0.102 vs 0.130 for llama.cpp Q4_0 at the same 4.5 bits/weight on
+ * SmolLM-360M shapes), embedding and tied lm_head in the same format. */
+#define LMP_Q4_DEFAULT_SCHEME LMP_Q4_ASYM
+#define LMP_Q4_DEFAULT_GROUP 64
+
 /* "sym", "asym", "q8"; NULL for an unknown id. */
 const char *lmp_q4_scheme_name(int scheme);
 /* Id for a name (case-sensitive), or -1. */

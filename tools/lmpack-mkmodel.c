@@ -4,7 +4,8 @@
  * Weights are N(0, std^2) (std 0.02 for projections, 0.05 for the
  * embedding / lm_head), norm weights 1 + 0.1 N(0,1), so code that ignores a
  * norm weight is caught. Every row of every tensor has its own PRNG stream
- * (xoshiro256** seeded through splitmix64 from (seed, tensor index, row)),
+ * (xoshiro256** seeded through splitmix64 from (seed, tensor index, row),
+ * normals by the polar Box-Muller method),
  * so the output depends on the seed only, never on the thread count.
  * Memory stays bounded: tensors are generated in batches of rows and
  * streamed through the safetensors writer. The folder appears atomically:
@@ -120,20 +121,27 @@ static void rng_seed(rng *r, uint64_t seed, uint64_t tensor, uint64_t row)
     for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&sm);
 }
 
-/* Uniform in (0, 1]: never 0, so log() is finite. */
-static double uniform01(rng *r)
+/* Uniform in [-1, 1). */
+static double uniform_pm1(rng *r)
 {
-    return ((xoshiro_next(r) >> 11) + 1) * (1.0 / 9007199254740992.0);
+    return (double)(xoshiro_next(r) >> 11) * (1.0 / 4503599627370496.0) - 1.0; /* k / 2^52 - 1 */
 }
 
-/* n normal samples with mean `mean` and deviation `std` (Box-Muller). */
+/* n normal samples with mean `mean` and deviation `std`: Marsaglia's polar
+ * form of Box-Muller (no sin/cos; twice as fast as the trigonometric form,
+ * which spent half of mkmodel's time in sincos). */
 static void gaussian_row(rng *r, float *dst, size_t n, double mean, double std)
 {
-    const double two_pi = 6.283185307179586;
     for (size_t i = 0; i < n; i += 2) {
-        double rad = sqrt(-2.0 * log(uniform01(r))), ang = two_pi * uniform01(r);
-        dst[i] = (float)(mean + std * rad * cos(ang));
-        if (i + 1 < n) dst[i + 1] = (float)(mean + std * rad * sin(ang));
+        double u, v, s;
+        do {
+            u = uniform_pm1(r);
+            v = uniform_pm1(r);
+            s = u * u + v * v;
+        } while (s >= 1.0 || s == 0.0);
+        double m = std * sqrt(-2.0 * log(s) / s);
+        dst[i] = (float)(mean + u * m);
+        if (i + 1 < n) dst[i + 1] = (float)(mean + v * m);
     }
 }
 
