@@ -496,6 +496,7 @@ START_TEST(convert_q4_matrix)
                 for (size_t i = 0; i < ne; i++) {
                     const lmp_lmpk_tensor *t = lmp_lmpk_at(pk, i);
                     ck_assert_str_eq(t->name, ex[i].name); /* canonical order */
+                    ck_assert_int_eq(t->layer, ex[i].layer);
                     if (ex[i].ndim == 1) {
                         ck_assert_int_eq(t->kind, LMP_MAT_F32);
                         continue;
@@ -923,6 +924,57 @@ START_TEST(run_q4_container)
 }
 END_TEST
 
+/* f16 / bf16 containers of models stored in that type hold the exact
+ * weights; the in-place half kernels must reproduce the golden logits. */
+START_TEST(run_half_container_golden)
+{
+    static const char *cases[][2] = {{"tiny-smollm-f16", "f16"}, {"tiny-smollm-bf16", "bf16"}};
+    char *dir = t_tmpdir();
+    char *pk = lmp_path_join(dir, "h.lmpk"), *la = lmp_path_join(dir, "a.f32");
+    for (int c = 0; c < 2; c++) {
+        convert_ok(t_data(cases[c][0]), pk, "--dtype", cases[c][1], NULL, NULL);
+        lmp_diag d;
+        lmp_diag_clear(&d);
+        lmp_lmpk *k = NULL;
+        ck_assert_int_eq(lmp_lmpk_open(&k, pk, &d), LMP_OK);
+        ck_assert_int_eq(lmp_lmpk_find(k, "model.layers.0.mlp.up_proj.weight")->kind,
+                         c == 0 ? LMP_MAT_F16 : LMP_MAT_BF16);
+        lmp_lmpk_close(k);
+        char gp[4096];
+        snprintf(gp, sizeof gp, "%s/golden.safetensors", t_data(cases[c][0]));
+        lmp_st *g = NULL;
+        ck_assert_int_eq(lmp_st_open(&g, gp, &d), LMP_OK);
+        int T, P;
+        int32_t *ids = golden_i32(g, "prompt0.ids", &T);
+        int32_t *pos = golden_i32(g, "prompt0.positions", &P);
+        const float *gold = (const float *)(const void *)lmp_st_find(g, "prompt0.logits")->data;
+        char *s = ids_string(ids, T);
+        size_t na;
+        float *a = run_logits(pk, s, la, &na);
+        const size_t V = 4096;
+        ck_assert_uint_eq(na, (size_t)T * V * 4);
+        double maxg = 0, maxe = 0;
+        for (int p = 0; p < P; p++)
+            for (size_t v = 0; v < V; v++) {
+                double gv = gold[(size_t)p * V + v], av = a[(size_t)pos[p] * V + v];
+                if (fabs(gv) > maxg) maxg = fabs(gv);
+                if (!(fabs(av - gv) <= maxe)) maxe = fabs(av - gv);
+            }
+        ck_assert_msg(maxe / maxg < 1e-4, "%s %s container: rel err %g vs golden", cases[c][0],
+                      cases[c][1], maxe / maxg);
+        free(a);
+        free(s);
+        free(ids);
+        free(pos);
+        lmp_st_close(g);
+    }
+    free(pk);
+    free(la);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *lmp_suite_lmpk(void)
 {
     Suite *s = suite_create("lmpk");
@@ -946,6 +998,7 @@ Suite *lmp_suite_lmpk(void)
     tcase_add_test(tr, run_f32_container_golden);
     tcase_add_test(tr, run_f32_container_greedy);
     tcase_add_test(tr, run_q4_container);
+    tcase_add_test(tr, run_half_container_golden);
     suite_add_tcase(s, tr);
     return s;
 }
