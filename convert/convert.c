@@ -18,11 +18,12 @@
 #include "formats/lmpk.h"
 #include "formats/safetensors.h"
 
-/* THE defaults (docs/QUANT.md): one place. */
+/* THE defaults, one place: docs/QUANT.md's recommendation (asym g64 with
+ * search; the embedding / tied lm_head in the same q4 format). */
 #define DEFAULT_DTYPE LMP_MAT_Q4
-#define DEFAULT_GROUP 32
-#define DEFAULT_SCHEME LMP_Q4_SYM
-#define DEFAULT_Q4_EMBED LMP_MAT_Q8
+#define DEFAULT_GROUP LMP_Q4_DEFAULT_GROUP
+#define DEFAULT_SCHEME LMP_Q4_DEFAULT_SCHEME
+#define DEFAULT_Q4_EMBED LMP_MAT_Q4
 
 /* Slab: rows processed (in parallel) and written together; ~2 MB of f32
  * input per slab keeps memory flat and the pool busy. */
