@@ -531,9 +531,12 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
             int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32, bad = 0;
             float am = 0.0f;
             int8_t tmp[32] = {0};
-            int vec = simd && nb == 32;
 #if defined(__x86_64__) || defined(__i386__)
+            int vec = simd && nb == 32; /* the AVX2 helpers below */
             if (vec) am = lmp_q4_absmax32_avx2(xt + c0, &bad);
+#else
+            int vec = 0; /* no vector helpers here (wasm: simd selects only the row kernel) */
+            (void)simd;
 #endif
             for (int j = 0; j < nb && !vec; j++) {
                 float v = fabsf(xt[c0 + j]);

@@ -60,12 +60,13 @@ static inline v128_t dot16(v128_t a_i8, v128_t b_i8)
     return wasm_i32x4_add(lo, hi);
 }
 
-/* Integer dot product of block b (32 codes) with the activations xb, as
- * i32x4 partial sums. (i16x8.extmul was measured slower than widening +
+/* Integer dot product of block b (32 codes) with its activations (plain or
+ * paired layout, lmp_q4_xq_index), as i32x4 partial sums. (i16x8.extmul was measured slower than widening +
  * i32x4.dot_i16x8_s in Node 20's V8 on this machine.) */
-static inline v128_t block_dot(const uint8_t *row, int q8, int b, const int8_t *xb)
+static inline v128_t block_dot(const uint8_t *row, int q8, int b, const int8_t *xq, int paired)
 {
-    v128_t x0 = wasm_v128_load(xb), x1 = wasm_v128_load(xb + 16);
+    v128_t x0 = wasm_v128_load(xq + lmp_q4_xq_index(paired, b, 0));
+    v128_t x1 = wasm_v128_load(xq + lmp_q4_xq_index(paired, b, 16));
     if (q8) {
         const uint8_t *wb = row + 32 * (size_t)b;
         return wasm_i32x4_add(dot16(wasm_v128_load(wb), x0), dot16(wasm_v128_load(wb + 16), x1));
@@ -79,16 +80,16 @@ static inline v128_t block_dot(const uint8_t *row, int q8, int b, const int8_t *
 static float row_dot(const lmp_mat *w, const uint8_t *row, const lmp_q4_act *a, int t)
 {
     int nblk = a->nblk, ng = a->ng, bpg = a->bpg, q8 = w->kind == LMP_MAT_Q8;
-    const int8_t *xq = a->xq + (size_t)t * nblk * 32;
+    const int8_t *xq = a->xq + (size_t)t * a->nblk_pad * 32;
     const float *dx = a->dx + (size_t)t * a->nblk_pad, *sx = a->sx + (size_t)t * a->ng_pad;
     const uint8_t *sc = row + (size_t)nblk * (q8 ? 32 : 16), *mn = sc + 2 * (size_t)ng;
     v128_t acc4 = wasm_f32x4_splat(0.0f);
     int b = 0;
     for (; b + 4 <= nblk; b += 4) {
-        v128_t s0 = block_dot(row, q8, b, xq + 32 * b);
-        v128_t s1 = block_dot(row, q8, b + 1, xq + 32 * (b + 1));
-        v128_t s2 = block_dot(row, q8, b + 2, xq + 32 * (b + 2));
-        v128_t s3 = block_dot(row, q8, b + 3, xq + 32 * (b + 3));
+        v128_t s0 = block_dot(row, q8, b, xq, a->paired);
+        v128_t s1 = block_dot(row, q8, b + 1, xq, a->paired);
+        v128_t s2 = block_dot(row, q8, b + 2, xq, a->paired);
+        v128_t s3 = block_dot(row, q8, b + 3, xq, a->paired);
         /* transpose-add: lane i = full integer sum of block b+i */
         v128_t t01 = wasm_i32x4_add(wasm_i32x4_shuffle(s0, s1, 0, 4, 1, 5),
                                     wasm_i32x4_shuffle(s0, s1, 2, 6, 3, 7));
@@ -105,7 +106,7 @@ static float row_dot(const lmp_mat *w, const uint8_t *row, const lmp_q4_act *a, 
                 (wasm_f32x4_extract_lane(acc4, 2) + wasm_f32x4_extract_lane(acc4, 3));
     for (; b < nblk; b++)
         acc += (f16(sc + 2 * (b / bpg)) * dx[b]) *
-               (float)hsum(block_dot(row, q8, b, xq + 32 * b));
+               (float)hsum(block_dot(row, q8, b, xq, a->paired));
     float corr = 0.0f;
     if (!q8) {
         for (int g = 0; g < ng; g++) {

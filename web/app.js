@@ -284,7 +284,9 @@ async function generate() {
   const temperature = numberInput('temperature', 0, 100, 0.8);
   const topK = Math.floor(numberInput('top-k', 0, 1e9, 40));
   const topP = numberInput('top-p', 0, 1, 0.95);
-  const seed = Math.floor(numberInput('seed', 0, 2 ** 32 - 1, 42));
+  const minP = numberInput('min-p', 0, 1, 0.05);
+  const repeatPenalty = numberInput('repeat-penalty', 0.01, 10, 1);
+  const seed = Math.floor(numberInput('seed', 0, 2 ** 53, 0));
   const maxTokens = Math.floor(numberInput('max-tokens', 1, 1e6, 128));
   $('generate').disabled = true;
   $('stop').disabled = false;
@@ -298,7 +300,7 @@ async function generate() {
   let tFirst = 0;
   try {
     const rc = withCString(prompt, (p, len) =>
-      M._lmpw_gen_start(p, len, temperature, topK, topP, seed, maxTokens));
+      M._lmpw_gen_start(p, len, temperature, topK, topP, minP, repeatPenalty, seed, maxTokens));
     if (rc < 0) throw new Error(wasmError());
     const lenPtr = M._malloc(4);
     try {

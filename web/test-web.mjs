@@ -182,6 +182,30 @@ try {
     } else {
       check('native greedy reference available', false, nativeErr);
     }
+    // 2b. sampled generation with the same settings and seed as the native
+    // program gives the same text (same sampler code, same xoshiro stream).
+    const SAMPLE = { temperature: '0.8', 'top-k': '40', 'top-p': '0.95', 'min-p': '0.05', seed: '7' };
+    let nativeSampled = null;
+    try {
+      nativeSampled = native(['run', BUNDLE, '--prompt', PROMPT, '-n', '48', '--temperature', '0.8',
+        '--top-k', '40', '--top-p', '0.95', '--min-p', '0.05', '--seed', '7']);
+    } catch (e) {
+      console.log(`     (native sampled run unavailable: ${String(e.stderr || e.message).trim().split('\n')[0]})`);
+    }
+    if (nativeSampled !== null) {
+      for (const [k, v] of Object.entries(SAMPLE)) await page.fill('#' + k, v);
+      await page.fill('#repeat-penalty', '1');
+      await page.fill('#max-tokens', '48');
+      await page.evaluate(() => { window.lmpackLast = null; });
+      await page.click('#generate');
+      await page.waitForFunction(() => window.lmpackLast || document.body.dataset.state === 'error',
+        null, { timeout: 60000 });
+      const sl = await page.evaluate(() => (window.lmpackLast || { text: '' }).text);
+      const a = nativeSampled.replace(/\s+$/, ''), b = sl.replace(/\s+$/, '');
+      check('sampled text (T 0.8, top-k 40, top-p 0.95, min-p 0.05, seed 7) matches native',
+        a.length > 0 && (a === b || (b.startsWith(PROMPT) && b.slice(PROMPT.length) === a)),
+        `\n  native: ${JSON.stringify(a)}\n  wasm:   ${JSON.stringify(b)}`);
+    }
     await page.screenshot({ path: path.join(OUT, 'screenshot.png'), fullPage: true });
 
     // 3. logits vs native

@@ -22,7 +22,7 @@ WEB_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(WEB_INC) -I$(WEB_SRC) $(WARN) -O3 -
 WEB_LIB_EXCLUDE ?= %_avx2.c convert/% split/% verify/%
 WEB_LIB_C := $(filter-out $(WEB_LIB_EXCLUDE),$(LIB_C))
 WEB_LIB_O := $(WEB_LIB_C:%.c=$(WEB_B)/obj/%.o)
-WEB_OWN_O := $(WEB_B)/obj/web/wasm_api.o $(WEB_B)/obj/web/wasm_hash.o $(WEB_B)/obj/web/wasm_sample.o \
+WEB_OWN_O := $(WEB_B)/obj/web/wasm_api.o $(WEB_B)/obj/web/wasm_hash.o \
              $(WEB_B)/obj/web/wasm_zstd.o $(WEB_B)/obj/cJSON.o
 WEB_PAGE := web/index.html web/app.js web/style.css
 WEB_LDFLAGS := -O3 -msimd128 -s MODULARIZE=1 -s EXPORT_NAME=createLmpack \

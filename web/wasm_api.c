@@ -35,9 +35,9 @@
 #include "runtime/bind.h"
 #include "runtime/forward.h"
 #include "runtime/generate.h"
+#include "runtime/sample.h"
 #include "tokenizer/tokenizer.h"
 #include "web/wasm_hash.h"
-#include "web/wasm_sample.h"
 
 /* Context used when the page does not ask for one: the target of the
  * project's memory budget (docs/WEB.md). */
@@ -65,7 +65,7 @@ static struct {
     int pos;                   /* positions filled in the KV cache */
     int pending;               /* chosen token not yet fed back, -1 none */
     int n_new, max_new;
-    lmpw_sampler sampler;
+    lmp_sampler *sampler;
     lmp_tok_stream *stream;
     const char *text;
     size_t text_len;
@@ -132,6 +132,8 @@ static void gen_reset(void)
 {
     lmp_tok_stream_close(W.stream);
     W.stream = NULL;
+    lmp_sampler_close(W.sampler);
+    W.sampler = NULL;
     free(W.tail);
     W.tail = NULL;
     W.gen_active = 0;
@@ -293,9 +295,13 @@ static int is_eos(int id)
 }
 
 /* Encode the prompt (with BOS as the tokenizer's config says, like
- * `lmpack run --prompt`) and run it through the model in one pass. */
+ * `lmpack run --prompt`) and run it through the model in one pass. Sampling
+ * is the library's (runtime/sample.h), fed the prompt tokens as context like
+ * `lmpack run`: temperature 0 is greedy; top_k 0, top_p 1, min_p 0 and
+ * repeat_penalty 1 switch the respective filter off. */
 EMSCRIPTEN_KEEPALIVE int lmpw_gen_start(const char *text, size_t len, float temperature,
-                                        int top_k, float top_p, double seed, int max_new)
+                                        int top_k, float top_p, float min_p,
+                                        float repeat_penalty, double seed, int max_new)
 {
     if (!W.finished) return fail_msg("generate: no model loaded");
     gen_reset();
@@ -304,6 +310,14 @@ EMSCRIPTEN_KEEPALIVE int lmpw_gen_start(const char *text, size_t len, float temp
     if (!ids) return -1;
     int rc = -1;
     int ctx = lmp_state_ctx(W.st);
+    lmp_sample_params sp;
+    lmp_sample_defaults(&sp);
+    sp.temperature = temperature;
+    sp.top_k = top_k;
+    sp.top_p = top_p;
+    sp.min_p = min_p;
+    sp.repeat_penalty = repeat_penalty;
+    sp.seed = seed > 0 ? (uint64_t)seed : 0;
     if (n == 0) {
         fail_msg("generate: the prompt is empty and the tokenizer adds no BOS");
         goto out;
@@ -312,9 +326,10 @@ EMSCRIPTEN_KEEPALIVE int lmpw_gen_start(const char *text, size_t len, float temp
         fail_msg("generate: the prompt has %zu tokens, the context holds %d", n, ctx);
         goto out;
     }
+    if (lmp_sampler_create(&W.sampler, &sp, W.model.cfg.vocab, &W.d) != LMP_OK) goto out;
+    for (size_t i = 0; i < n; i++) lmp_sampler_accept(W.sampler, ids[i]);
     if (lmp_forward(W.st, ids, (int)n, 0, W.logits, LMP_LOGITS_LAST, &W.d) != LMP_OK) goto out;
     if (lmp_tok_stream_open(&W.stream, W.tok, &W.d) != LMP_OK) goto out;
-    lmpw_sampler_init(&W.sampler, temperature, top_k, top_p, (uint64_t)seed);
     W.pos = (int)n;
     W.n_new = 0;
     W.max_new = max_new < 0 ? 0 : max_new;
@@ -342,7 +357,8 @@ EMSCRIPTEN_KEEPALIVE int lmpw_gen_next(uint32_t *text_len)
             return -2;
         W.pos++;
     }
-    int tok = lmpw_sample(&W.sampler, W.logits, W.model.cfg.vocab);
+    int tok = lmp_sampler_sample(W.sampler, W.logits);
+    lmp_sampler_accept(W.sampler, tok);
     W.n_new++;
     if (is_eos(tok)) goto done;
     if (lmp_tok_stream_push(W.stream, tok, &W.text, &W.text_len, &W.d) != LMP_OK) return -2;
