@@ -1,21 +1,25 @@
 // Headless browser test of the lmpack page (`make test-web`).
 //
-// Serves dist/web/ and a stories260k bundle on 127.0.0.1 (a tiny in-process
-// HTTP server that also counts requests and can serve altered copies of a
-// chunk), drives Debian's /usr/bin/chromium through playwright-core, and
-// compares the page against the native runtime:
+// Serves dist/web/ and stories260k bundles (int4, the deployment default, and
+// f32) on 127.0.0.1 (a tiny in-process HTTP server that also counts requests
+// and can serve altered copies of a chunk), drives Debian's /usr/bin/chromium
+// through playwright-core, and compares the page with the native runtime:
 //   1. progress reaches 100% (bytes and layers), the model becomes ready;
-//   2. greedy text from "Once upon a time" (64 tokens) equals
-//      `lmpack run BUNDLE --prompt ... -n 64 --temperature 0`;
-//   3. logits for the same ids agree with `lmpack run --ids ... --logits`
+//   2. int4: greedy text from "Once upon a time" (64 tokens) equals
+//      `lmpack run BUNDLE --prompt ... -n 64 --temperature 0`, or diverges
+//      only late at a near-tie (int8 activation rounding, see below);
+//   3. int4: logits of the prompt ids agree with `lmpack run --ids --logits`
 //      within float reassociation error, same argmax per position;
+//      the SIMD128 kernel agrees with the scalar reference;
 //   4. a reload downloads no chunk (all from the verified cache);
 //   5. a corrupt cache entry is detected, refetched, and loading succeeds;
+//      f32 bundle: greedy and seeded sampled text equal native exactly,
+//      logits agree;
 //   6. a chunk with one flipped byte, and a truncated chunk, stop loading
 //      with an error naming the chunk, and nothing from them is cached;
-//   7. a screenshot goes to dist/web-test/screenshot.png.
-// Environment: LMP_BIN (native programs), WEB_BUNDLE (bundle folder), WEB_NPM,
-// WEB_DIST (default dist/web), WEB_OUT (default dist/web-test).
+//   7. screenshots go to dist/web-test/ (screenshot.png, tampered.png).
+// Environment: LMP_BIN (native programs), WEB_BUNDLE, WEB_BUNDLE_F32,
+// WEB_NPM, WEB_DIST (default dist/web), WEB_OUT (default dist/web-test).
 // Prints "N passed, N failed" and exits 1 on any failure.
 import http from 'node:http';
 import fs from 'node:fs';
@@ -31,7 +35,7 @@ const { chromium } = createRequire(path.join(NPM, 'package.json'))('playwright-c
 
 const BIN = process.env.LMP_BIN || 'bin';
 const BUNDLE = process.env.WEB_BUNDLE || 'build/web/test/bundle';
-const LMPK = process.env.WEB_LMPK || '';   // container the bundle was split from (fallback reference)
+const BUNDLE_F32 = process.env.WEB_BUNDLE_F32 || '';   // same model, f32 weights
 const DIST = process.env.WEB_DIST || 'dist/web';
 const OUT = process.env.WEB_OUT || 'dist/web-test';
 const PROMPT = 'Once upon a time';
@@ -61,9 +65,10 @@ const server = http.createServer((req, res) => {
   const p = decodeURIComponent(url.pathname);
   count(p);
   let file = null, body = null;
-  const m = /^\/(bundle|bad)\/(.*)$/.exec(p);
+  const m = /^\/(bundle|bad|f32)\/(.*)$/.exec(p);
+  const root = m && m[1] === 'f32' ? BUNDLE_F32 : BUNDLE;
   if (m) {
-    file = path.join(BUNDLE, m[2]);
+    file = path.join(root, m[2]);
     if (m[1] === 'bad' && alter && m[2] === alter.file && fs.existsSync(file)) {
       body = Buffer.from(fs.readFileSync(file));
       if (alter.how === 'flip') body[body.length >> 1] ^= 0x20;
@@ -72,7 +77,7 @@ const server = http.createServer((req, res) => {
   } else {
     file = path.join(DIST, p === '/' ? 'index.html' : p);
   }
-  if (!path.resolve(file).startsWith(path.resolve(m ? BUNDLE : DIST)) || !fs.existsSync(file) ||
+  if (!path.resolve(file).startsWith(path.resolve(m ? root : DIST)) || !fs.existsSync(file) ||
       fs.statSync(file).isDirectory()) {
     res.writeHead(404); res.end('not found'); return;
   }
@@ -90,6 +95,73 @@ const lmpack = path.join(BIN, 'lmpack');
 function native(args) {
   return execFileSync(lmpack, args, { encoding: 'utf8', maxBuffer: 1 << 26,
     stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function nativeRun(model, args) {
+  try {
+    return { out: native(['run', model, ...args]), err: '' };
+  } catch (e) {
+    return { out: '', err: String(e.stderr || e.message).trim().split('\n')[0] };
+  }
+}
+// Native logits of every position of ids (Float32Array with .vocab), or null.
+function nativeLogits(model, ids) {
+  const f = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'lmpack-logits-')), 'l.f32');
+  try {
+    native(['run', model, '--ids', ids.join(' '), '--logits', f]);
+    const b = fs.readFileSync(f);
+    const a = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+    a.vocab = a.length / ids.length;
+    return a;
+  } catch (e) {
+    return null;
+  } finally {
+    fs.rmSync(path.dirname(f), { recursive: true, force: true });
+  }
+}
+// The page shows prompt + continuation; the native program may print
+// either that or the continuation alone.
+function sameText(nat, page) {
+  const a = nat.replace(/\s+$/, ''), b = (page || '').replace(/\s+$/, '');
+  return a.length > 0 && (a === b || (b.startsWith(PROMPT) && b.slice(PROMPT.length) === a));
+}
+async function generateOnPage(page, settings) {
+  await page.fill('#prompt', PROMPT);
+  for (const [k, v] of Object.entries({ 'min-p': '0.05', 'repeat-penalty': '1', ...settings }))
+    await page.fill('#' + k, v);
+  await page.evaluate(() => { window.lmpackLast = null; });
+  await page.click('#generate');
+  await page.waitForFunction(() => window.lmpackLast || document.body.dataset.state === 'error',
+    null, { timeout: 60000 });
+  return page.evaluate(() => window.lmpackLast || { text: '', ids: [] });
+}
+// wasm vs native logits for ids: max |diff| / max |logit| < 1e-4 and the
+// same argmax at every position.
+async function logitsCheck(what, page, model, ids) {
+  const wasm = await page.evaluate((v) => window.lmpackDebug.logits(v), ids);
+  const nat = nativeLogits(model, ids);
+  let ok = false, detail = `native lmpack run ${model} --logits failed`;
+  if (nat) {
+    const vocab = nat.vocab;
+    let maxAbs = 0, maxDiff = 0, argmaxSame = true;
+    for (let t = 0; t < ids.length; t++) {
+      let an = 0, aw = 0;
+      for (let v = 0; v < vocab; v++) {
+        const x = nat[t * vocab + v], y = wasm[t * vocab + v];
+        maxAbs = Math.max(maxAbs, Math.abs(x));
+        maxDiff = Math.max(maxDiff, Math.abs(x - y));
+        if (x > nat[t * vocab + an]) an = v;
+        if (y > wasm[t * vocab + aw]) aw = v;
+      }
+      if (an !== aw) argmaxSame = false;
+    }
+    const rel = maxDiff / maxAbs;
+    ok = nat.length === wasm.length && Number.isInteger(vocab) && rel < 1e-4 && argmaxSame;
+    detail = `${ids.length} positions x ${vocab}: max |diff| ${maxDiff.toExponential(2)}, ` +
+      `relative ${rel.toExponential(2)}, argmax ${argmaxSame ? 'same' : 'differs'}`;
+    console.log(`     ${what} logits: ${detail}`);
+  }
+  check(`${what}: wasm logits agree with native (rel < 1e-4, same argmax)`, ok, detail);
 }
 
 // ---- browser --------------------------------------------------------------------
@@ -135,118 +207,45 @@ try {
     chunkRequests() === manifest.chunks.length && s.stats.netFetches === nFiles,
     `chunk requests ${chunkRequests()}, stats ${JSON.stringify(s.stats)}`);
 
-  // 2. greedy generation vs native. Preferred reference: the native runtime
-  // on the same bundle with the same prompt text. Until `lmpack run` reads
-  // bundles and takes --prompt, fall back to the container the bundle was
-  // split from (identical tensor bytes) driven with the page's prompt ids,
-  // and compare token ids; the check's name says which reference was used.
-  let nativeText = null, nativeErr = '';
-  try {
-    nativeText = native(['run', BUNDLE, '--prompt', PROMPT, '-n', String(N_NEW), '--temperature', '0']);
-  } catch (e) {
-    nativeErr = String(e.stderr || e.message).trim().split('\n')[0];
-  }
+  // 2. generation vs the native runtime on the same bundle and prompt.
   const promptIds = s.state === 'ready'
     ? await page.evaluate((p) => window.lmpackDebug.tokenize(p, -1), PROMPT) : [];
   if (s.state === 'ready') {
-    await page.fill('#prompt', PROMPT);
-    await page.fill('#temperature', '0');
-    await page.fill('#max-tokens', String(N_NEW));
-    await page.click('#generate');
-    await page.waitForFunction(() => window.lmpackLast || document.body.dataset.state === 'error',
-      null, { timeout: 60000 });
-    const last = await page.evaluate(() => window.lmpackLast || { text: '', ids: [], error: window.lmpackStats.error });
-    console.log(`     wasm text: ${JSON.stringify(last.text)}`);
-    if (nativeText !== null) {
-      // The page shows prompt + continuation; the native program may print
-      // either that or the continuation alone.
-      const a = nativeText.replace(/\s+$/, ''), b = (last.text || '').replace(/\s+$/, '');
-      const same = a === b || (b.startsWith(PROMPT) && b.slice(PROMPT.length) === a);
-      check('greedy text matches native `lmpack run BUNDLE --prompt`', same && a.length > 0,
-        `\n  native: ${JSON.stringify(a)}\n  wasm:   ${JSON.stringify(b)}`);
-    } else if (LMPK && fs.existsSync(LMPK)) {
-      console.log(`     (native bundle/--prompt run unavailable: ${nativeErr})`);
-      let natIds = [];
-      try {
-        natIds = native(['run', LMPK, '--ids', promptIds.join(' '), '-n', String(N_NEW)])
-          .trim().split(/\s+/).map(Number);
-      } catch (e) {
-        nativeErr = String(e.stderr || e.message).trim();
-      }
-      const same = natIds.length > 0 && last.ids.length > 0 &&
-        last.ids.every((v, i) => v === natIds[i]) &&
-        (last.ids.length === natIds.length || natIds[last.ids.length] ===
-          ((manifest.config || {}).eos_token_id));
-      check('greedy ids match native `lmpack run CONTAINER --ids` (fallback reference)', same,
-        `\n  native: ${natIds.join(' ')}\n  wasm:   ${last.ids.join(' ')}\n  ${nativeErr}`);
+    const last = await generateOnPage(page, { temperature: '0', 'max-tokens': String(N_NEW) });
+    console.log(`     wasm greedy: ${JSON.stringify(last.text)}`);
+    const nat = nativeRun(BUNDLE, ['--prompt', PROMPT, '-n', String(N_NEW), '--temperature', '0']);
+    if (nat.err) {
+      check('native `lmpack run BUNDLE --prompt` works', false, nat.err);
+    } else if (sameText(nat.out, last.text)) {
+      check('int4 bundle: greedy text equals native `lmpack run --prompt`', true);
     } else {
-      check('native greedy reference available', false, nativeErr);
+      // int4 weights run with int8-quantized activations: a last-bit float
+      // difference (SIMD128 vs AVX2+FMA summation order) can move one
+      // activation across a rounding boundary, which shifts later logits by
+      // ~0.1-0.3 (native AVX2 vs native scalar reference do the same). So a
+      // divergence is accepted only late (>= 16 tokens) and at a near-tie of
+      // the native logits (the wasm token within 0.5 of the native best).
+      const natIds = nativeRun(BUNDLE, ['--ids', promptIds.join(' '), '-n', String(N_NEW)]).out
+        .trim().split(/\s+/).map(Number);
+      let k = 0;
+      while (k < natIds.length && natIds[k] === last.ids[k]) k++;
+      const seq = promptIds.concat(natIds.slice(0, k));
+      const lg = nativeLogits(BUNDLE, seq);
+      let detail = `first difference at generated token ${k}`, ok = false;
+      if (lg && k < natIds.length && k < last.ids.length) {
+        const row = lg.subarray((seq.length - 1) * lg.vocab, seq.length * lg.vocab);
+        const gap = row[natIds[k]] - row[last.ids[k]];
+        detail += `: native logit gap ${gap.toFixed(4)} between its token ${natIds[k]} and the wasm token ${last.ids[k]}`;
+        ok = k >= 16 && gap >= 0 && gap < 0.5;
+      }
+      console.log(`     native greedy: ${JSON.stringify(nat.out)}\n     ${detail}`);
+      check('int4 bundle: greedy ids equal native up to a late near-tie', ok, detail);
     }
-    // 2b. sampled generation with the same settings and seed as the native
-    // program gives the same text (same sampler code, same xoshiro stream).
-    const SAMPLE = { temperature: '0.8', 'top-k': '40', 'top-p': '0.95', 'min-p': '0.05', seed: '7' };
-    let nativeSampled = null;
-    try {
-      nativeSampled = native(['run', BUNDLE, '--prompt', PROMPT, '-n', '48', '--temperature', '0.8',
-        '--top-k', '40', '--top-p', '0.95', '--min-p', '0.05', '--seed', '7']);
-    } catch (e) {
-      console.log(`     (native sampled run unavailable: ${String(e.stderr || e.message).trim().split('\n')[0]})`);
-    }
-    if (nativeSampled !== null) {
-      for (const [k, v] of Object.entries(SAMPLE)) await page.fill('#' + k, v);
-      await page.fill('#repeat-penalty', '1');
-      await page.fill('#max-tokens', '48');
-      await page.evaluate(() => { window.lmpackLast = null; });
-      await page.click('#generate');
-      await page.waitForFunction(() => window.lmpackLast || document.body.dataset.state === 'error',
-        null, { timeout: 60000 });
-      const sl = await page.evaluate(() => (window.lmpackLast || { text: '' }).text);
-      const a = nativeSampled.replace(/\s+$/, ''), b = sl.replace(/\s+$/, '');
-      check('sampled text (T 0.8, top-k 40, top-p 0.95, min-p 0.05, seed 7) matches native',
-        a.length > 0 && (a === b || (b.startsWith(PROMPT) && b.slice(PROMPT.length) === a)),
-        `\n  native: ${JSON.stringify(a)}\n  wasm:   ${JSON.stringify(b)}`);
-    }
+
     await page.screenshot({ path: path.join(OUT, 'screenshot.png'), fullPage: true });
 
-    // 3. logits vs native
-    const ids = promptIds;
-    const wasm = await page.evaluate((v) => window.lmpackDebug.logits(v), ids);
-    const fout = path.join(tmpdirs[0], 'native.f32');
-    let ok = false, detail = '';
-    try {
-      let ref = BUNDLE;
-      try {
-        native(['run', BUNDLE, '--ids', ids.join(' '), '--logits', fout]);
-      } catch (e) {
-        if (!LMPK) throw e;
-        ref = LMPK;   // fallback: the container the bundle was split from
-        native(['run', LMPK, '--ids', ids.join(' '), '--logits', fout]);
-      }
-      console.log(`     logits reference: lmpack run ${ref}`);
-      const buf = fs.readFileSync(fout);
-      const nat = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
-      const vocab = nat.length / ids.length;
-      let maxAbs = 0, maxDiff = 0, argmaxSame = true;
-      for (let t = 0; t < ids.length; t++) {
-        let an = 0, aw = 0;
-        for (let v = 0; v < vocab; v++) {
-          const x = nat[t * vocab + v], y = wasm[t * vocab + v];
-          maxAbs = Math.max(maxAbs, Math.abs(x));
-          maxDiff = Math.max(maxDiff, Math.abs(x - y));
-          if (x > nat[t * vocab + an]) an = v;
-          if (y > wasm[t * vocab + aw]) aw = v;
-        }
-        if (an !== aw) argmaxSame = false;
-      }
-      const rel = maxDiff / maxAbs;
-      ok = nat.length === wasm.length && Number.isInteger(vocab) && rel < 1e-4 && argmaxSame;
-      detail = `${ids.length} positions x ${vocab}: max |diff| ${maxDiff.toExponential(2)}, ` +
-        `relative ${rel.toExponential(2)}, argmax ${argmaxSame ? 'same' : 'differs'}`;
-      console.log(`     logits: ${detail}`);
-    } catch (e) {
-      detail = String(e.stderr || e.message).trim();
-    }
-    check('wasm logits agree with native (rel < 1e-4, same argmax)', ok, detail);
+    // 3. logits vs native for the prompt ids
+    await logitsCheck('int4 bundle', page, BUNDLE, promptIds);
   }
 
   // 3b. the wasm SIMD128 int4/int8 kernel agrees with the scalar reference
@@ -278,6 +277,33 @@ try {
     s.state === 'ready' && s.stats.cacheRejected === 1 && chunkRequests() === 1 &&
     counts.get(`/bundle/${victim.file}`) === 1,
     `chunk requests ${chunkRequests()}, stats ${JSON.stringify(s.stats)}`);
+
+  // 5b. an f32 bundle of the same model: no activation quantization, so the
+  // two runtimes differ only by float reassociation and the generated text
+  // must be identical, greedy and sampled (same sampler, same seed).
+  if (BUNDLE_F32 && fs.existsSync(path.join(BUNDLE_F32, 'manifest.json'))) {
+    await page.goto(`${ORIGIN}/?bundle=/f32/`);
+    s = await waitSettled(page);
+    check('f32 bundle loads', s.state === 'ready', s.error);
+    if (s.state === 'ready') {
+      const g = await generateOnPage(page, { temperature: '0', 'max-tokens': String(N_NEW) });
+      const ng = nativeRun(BUNDLE_F32, ['--prompt', PROMPT, '-n', String(N_NEW), '--temperature', '0']);
+      check('f32 bundle: greedy text equals native `lmpack run --prompt`', !ng.err && sameText(ng.out, g.text),
+        `${ng.err}\n  native: ${JSON.stringify(ng.out)}\n  wasm:   ${JSON.stringify(g.text)}`);
+      const sp = { temperature: '0.8', 'top-k': '40', 'top-p': '0.95', 'min-p': '0.05', seed: '7',
+        'max-tokens': '48' };
+      const g2 = await generateOnPage(page, sp);
+      const n2 = nativeRun(BUNDLE_F32, ['--prompt', PROMPT, '-n', '48', '--temperature', '0.8',
+        '--top-k', '40', '--top-p', '0.95', '--min-p', '0.05', '--seed', '7']);
+      check('f32 bundle: sampled text (T 0.8, top-k 40, top-p 0.95, min-p 0.05, seed 7) equals native',
+        !n2.err && sameText(n2.out, g2.text),
+        `${n2.err}\n  native: ${JSON.stringify(n2.out)}\n  wasm:   ${JSON.stringify(g2.text)}`);
+      const ids = await page.evaluate((p) => window.lmpackDebug.tokenize(p, -1), PROMPT + ', there was a little girl');
+      await logitsCheck('f32 bundle', page, BUNDLE_F32, ids);
+    }
+  } else {
+    check('f32 reference bundle present (WEB_BUNDLE_F32)', false, String(BUNDLE_F32));
+  }
   await ctx.close();
 
   // 6. tampered / truncated chunk on the network (fresh cache)

@@ -100,19 +100,27 @@ $(WEB_NPM)/node_modules/playwright-core/package.json: web/package.json
 	cd $(WEB_NPM) && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# The reference bundle: stories260k through the native tools (convert with
-# the default int4 settings, then split), rebuilt when the tools change.
+# The reference bundles: stories260k through the native tools (convert,
+# then split): int4 with the default settings (what gets deployed), and f32
+# (no activation quantization: native and wasm must then generate the same
+# text). Rebuilt when the tools change.
 WEB_TEST_BUNDLE := $(WEB_B)/test/bundle
+WEB_TEST_BUNDLE_F32 := $(WEB_B)/test/bundle-f32
 $(WEB_TEST_BUNDLE)/manifest.json: $(PROGS) tests/data/stories260k/model.safetensors
 	@rm -rf $(WEB_TEST_BUNDLE) $(WEB_B)/test/stories260k.lmpk
 	@mkdir -p $(WEB_B)/test
 	$(BINDIR)/lmpack convert tests/data/stories260k -o $(WEB_B)/test/stories260k.lmpk
 	$(BINDIR)/lmpack split $(WEB_B)/test/stories260k.lmpk -o $(WEB_TEST_BUNDLE) --name stories260k
+$(WEB_TEST_BUNDLE_F32)/manifest.json: $(PROGS) tests/data/stories260k/model.safetensors
+	@rm -rf $(WEB_TEST_BUNDLE_F32) $(WEB_B)/test/stories260k-f32.lmpk
+	@mkdir -p $(WEB_B)/test
+	$(BINDIR)/lmpack convert tests/data/stories260k --dtype f32 -o $(WEB_B)/test/stories260k-f32.lmpk
+	$(BINDIR)/lmpack split $(WEB_B)/test/stories260k-f32.lmpk -o $(WEB_TEST_BUNDLE_F32) --name stories260k-f32
 
-test-web: wasm $(WEB_TEST_BUNDLE)/manifest.json $(WEB_B)/.chromium \
+test-web: wasm $(WEB_TEST_BUNDLE)/manifest.json $(WEB_TEST_BUNDLE_F32)/manifest.json $(WEB_B)/.chromium \
           $(WEB_NPM)/node_modules/playwright-core/package.json
 	WEB_NPM=$(WEB_NPM) LMP_BIN=$(abspath $(BINDIR)) WEB_BUNDLE=$(WEB_TEST_BUNDLE) \
-	  WEB_LMPK=$(WEB_B)/test/stories260k.lmpk \
+	  WEB_BUNDLE_F32=$(WEB_TEST_BUNDLE_F32) \
 	  node web/test-web.mjs
 
 -include $(WEB_LIB_O:.o=.d) $(WEB_OWN_O:.o=.d)
