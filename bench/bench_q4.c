@@ -35,30 +35,42 @@ static float rnd_gauss(void)
     return (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
 }
 
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-/* Median seconds per matmul over `reps` calls cycling through the copies. */
+/* Median seconds per matmul over `reps` calls cycling through the copies;
+ * *cpu: median CPU time of the calling thread (meaningful with 1 thread on a
+ * loaded machine, where wall time includes waiting for a core). */
 static double time_mm(const lmp_mat *mats, int ncopy, const float *x, int n, float *y,
-                      lmp_pool *pool, int reps, int scalar)
+                      lmp_pool *pool, int reps, int scalar, double *cpu)
 {
-    double t[64];
+    double t[64], c[64];
     if (reps > 64) reps = 64;
     lmp_q4_force_scalar(scalar);
     for (int i = 0; i < reps; i++) {
         const lmp_mat *m = &mats[i % ncopy];
-        double t0 = now();
+        double c0 = cpu_now(), t0 = now();
         if (m->kind == LMP_MAT_Q8)
             lmp_q8_matmul(m, x, n, y, pool);
         else
             lmp_q4_matmul(m, x, n, y, pool);
         t[i] = now() - t0;
+        c[i] = cpu_now() - c0;
     }
     lmp_q4_force_scalar(0);
     qsort(t, (size_t)reps, sizeof *t, cmp_d);
+    qsort(c, (size_t)reps, sizeof *c, cmp_d);
+    *cpu = c[reps / 2];
     return t[reps / 2];
 }
 
@@ -94,14 +106,17 @@ static void bench_shape(int rows, int cols, int group, int scheme, lmp_pool **po
         for (int th = 1; th <= 2; th++) {
             if (!simd && (quick || th == 2)) continue;
             int reps = simd ? (quick ? 9 : 31) : 5;
-            double s = time_mm(mats, ncopy, x, 1, y, pools[th - 1], reps, !simd);
-            printf("| q4 matvec %s %s %dT | %.1f | GB/s | %.1f GFLOP/s, %.0f us/call, %.3f bpw |\n",
+            double c, s = time_mm(mats, ncopy, x, 1, y, pools[th - 1], reps, !simd, &c);
+            char extra[64] = "";
+            if (th == 1)
+                snprintf(extra, sizeof extra, ", %.1f GB/s by CPU time", (double)mbytes / c / 1e9);
+            printf("| q4 matvec %s %s %dT | %.1f | GB/s | %.1f GFLOP/s, %.0f us/call, %.3f bpw%s |\n",
                    name, simd ? "avx2" : "scalar", th, (double)mbytes / s / 1e9,
-                   2.0 * rows * cols / s / 1e9, s * 1e6, 8.0 * (double)rb / cols);
+                   2.0 * rows * cols / s / 1e9, s * 1e6, 8.0 * (double)rb / cols, extra);
         }
     if (lmp_q4_simd_active() && !quick) {
         /* prefill: 16 tokens per call, weights reused across tokens */
-        double s = time_mm(mats, ncopy, x, 16, y, pools[1], 9, 0);
+        double c, s = time_mm(mats, ncopy, x, 16, y, pools[1], 9, 0, &c);
         printf("| q4 prefill16 %s avx2 2T | %.1f | GFLOP/s | %.0f us/call |\n", name,
                2.0 * rows * cols * 16 / s / 1e9, s * 1e6);
     }
@@ -121,12 +136,15 @@ static void bench_quantize(int rows, int cols, int group, int scheme, lmp_pool *
     for (int th = 1; th <= 2; th++)
         for (int m = LMP_Q4_MINMAX; m <= LMP_Q4_SEARCH; m++) {
             lmp_diag d;
-            double t0 = now();
+            double t0 = now(), c0 = cpu_now();
             lmp_q4_quantize(w, rows, cols, group, scheme, (lmp_q4_method)m, q, pools[th - 1], "w", &d);
-            double s = now() - t0;
-            printf("| q4 quantize %s g%d [%d x %d] %s %dT | %.0f | MB/s f32 in | %.2f s per 1e9 weights |\n",
+            double s = now() - t0, c = cpu_now() - c0;
+            if (th == 1) s = c; /* one thread: CPU time, robust to a loaded machine */
+            printf("| q4 quantize %s g%d [%d x %d] %s %dT | %.0f | MB/s f32 in | %.2f s per 1e9 "
+                   "weights%s |\n",
                    lmp_q4_scheme_name(scheme), group, rows, cols, m ? "search" : "minmax", th,
-                   4.0 * rows * cols / s / 1e6, s / ((double)rows * cols) * 1e9);
+                   4.0 * rows * cols / s / 1e6, s / ((double)rows * cols) * 1e9,
+                   th == 1 ? " (CPU time)" : " (wall)");
         }
     free(w);
     free(q);

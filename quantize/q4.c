@@ -645,10 +645,16 @@ void lmp_q4_force_scalar(int on)
     g_force_scalar = on;
 }
 
+#define MAX_MANY 8
+
+/* One pool run over the row tasks of up to MAX_MANY matrices sharing the
+ * same quantized activations. */
 typedef struct {
-    const lmp_mat *w;
+    const lmp_mat *w[MAX_MANY];
+    float *y[MAX_MANY];
+    int first[MAX_MANY + 1]; /* first task of each matrix; first[count] = total */
+    int count;
     const lmp_q4_act *a;
-    float *y;
     int simd;
 } mm_job;
 
@@ -660,10 +666,13 @@ static void mm_task(void *ctx, int task, int tid)
 {
     (void)tid;
     const mm_job *j = ctx;
-    int r0 = task * MM_ROWS, r1 = r0 + MM_ROWS < j->w->rows ? r0 + MM_ROWS : j->w->rows;
+    int i = 0;
+    while (task >= j->first[i + 1]) i++;
+    const lmp_mat *w = j->w[i];
+    int r0 = (task - j->first[i]) * MM_ROWS, r1 = r0 + MM_ROWS < w->rows ? r0 + MM_ROWS : w->rows;
 #if defined(__x86_64__) || defined(__i386__)
     if (j->simd) {
-        lmp_q4_rows_avx2(j->w, j->a, r0, r1, j->y);
+        lmp_q4_rows_avx2(w, j->a, r0, r1, j->y[i]);
         return;
     }
 #elif defined(__wasm_simd128__)
@@ -672,7 +681,7 @@ static void mm_task(void *ctx, int task, int tid)
         return;
     }
 #endif
-    rows_ref(j->w, j->a, r0, r1, j->y);
+    rows_ref(w, j->a, r0, r1, j->y[i]);
 }
 
 /* Activations are quantized in chunks of tokens so the buffer stays small
@@ -692,17 +701,21 @@ static int mat_ok(const lmp_mat *w)
     return rb != 0 && rb == w->row_bytes && w->data != NULL;
 }
 
-static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool, int simd)
+static void nan_fill(const lmp_mat *w, int n, float *y)
 {
-    if (n <= 0 || w->rows <= 0) return;
-    if (!mat_ok(w)) {
-        for (size_t i = 0; i < (size_t)n * w->rows; i++) y[i] = NAN;
-        return;
-    }
-    size_t per = act_bytes(1, w->cols, w->group);
+    for (size_t i = 0; i < (size_t)n * (size_t)(w->rows > 0 ? w->rows : 0); i++) y[i] = NAN;
+}
+
+/* count matrices with the same kind, cols and group (checked by callers),
+ * all valid, rows >= 1. */
+static void matmul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                        lmp_pool *pool, int simd)
+{
+    const lmp_mat *w0 = w[0];
+    size_t per = act_bytes(1, w0->cols, w0->group);
     int chunk = per >= ACT_BUDGET ? 1 : (int)(ACT_BUDGET / per);
     if (chunk > n) chunk = n;
-    void *heap = malloc(act_bytes(chunk, w->cols, w->group));
+    void *heap = malloc(act_bytes(chunk, w0->cols, w0->group));
     _Alignas(32) unsigned char stackbuf[ACT_STACK];
     void *buf = heap;
     if (!heap) { /* out of memory: fall back to a stack buffer */
@@ -711,22 +724,40 @@ static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *
         buf = stackbuf;
     }
     if (chunk == 0) { /* no memory at all for a huge row: cannot compute */
-        for (size_t i = 0; i < (size_t)n * w->rows; i++) y[i] = NAN;
+        for (int i = 0; i < count; i++) nan_fill(w[i], n, y[i]);
         return;
     }
     for (int t0 = 0; t0 < n; t0 += chunk) {
         int nt = n - t0 < chunk ? n - t0 : chunk;
         lmp_q4_act a;
-        act_quantize(&a, buf, x + (size_t)t0 * w->cols, nt, w->cols, w->group,
-                     simd && w->kind == LMP_MAT_Q4, simd);
-        /* y for this chunk: tokens t0.. map to y + t0*rows with the same stride */
-        mm_job j = {w, &a, y + (size_t)t0 * w->rows, simd};
+        act_quantize(&a, buf, x + (size_t)t0 * w0->cols, nt, w0->cols, w0->group,
+                     simd && w0->kind == LMP_MAT_Q4, simd);
+        mm_job j = {.count = count, .a = &a, .simd = simd};
+        int tasks = 0;
+        for (int i = 0; i < count; i++) {
+            j.w[i] = w[i];
+            /* tokens t0.. map to y + t0*rows with the same stride */
+            j.y[i] = y[i] + (size_t)t0 * w[i]->rows;
+            j.first[i] = tasks;
+            tasks += (w[i]->rows + MM_ROWS - 1) / MM_ROWS;
+        }
+        j.first[count] = tasks;
         if (pool)
-            lmp_pool_run(pool, mm_task, &j, (w->rows + MM_ROWS - 1) / MM_ROWS);
+            lmp_pool_run(pool, mm_task, &j, tasks);
         else
-            for (int k = 0; k < (w->rows + MM_ROWS - 1) / MM_ROWS; k++) mm_task(&j, k, 0);
+            for (int k = 0; k < tasks; k++) mm_task(&j, k, 0);
     }
     free(heap);
+}
+
+static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool, int simd)
+{
+    if (n <= 0 || w->rows <= 0) return;
+    if (!mat_ok(w)) {
+        nan_fill(w, n, y);
+        return;
+    }
+    matmul_many(&w, &y, 1, x, n, pool, simd);
 }
 
 void lmp_q4_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
@@ -742,6 +773,21 @@ void lmp_q8_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *
 void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y)
 {
     matmul(w, x, n, y, NULL, 0);
+}
+
+void lmp_q4_matmul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                        lmp_pool *pool)
+{
+    if (n <= 0 || count <= 0) return;
+    int shared = count <= MAX_MANY;
+    for (int i = 0; i < count && shared; i++)
+        shared = mat_ok(w[i]) && w[i]->rows > 0 && w[i]->kind == w[0]->kind &&
+                 w[i]->cols == w[0]->cols && w[i]->group == w[0]->group;
+    if (!shared) {
+        for (int i = 0; i < count; i++) matmul(w[i], x, n, y[i], pool, lmp_q4_simd_active());
+        return;
+    }
+    matmul_many(w, y, count, x, n, pool, lmp_q4_simd_active());
 }
 
 void lmp_q4_get_row(const lmp_mat *w, int r, float *out)

@@ -146,6 +146,12 @@ void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, flo
  * pool may be NULL. */
 void lmp_q4_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
 void lmp_q8_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
+/* Several matrices applied to the same x (q/k/v, gate/up): y[i] =
+ * W_i . x, the activations quantized once and one pool run for all rows.
+ * Same bits per matrix as lmp_q4_matmul / lmp_q8_matmul (falls back to them
+ * when the matrices differ in kind, cols or group, or count > 8). */
+void lmp_q4_matmul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                        lmp_pool *pool);
 /* The scalar reference of both (any kind Q4/Q8), single-threaded. */
 void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y);
 

@@ -575,6 +575,40 @@ START_TEST(threads_and_prefill_bit_identical)
 }
 END_TEST
 
+/* matmul_many = the matrices one by one, bit for bit (shared activations,
+ * one pool run), and falls back when the matrices differ. */
+START_TEST(matmul_many_equals_single)
+{
+    int n = 3, cols = 960;
+    kcase k[3];
+    kcase_make(&k[0], 70, cols, 64, LMP_Q4_ASYM, n);
+    kcase_make(&k[1], 20, cols, 64, LMP_Q4_ASYM, n);
+    kcase_make(&k[2], 33, cols, 32, LMP_Q4_SYM, n); /* other group: fallback */
+    memcpy(k[1].x, k[0].x, sizeof(float) * n * cols);
+    memcpy(k[2].x, k[0].x, sizeof(float) * n * cols);
+    lmp_pool *p;
+    lmp_diag d;
+    ck_assert_int_eq(lmp_pool_create(&p, 2, &d), LMP_OK);
+    for (int cnt = 2; cnt <= 3; cnt++) {
+        const lmp_mat *w[3] = {&k[0].m, &k[1].m, &k[2].m};
+        float *ym[3], *ys[3];
+        for (int i = 0; i < cnt; i++) {
+            ym[i] = malloc(sizeof(float) * n * w[i]->rows);
+            ys[i] = malloc(sizeof(float) * n * w[i]->rows);
+            lmp_q4_matmul(w[i], k[0].x, n, ys[i], NULL);
+        }
+        lmp_q4_matmul_many(w, ym, cnt, k[0].x, n, p);
+        for (int i = 0; i < cnt; i++) {
+            ck_assert_mem_eq(ym[i], ys[i], sizeof(float) * n * w[i]->rows);
+            free(ym[i]);
+            free(ys[i]);
+        }
+    }
+    lmp_pool_close(p);
+    for (int i = 0; i < 3; i++) kcase_free(&k[i]);
+}
+END_TEST
+
 START_TEST(get_row_is_dequantize)
 {
     kcase k;
@@ -715,6 +749,7 @@ Suite *lmp_suite_q4(void)
     tcase_add_test(tk, simd_matches_scalar_reference);
     tcase_add_test(tk, threads_and_prefill_bit_identical);
     tcase_add_test(tk, get_row_is_dequantize);
+    tcase_add_test(tk, matmul_many_equals_single);
     tcase_add_test(tk, int4_model_end_to_end);
     suite_add_tcase(s, tk);
     return s;
