@@ -766,6 +766,43 @@ START_TEST(cli_run_prompt)
     free(want16);
     free(out);
     free(err);
+    /* --chat: a copy whose tokenizer_config has a ChatML template. The reply
+     * (not echoed) must be what `run --ids` of the chat prompt's ids
+     * (tokenize --chat --bos) generates, detokenized */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && rm '%s/tokenizer_config.json' && sed 's/\"eos_token_id\": *432/"
+             "\"eos_token_id\": 2/' '%s/config.json' > '%s/c.json' && mv '%s/c.json' "
+             "'%s/config.json' && printf '%%s' '{\"add_bos_token\": true, \"bos_token\": \"<s>\", "
+             "\"chat_template\": \"{%% for m in messages %%}<|im_start|>{{ m.role }}{%% endfor %%}\"}' "
+             "> '%s/tokenizer_config.json'",
+             model, dir, dir, dir, dir, dir, dir);
+    ck_assert_int_eq(t_sh(cmd, NULL, NULL), 0);
+    char *a6[] = {(char *)t_bin("lmpack-tokenize"), path, "--chat", "--bos", "--text", "Hi", NULL};
+    ck_assert_int_eq(t_run(a6, &out, &err), 0);
+    char *chat_ids = out;
+    free(err);
+    ck_assert_ptr_nonnull(strstr(chat_ids, "1 ")); /* BOS first */
+    chat_ids[strcspn(chat_ids, "\n")] = '\0';
+    char *a7[] = {(char *)t_bin("lmpack-run"), path, "--ids", chat_ids, "-n", "12", "--greedy",
+                  NULL};
+    ck_assert_int_eq(t_run(a7, &out, &err), 0);
+    char *gen_ids = out;
+    free(err);
+    gen_ids[strcspn(gen_ids, "\n")] = '\0';
+    char *a8[] = {(char *)t_bin("lmpack-detokenize"), path, "--ids", gen_ids, NULL};
+    ck_assert_int_eq(t_run(a8, &out, &err), 0);
+    char *want_chat = out;
+    free(err);
+    char *a9[] = {(char *)t_bin("lmpack-run"), path, "--chat", "--prompt", "Hi", "-n", "12",
+                  "--temperature", "0", "--ignore-eos", NULL};
+    ck_assert_int_eq(t_run(a9, &out, &err), 0);
+    ck_assert_str_eq(out, want_chat);
+    ck_assert_uint_gt(strlen(out), 0);
+    free(out);
+    free(err);
+    free(want_chat);
+    free(gen_ids);
+    free(chat_ids);
     /* no chat template / bad flags */
     char *a4[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Hi", "--chat", NULL};
     ck_assert_int_eq(t_run(a4, &out, &err), 1);
