@@ -1,6 +1,8 @@
 /* Llama forward pass (see forward.h for the math and the contracts). */
 #include "runtime/forward.h"
 
+#include "runtime/mat_impl.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,27 +146,10 @@ static void rope(float *v, const float *cs, const float *sn, int half)
     }
 }
 
-typedef struct {
-    lmp_state *s;
-    int layer, n, pos;
-} attn_job;
-
-/* One (token, head) pair: causal softmax attention over positions
- * [0, pos+t]. Summation order depends only on the position. */
-static void attn_task(void *ctx, int task, int tid)
+/* Scalar reference: out = softmax(q.K * scale) V over np positions. */
+static void attn_head_ref(const float *q, const float *K, const float *V, int np, int hd,
+                          float scale, float *sc, float *out)
 {
-    const attn_job *j = ctx;
-    lmp_state *s = j->s;
-    const lmp_config *c = &s->m->cfg;
-    int nh = c->n_heads, hd = c->head_dim;
-    int t = task / nh, h = task % nh;
-    int kvh = h / (nh / c->n_kv_heads);
-    int np = j->pos + t + 1;
-    size_t base = ((size_t)j->layer * c->n_kv_heads + kvh) * (size_t)s->ctx * hd;
-    const float *K = s->kc + base, *V = s->vc + base;
-    const float *q = s->q + (size_t)t * s->qdim + (size_t)h * hd;
-    float *sc = s->scores + (size_t)tid * s->ctx;
-    float scale = (float)(1.0 / sqrt((double)hd));
     float mx = -INFINITY;
     for (int p = 0; p < np; p++) {
         const float *kp = K + (size_t)p * hd;
@@ -179,13 +164,35 @@ static void attn_task(void *ctx, int task, int tid)
         sum += sc[p];
     }
     float inv = (float)(1.0 / sum);
-    float *o = s->att + (size_t)t * s->qdim + (size_t)h * hd;
-    for (int i = 0; i < hd; i++) o[i] = 0.0f;
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
     for (int p = 0; p < np; p++) {
         float w = sc[p] * inv;
         const float *vp = V + (size_t)p * hd;
-        for (int i = 0; i < hd; i++) o[i] += w * vp[i];
+        for (int i = 0; i < hd; i++) out[i] += w * vp[i];
     }
+}
+
+typedef struct {
+    lmp_state *s;
+    int layer, n, pos, simd;
+} attn_job;
+
+/* One (token, head) pair: causal attention over positions [0, pos+t]. */
+static void attn_task(void *ctx, int task, int tid)
+{
+    const attn_job *j = ctx;
+    lmp_state *s = j->s;
+    const lmp_config *c = &s->m->cfg;
+    int nh = c->n_heads, hd = c->head_dim;
+    int t = task / nh, h = task % nh;
+    int kvh = h / (nh / c->n_kv_heads);
+    size_t base = ((size_t)j->layer * c->n_kv_heads + kvh) * (size_t)s->ctx * hd;
+    const float *q = s->q + (size_t)t * s->qdim + (size_t)h * hd;
+    float *o = s->att + (size_t)t * s->qdim + (size_t)h * hd;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    (j->simd ? lmp_attn_head_avx2 : attn_head_ref)(q, s->kc + base, s->vc + base,
+                                                   j->pos + t + 1, hd, scale,
+                                                   s->scores + (size_t)tid * s->ctx, o);
 }
 
 static void run_tasks(lmp_state *s, lmp_task_fn fn, void *ctx, int n)
@@ -203,9 +210,9 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
     int hid = c->hidden, hd = c->head_dim, half = hd / 2, nkv = c->n_kv_heads;
     for (int t = 0; t < n; t++)
         rmsnorm(s->xn + (size_t)t * hid, s->x + (size_t)t * hid, L->attn_norm, hid, c->rms_eps);
-    lmp_mat_mul(&L->wq, s->xn, n, s->q, s->pool);
-    lmp_mat_mul(&L->wk, s->xn, n, s->k, s->pool);
-    lmp_mat_mul(&L->wv, s->xn, n, s->v, s->pool);
+    const lmp_mat *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    float *qkv_out[3] = {s->q, s->k, s->v};
+    lmp_mat_mul_many(qkv, qkv_out, 3, s->xn, n, s->pool);
     for (int t = 0; t < n; t++) {
         int p = pos + t;
         const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
@@ -220,15 +227,16 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
                    (size_t)hd * sizeof(float));
         }
     }
-    attn_job aj = {s, l, n, pos};
+    attn_job aj = {s, l, n, pos, lmp_mat_simd_active()};
     run_tasks(s, attn_task, &aj, n * c->n_heads);
     lmp_mat_mul(&L->wo, s->att, n, s->tmp, s->pool);
     for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
 
     for (int t = 0; t < n; t++)
         rmsnorm(s->xn + (size_t)t * hid, s->x + (size_t)t * hid, L->ffn_norm, hid, c->rms_eps);
-    lmp_mat_mul(&L->wgate, s->xn, n, s->g, s->pool);
-    lmp_mat_mul(&L->wup, s->xn, n, s->u, s->pool);
+    const lmp_mat *gu[2] = {&L->wgate, &L->wup};
+    float *gu_out[2] = {s->g, s->u};
+    lmp_mat_mul_many(gu, gu_out, 2, s->xn, n, s->pool);
     for (size_t i = 0; i < (size_t)n * c->intermediate; i++) {
         float gv = s->g[i];
         s->g[i] = gv / (1.0f + expf(-gv)) * s->u[i];

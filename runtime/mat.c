@@ -95,20 +95,76 @@ static void rows_kernel(const lmp_mat *m, const float *x, int n, float *y, int r
     }
 }
 
+/* Rows per task: ~64 tasks per matrix, at least 16 rows each, a multiple
+ * of 4 so the SIMD path mostly runs full 4-row tiles; dynamic hand-out
+ * balances the threads. */
+static int rows_per_task(int rows)
+{
+    int rpt = (rows + 63) / 64;
+    rpt = (rpt + 3) & ~3;
+    return rpt < 16 ? 16 : rpt;
+}
+
+#define MAX_MANY 8
+
 typedef struct {
-    const lmp_mat *m;
+    const lmp_mat *m[MAX_MANY];
+    float *y[MAX_MANY];
+    int first[MAX_MANY + 1]; /* first task of each matrix; first[count] = total */
+    int rpt[MAX_MANY];
+    int count;
     const float *x;
-    float *y;
-    int n, rows_per_task, simd;
+    int n, simd;
 } mm_job;
 
 static void mm_task(void *ctx, int task, int tid)
 {
     (void)tid;
     const mm_job *j = ctx;
-    int r0 = task * j->rows_per_task;
-    int r1 = r0 + j->rows_per_task < j->m->rows ? r0 + j->rows_per_task : j->m->rows;
-    rows_kernel(j->m, j->x, j->n, j->y, r0, r1, j->simd);
+    int i = 0;
+    while (task >= j->first[i + 1]) i++;
+    const lmp_mat *m = j->m[i];
+    int r0 = (task - j->first[i]) * j->rpt[i];
+    int r1 = r0 + j->rpt[i] < m->rows ? r0 + j->rpt[i] : m->rows;
+    rows_kernel(m, j->x, j->n, j->y[i], r0, r1, j->simd);
+}
+
+/* The float kinds, threaded over row tasks of all `count` matrices. */
+static void mul_plain(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                      lmp_pool *pool)
+{
+    mm_job j = {.count = count, .x = x, .n = n, .simd = lmp_mat_simd_active()};
+    int tasks = 0;
+    for (int i = 0; i < count; i++) {
+        j.m[i] = w[i];
+        j.y[i] = y[i];
+        j.rpt[i] = rows_per_task(w[i]->rows);
+        j.first[i] = tasks;
+        tasks += w[i]->rows > 0 ? (w[i]->rows + j.rpt[i] - 1) / j.rpt[i] : 0;
+    }
+    j.first[count] = tasks;
+    if (!pool || lmp_pool_threads(pool) == 1)
+        for (int i = 0; i < tasks; i++) mm_task(&j, i, 0);
+    else
+        lmp_pool_run(pool, mm_task, &j, tasks);
+}
+
+static int plain_kind(lmp_mat_kind k)
+{
+    return k == LMP_MAT_F32 || k == LMP_MAT_F16 || k == LMP_MAT_BF16;
+}
+
+void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                      lmp_pool *pool)
+{
+    if (n <= 0 || count <= 0) return;
+    int plain = count <= MAX_MANY;
+    for (int i = 0; i < count; i++) plain = plain && plain_kind(w[i]->kind);
+    if (!plain) { /* other kinds go through lmp_mat_mul one by one */
+        for (int i = 0; i < count; i++) lmp_mat_mul(w[i], x, n, y[i], pool);
+        return;
+    }
+    mul_plain(w, y, count, x, n, pool);
 }
 
 void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
@@ -124,18 +180,7 @@ void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *po
             lmp_q8_matmul(w, x, n, y, pool);
         return;
     }
-    /* ~64 tasks per call (at least 16 rows each, a multiple of 4 so the
-     * SIMD path mostly runs full 4-row tiles); dynamic hand-out balances
-     * the threads. */
-    int rpt = (w->rows + 63) / 64;
-    rpt = (rpt + 3) & ~3;
-    if (rpt < 16) rpt = 16;
-    mm_job j = {w, x, y, n, rpt, lmp_mat_simd_active()};
-    int tasks = (w->rows + rpt - 1) / rpt;
-    if (!pool || lmp_pool_threads(pool) == 1)
-        for (int i = 0; i < tasks; i++) mm_task(&j, i, 0);
-    else
-        lmp_pool_run(pool, mm_task, &j, tasks);
+    mul_plain(&w, &y, 1, x, n, pool);
 }
 
 void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y)

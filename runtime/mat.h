@@ -38,6 +38,12 @@ typedef struct lmp_mat {
  * (single thread). Results do not depend on the thread count. */
 void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
 
+/* Several matrices applied to the same input (q/k/v, gate/up) in one
+ * parallel run: y[i] = w[i] x, same contract as lmp_mat_mul. Saves thread
+ * wake-ups in decode. */
+void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                      lmp_pool *pool);
+
 /* Dequantize / convert row r into out[cols] (embedding lookup). */
 void lmp_mat_get_row(const lmp_mat *w, int r, float *out);
 

@@ -468,8 +468,8 @@ START_TEST(matmul_by_hand)
     ck_assert(row[0] == 4 && row[1] == 5 && row[2] == 6);
     lmp_mat_get_row(&mh, 0, row);
     ck_assert(row[0] == 1 && row[1] == 2 && row[2] == 3);
-    /* an unknown kind never passes for a result */
-    lmp_mat mq = {LMP_MAT_Q4, 2, 3, 32, 0, 6, hb};
+    /* a kind without a kernel never passes for a result */
+    lmp_mat mq = {(lmp_mat_kind)99, 2, 3, 32, 0, 6, hb};
     lmp_mat_mul(&mq, x, 2, y, NULL);
     for (int i = 0; i < 4; i++) ck_assert(isnan(y[i]));
 }
@@ -480,7 +480,7 @@ END_TEST
 START_TEST(matmul_simd_vs_ref)
 {
     static const int shapes[][2] = {{1, 1}, {3, 7}, {4, 8}, {5, 17}, {37, 172}, {64, 64},
-                                    {130, 192}, {17, 2560}};
+                                    {130, 192}, {17, 2560}, {6, 1100}};
     static const int ns[] = {1, 2, 3, 4, 5, 7, 33, 70};
     lmp_pool *pools[3] = {NULL, NULL, NULL};
     for (int i = 0; i < 3; i++) ck_assert(lmp_pool_create(&pools[i], i + 1, NULL) == LMP_OK);
@@ -522,6 +522,37 @@ START_TEST(matmul_simd_vs_ref)
         free(W);
     }
     for (int i = 0; i < 3; i++) lmp_pool_close(pools[i]);
+}
+END_TEST
+
+/* lmp_mat_mul_many == one lmp_mat_mul per matrix, bit for bit. */
+START_TEST(matmul_many_equals_single)
+{
+    const int C = 40, rows[3] = {50, 7, 64}, n = 5;
+    float *W[3], *ys[3], *y1[3], *x = malloc((size_t)n * C * sizeof(float));
+    lmp_mat m[3];
+    const lmp_mat *mp[3];
+    for (int i = 0; i < n * C; i++) x[i] = frand();
+    for (int k = 0; k < 3; k++) {
+        W[k] = malloc((size_t)rows[k] * C * sizeof(float));
+        for (int i = 0; i < rows[k] * C; i++) W[k][i] = frand();
+        m[k] = (lmp_mat){LMP_MAT_F32, rows[k], C, 0, 0, (size_t)C * sizeof(float), W[k]};
+        mp[k] = &m[k];
+        ys[k] = malloc((size_t)n * rows[k] * sizeof(float));
+        y1[k] = malloc((size_t)n * rows[k] * sizeof(float));
+    }
+    lmp_pool *pool = NULL;
+    ck_assert(lmp_pool_create(&pool, 2, NULL) == LMP_OK);
+    lmp_mat_mul_many(mp, ys, 3, x, n, pool);
+    for (int k = 0; k < 3; k++) {
+        lmp_mat_mul(&m[k], x, n, y1[k], NULL);
+        ck_assert(memcmp(ys[k], y1[k], (size_t)n * rows[k] * sizeof(float)) == 0);
+        free(W[k]);
+        free(ys[k]);
+        free(y1[k]);
+    }
+    lmp_pool_close(pool);
+    free(x);
 }
 END_TEST
 
@@ -632,9 +663,11 @@ START_TEST(open_errors)
     snprintf(p, sizeof p, "%s/x.lmpk", tmp);
     t_write(p, "LMPK", 4);
     lmp_diag_clear(&d);
-    /* a 4-byte "container": the .lmpk loader rejects it (truncated header) */
+    /* a 4-byte "container": the .lmpk loader rejects it (truncated header),
+     * naming the file, nothing to close */
     ck_assert_int_eq(lmp_model_open(&m, p, NULL, &d), LMP_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(d.msg, "x.lmpk"));
+    ck_assert(m.layers == NULL && m.release == NULL);
     /* config present but no weights */
     snprintf(p, sizeof p, "%s/config.json", tmp);
     char *cfg = NULL;
@@ -825,6 +858,7 @@ Suite *lmp_suite_runtime(void)
     tcase_set_timeout(tk, 60);
     tcase_add_test(tk, matmul_by_hand);
     tcase_add_test(tk, matmul_simd_vs_ref);
+    tcase_add_test(tk, matmul_many_equals_single);
     tcase_add_test(tk, open_errors);
     tcase_add_test(tk, forward_errors);
     suite_add_tcase(s, tk);
