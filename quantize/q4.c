@@ -676,8 +676,8 @@ static void mm_task(void *ctx, int task, int tid)
         return;
     }
 #elif defined(__wasm_simd128__)
-    if (j->simd) { /* browser build: SIMD128, same bits as rows_ref */
-        lmp_q4_rows_wasm(j->w, j->a, r0, r1, j->y);
+    if (j->simd) { /* browser build: SIMD128 (quantize/q4_wasm.c) */
+        lmp_q4_rows_wasm(w, j->a, r0, r1, j->y[i]);
         return;
     }
 #endif

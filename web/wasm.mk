@@ -17,7 +17,8 @@ WEB_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # emcc 3.1.6 needs acorn & co. from Debian's node path under Node 20.
 EMCC := NODE_PATH=/usr/share/nodejs emcc
 EMAR := NODE_PATH=/usr/share/nodejs emar
-WEB_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(WEB_INC) -I$(WEB_SRC) $(WARN) -O3 -msimd128 -DLMP_WASM=1 '-D__builtin_cpu_supports(x)=0'
+WEB_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(WEB_INC) -I$(WEB_SRC) $(WARN) -O3 -msimd128 -DLMP_WASM=1 '-D__builtin_cpu_supports(x)=0' \
+  -Werror=incompatible-pointer-types -Werror=int-conversion -Werror=implicit-function-declaration
 # Library files never needed in the browser or not portable to wasm.
 WEB_LIB_EXCLUDE ?= %_avx2.c convert/% split/% verify/%
 WEB_LIB_C := $(filter-out $(WEB_LIB_EXCLUDE),$(LIB_C))
@@ -105,13 +106,14 @@ $(WEB_NPM)/node_modules/playwright-core/package.json: web/package.json
 # (no activation quantization: native and wasm must then generate the same
 # text). Rebuilt when the tools change.
 WEB_TEST_BUNDLE := $(WEB_B)/test/bundle
+WEB_TEST_TOOLS := $(addprefix $(BINDIR)/,lmpack lmpack-convert lmpack-split lmpack-run)
 WEB_TEST_BUNDLE_F32 := $(WEB_B)/test/bundle-f32
-$(WEB_TEST_BUNDLE)/manifest.json: $(PROGS) tests/data/stories260k/model.safetensors
+$(WEB_TEST_BUNDLE)/manifest.json: $(WEB_TEST_TOOLS) tests/data/stories260k/model.safetensors
 	@rm -rf $(WEB_TEST_BUNDLE) $(WEB_B)/test/stories260k.lmpk
 	@mkdir -p $(WEB_B)/test
 	$(BINDIR)/lmpack convert tests/data/stories260k -o $(WEB_B)/test/stories260k.lmpk
 	$(BINDIR)/lmpack split $(WEB_B)/test/stories260k.lmpk -o $(WEB_TEST_BUNDLE) --name stories260k
-$(WEB_TEST_BUNDLE_F32)/manifest.json: $(PROGS) tests/data/stories260k/model.safetensors
+$(WEB_TEST_BUNDLE_F32)/manifest.json: $(WEB_TEST_TOOLS) tests/data/stories260k/model.safetensors
 	@rm -rf $(WEB_TEST_BUNDLE_F32) $(WEB_B)/test/stories260k-f32.lmpk
 	@mkdir -p $(WEB_B)/test
 	$(BINDIR)/lmpack convert tests/data/stories260k --dtype f32 -o $(WEB_B)/test/stories260k-f32.lmpk
