@@ -204,3 +204,4 @@ help:
 	@echo "make clean      remove build/, bin/, dist/"
 
 -include $(LIB_O:.o=.d) $(TEST_O:.o=.d)
+include web/wasm.mk

@@ -532,9 +532,12 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
             int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32, bad = 0;
             float am = 0.0f;
             int8_t tmp[32] = {0};
-            int vec = simd && nb == 32;
 #if defined(__x86_64__) || defined(__i386__)
+            int vec = simd && nb == 32; /* the AVX2 helpers below */
             if (vec) am = lmp_q4_absmax32_avx2(xt + c0, &bad);
+#else
+            int vec = 0; /* no vector helpers here (wasm: simd selects only the row kernel) */
+            (void)simd;
 #endif
             for (int j = 0; j < nb && !vec; j++) {
                 float v = fabsf(xt[c0 + j]);
@@ -620,7 +623,12 @@ static int cpu_has_avx2(void)
 
 int lmp_q4_simd_active(void)
 {
-    return !g_force_scalar && cpu_has_avx2();
+#if defined(__wasm_simd128__)
+    const int wasm_simd = 1; /* SIMD128 is a compile-time feature (browser build) */
+#else
+    const int wasm_simd = 0;
+#endif
+    return !g_force_scalar && (cpu_has_avx2() || wasm_simd);
 }
 
 void lmp_q4_force_scalar(int on)
@@ -656,6 +664,11 @@ static void mm_task(void *ctx, int task, int tid)
 #if defined(__x86_64__) || defined(__i386__)
     if (j->simd) {
         lmp_q4_rows_avx2(w, j->a, r0, r1, j->y[i]);
+        return;
+    }
+#elif defined(__wasm_simd128__)
+    if (j->simd) { /* browser build: SIMD128 (quantize/q4_wasm.c) */
+        lmp_q4_rows_wasm(w, j->a, r0, r1, j->y[i]);
         return;
     }
 #endif

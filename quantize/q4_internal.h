@@ -33,6 +33,9 @@ static inline int lmp_q4_xq_index(int paired, int b, int j)
 
 /* Rows [r0, r1) for all n tokens: y[t*rows + r]. AVX2 + FMA + F16C only. */
 void lmp_q4_rows_avx2(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
+/* WebAssembly SIMD128 (quantize/q4_wasm.c), browser build only; differs
+ * from the scalar reference only by float reassociation. */
+void lmp_q4_rows_wasm(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
 
 /* One full 32-float activation block: max |x| (bad = NaN/inf seen) and
  * the int8 codes for scale id (returns their sum); bit-identical to the

@@ -1,0 +1,44 @@
+/* Attach one named tensor to an lmp_model being built by hand (the loader
+ * contract in runtime/model.h), by its Hugging Face name:
+ *   model.embed_tokens.weight, model.norm.weight, lm_head.weight,
+ *   model.layers.N.self_attn.{q,k,v,o}_proj.weight,
+ *   model.layers.N.mlp.{gate,up,down}_proj.weight,
+ *   model.layers.N.{input,post_attention}_layernorm.weight.
+ * Shared by loaders that receive tensors one by one (the streamed browser
+ * bundle loader in web/wasm_api.c; native bundle/.lmpk loaders may use it
+ * too), so the name -> slot mapping exists once.
+ *
+ * Contract: m->cfg is filled and m->layers allocated (cfg.n_layers entries,
+ * zeroed) before the first call. The data is borrowed: it must stay valid
+ * (and, for f32 norms, 4-byte aligned) until lmp_model_close. Matrices keep
+ * their storage kind (f32/f16/bf16 plain rows, q4/q8 grouped rows as
+ * quantize/q4.h defines); norms must be f32 with `hidden` elements. The
+ * shape is checked against the config; a name bound twice, an unknown name
+ * or a layer index out of range is LMP_ERR_MODEL naming `what` and the
+ * tensor. When cfg.tied, binding the embedding also sets lm_head; a
+ * separate lm_head.weight is then refused.
+ * lmp_model_check(m) afterwards reports anything still missing.
+ */
+#ifndef LMP_BIND_H
+#define LMP_BIND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+#include "runtime/model.h"
+
+typedef struct lmp_bind_tensor {
+    const char *name;
+    int kind;               /* lmp_mat_kind */
+    int ndim;               /* 1 (norms) or 2 (matrices) */
+    int64_t shape[2];       /* HF shape [rows, cols] or [n] */
+    int group, scheme;      /* q4/q8 only, else 0 */
+    const void *data;
+    uint64_t size;          /* bytes at data */
+} lmp_bind_tensor;
+
+lmp_status lmp_model_bind(lmp_model *m, const lmp_bind_tensor *t, const char *what,
+                          lmp_diag *d);
+
+#endif
