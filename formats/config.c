@@ -6,7 +6,8 @@
  * rope_theta 10000, rms_norm_eps 1e-6, max_position_embeddings 2048,
  * tie_word_embeddings false, hidden_act silu. Everything that changes the
  * network in a way lmpack does not implement (biases, other activations,
- * rope scaling, sliding window) is LMP_ERR_UNSUPPORTED naming the key.
+ * rope types other than default and llama3, sliding window) is
+ * LMP_ERR_UNSUPPORTED naming the key.
  */
 #include "formats/config.h"
 
@@ -127,23 +128,92 @@ static lmp_status opt_bool(const cJSON *root, const char *fname, const char *key
     return LMP_OK;
 }
 
-/* rope_scaling / rope_parameters: only the unscaled ("default") RoPE is
- * implemented. Returns the rope_theta found inside (0 if none). */
-static lmp_status rope_object(const cJSON *v, const char *fname, const char *key, float *theta,
+/* One RoPE object (rope_scaling or rope_parameters) as read. */
+typedef struct rope_obj {
+    int present;  /* the object exists and names a type (or is rope_parameters) */
+    int typed;    /* a rope_type / type key was given */
+    lmp_rope_type type;
+    double factor, low, high;
+    int orig;
+} rope_obj;
+
+/* A required positive finite number rope.<field> in (0, hi). */
+static lmp_status rope_number(const cJSON *v, const char *fname, const char *key,
+                              const char *field, double hi, double *out, lmp_diag *d)
+{
+    const cJSON *x = get(v, field);
+    if (!x)
+        return lmp_fail(d, LMP_ERR_FORMAT, "%s: %s.%s is required for rope_type 'llama3'", fname,
+                        key, field);
+    if (!cJSON_IsNumber(x))
+        return lmp_fail(d, LMP_ERR_FORMAT, "%s: %s.%s must be a number, not %s", fname, key,
+                        field, json_type_name(x));
+    double y = x->valuedouble;
+    if (!isfinite(y) || !(y > 0) || y >= hi)
+        return lmp_fail(d, LMP_ERR_FORMAT, "%s: %s.%s %g is not in (0, %g)", fname, key, field, y,
+                        hi);
+    *out = y;
+    return LMP_OK;
+}
+
+/* llama3 parameters (all required, as transformers' validation requires). */
+static lmp_status rope_llama3(const cJSON *v, const char *fname, const char *key, rope_obj *r,
                               lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
+    static const char *const fields[] = {"factor", "low_freq_factor", "high_freq_factor",
+                                         "original_max_position_embeddings"};
+    for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
+        int seen = 0;
+        for (const cJSON *it = v->child; it; it = it->next)
+            if (it->string && strcmp(it->string, fields[k]) == 0) seen++;
+        LMP_FAIL_IF(seen > 1, LMP_ERR_FORMAT, "%s: key %s.%s appears %d times", fname, key,
+                    fields[k], seen);
+    }
+    LMP_FORWARD(rope_number(v, fname, key, "factor", 1e6, &r->factor, d));
+    LMP_FAIL_IF(r->factor < 1.0, LMP_ERR_FORMAT, "%s: %s.factor %g must be >= 1", fname, key,
+                r->factor);
+    LMP_FORWARD(rope_number(v, fname, key, "low_freq_factor", 1e6, &r->low, d));
+    LMP_FORWARD(rope_number(v, fname, key, "high_freq_factor", 1e6, &r->high, d));
+    LMP_FAIL_IF(!(r->high > r->low), LMP_ERR_FORMAT,
+                "%s: %s.high_freq_factor %g must be greater than low_freq_factor %g", fname, key,
+                r->high, r->low);
+    const cJSON *o = get(v, "original_max_position_embeddings");
+    char sub[96];
+    snprintf(sub, sizeof sub, "%s.original_max_position_embeddings", key);
+    LMP_FAIL_IF(!o, LMP_ERR_FORMAT, "%s: %s is required for rope_type 'llama3'", fname, sub);
+    long orig = 0;
+    LMP_FORWARD(int_value(o, fname, sub, 1, MAX_POS, &orig, d));
+    r->orig = (int)orig;
+out:
+    return rc;
+}
+
+/* rope_scaling / rope_parameters: the default RoPE or llama3. Also returns
+ * the rope_theta found inside (0 if none). */
+static lmp_status rope_object(const cJSON *v, const char *fname, const char *key, float *theta,
+                              rope_obj *r, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    memset(r, 0, sizeof *r);
     if (!v) return LMP_OK;
     LMP_FAIL_IF(!cJSON_IsObject(v), LMP_ERR_FORMAT, "%s: %s must be an object or null, not %s",
                 fname, key, json_type_name(v));
+    r->present = 1;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "rope_type");
     if (!t) t = cJSON_GetObjectItemCaseSensitive(v, "type"); /* older spelling */
     if (t) {
         LMP_FAIL_IF(!cJSON_IsString(t), LMP_ERR_FORMAT, "%s: %s.rope_type must be a string", fname,
                     key);
-        LMP_FAIL_IF(strcmp(t->valuestring, "default") != 0, LMP_ERR_UNSUPPORTED,
-                    "%s: %s type '%.40s' is not supported (only unscaled RoPE)", fname, key,
-                    t->valuestring);
+        r->typed = 1;
+        if (strcmp(t->valuestring, "llama3") == 0) {
+            r->type = LMP_ROPE_LLAMA3;
+            LMP_FORWARD(rope_llama3(v, fname, key, r, d));
+        } else {
+            LMP_FAIL_IF(strcmp(t->valuestring, "default") != 0, LMP_ERR_UNSUPPORTED,
+                        "%s: %s type '%.40s' is not supported (default, llama3)", fname, key,
+                        t->valuestring);
+        }
     } else {
         /* rope_scaling without a type is not something we can interpret. */
         LMP_FAIL_IF(strcmp(key, "rope_scaling") == 0, LMP_ERR_UNSUPPORTED,
@@ -154,6 +224,45 @@ static lmp_status rope_object(const cJSON *v, const char *fname, const char *key
     LMP_FORWARD(opt_pos_number(get(v, "rope_theta"), fname, sub, 1e12, theta, d));
 out:
     return rc;
+}
+
+/* Both keys may describe the RoPE: they must not contradict each other. */
+static lmp_status rope_merge(lmp_config *c, const rope_obj *params, const rope_obj *scaling,
+                             const char *fname, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    const rope_obj *r = scaling->type != LMP_ROPE_DEFAULT ? scaling : params;
+    if (params->typed && scaling->typed) {
+        int same = params->type == scaling->type && params->factor == scaling->factor &&
+                   params->low == scaling->low && params->high == scaling->high &&
+                   params->orig == scaling->orig;
+        LMP_FAIL_IF(!same, LMP_ERR_FORMAT, "%s: rope_scaling disagrees with rope_parameters",
+                    fname);
+    }
+    c->rope_type = r->type;
+    if (r->type == LMP_ROPE_LLAMA3) {
+        c->rope_factor = r->factor;
+        c->rope_low_freq_factor = r->low;
+        c->rope_high_freq_factor = r->high;
+        c->rope_orig_max_pos = r->orig;
+    }
+out:
+    return rc;
+}
+
+double lmp_config_inv_freq(const lmp_config *c, int i)
+{
+    /* The default RoPE, theta^(-2i/d) in double (as the runtime always did). */
+    double inv = pow((double)c->rope_theta, -2.0 * i / (double)c->head_dim);
+    if (c->rope_type != LMP_ROPE_LLAMA3) return inv;
+    /* llama3: compare the wavelength with the original context's bands. */
+    double orig = (double)c->rope_orig_max_pos, lo = c->rope_low_freq_factor,
+           hi = c->rope_high_freq_factor, factor = c->rope_factor;
+    double wavelen = 2.0 * M_PI / inv;
+    if (wavelen > orig / lo) return inv / factor; /* low frequency: slowed down */
+    if (wavelen < orig / hi) return inv;          /* high frequency: unchanged */
+    double smooth = (orig / wavelen - lo) / (hi - lo);
+    return (1.0 - smooth) * inv / factor + smooth * inv;
 }
 
 static lmp_status token_id(const cJSON *v, const char *fname, const char *key, int vocab,
@@ -237,10 +346,13 @@ static lmp_status parse_root(lmp_config *c, const cJSON *root, const char *fname
     LMP_FORWARD(opt_pos_number(get(root, "rms_norm_eps"), fname, "rms_norm_eps", 1.0,
                                &c->rms_eps, d));
     float theta_top = 0, theta_params = 0, theta_scaling = 0;
+    rope_obj rope_params, rope_scaling;
     LMP_FORWARD(opt_pos_number(get(root, "rope_theta"), fname, "rope_theta", 1e12, &theta_top, d));
     LMP_FORWARD(rope_object(get(root, "rope_parameters"), fname, "rope_parameters",
-                            &theta_params, d));
-    LMP_FORWARD(rope_object(get(root, "rope_scaling"), fname, "rope_scaling", &theta_scaling, d));
+                            &theta_params, &rope_params, d));
+    LMP_FORWARD(rope_object(get(root, "rope_scaling"), fname, "rope_scaling", &theta_scaling,
+                            &rope_scaling, d));
+    LMP_FORWARD(rope_merge(c, &rope_params, &rope_scaling, fname, d));
     LMP_FAIL_IF(theta_top > 0 && theta_params > 0 && theta_top != theta_params, LMP_ERR_FORMAT,
                 "%s: rope_theta %g disagrees with rope_parameters.rope_theta %g", fname,
                 (double)theta_top, (double)theta_params);
@@ -373,6 +485,24 @@ static void fmt_float(char *buf, size_t cap, float x)
     }
 }
 
+/* Shortest decimal that reads back as the same double (strtod, as cJSON
+ * parses), always with a '.' or exponent. */
+static void fmt_double(char *buf, size_t cap, double x)
+{
+    if (x == floor(x) && fabs(x) < 1e15) {
+        snprintf(buf, cap, "%.1f", x);
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    if (!strpbrk(buf, ".eEn")) {
+        size_t n = strlen(buf);
+        if (n + 2 < cap) memcpy(buf + n, ".0", 3);
+    }
+}
+
 char *lmp_config_to_json(const lmp_config *c)
 {
     cJSON *o = cJSON_CreateObject();
@@ -396,7 +526,21 @@ char *lmp_config_to_json(const lmp_config *c)
     cJSON_AddRawToObject(o, "rms_norm_eps", num);
     fmt_float(num, sizeof num, c->rope_theta);
     cJSON_AddRawToObject(o, "rope_theta", num);
-    cJSON_AddNullToObject(o, "rope_scaling");
+    if (c->rope_type == LMP_ROPE_LLAMA3) {
+        /* transformers' key order (alphabetical, as in Llama 3.2's config) */
+        cJSON *r = cJSON_AddObjectToObject(o, "rope_scaling");
+        if (!r) goto out;
+        fmt_double(num, sizeof num, c->rope_factor);
+        cJSON_AddRawToObject(r, "factor", num);
+        fmt_double(num, sizeof num, c->rope_high_freq_factor);
+        cJSON_AddRawToObject(r, "high_freq_factor", num);
+        fmt_double(num, sizeof num, c->rope_low_freq_factor);
+        cJSON_AddRawToObject(r, "low_freq_factor", num);
+        cJSON_AddNumberToObject(r, "original_max_position_embeddings", c->rope_orig_max_pos);
+        cJSON_AddStringToObject(r, "rope_type", "llama3");
+    } else {
+        cJSON_AddNullToObject(o, "rope_scaling");
+    }
     if (mistral) cJSON_AddNullToObject(o, "sliding_window");
     cJSON_AddStringToObject(o, "hidden_act", "silu");
     cJSON_AddFalseToObject(o, "attention_bias");

@@ -92,7 +92,7 @@ lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_po
                 cache * 2 * sizeof(float) >> 20);
     /* inv_freq_i = theta^(-2i/d), angle = pos * inv_freq, all in double. */
     for (int i = 0; i < half; i++) {
-        double inv = pow((double)c->rope_theta, -2.0 * i / (double)c->head_dim);
+        double inv = lmp_config_inv_freq(c, i);
         for (int p = 0; p < ctx; p++) {
             double a = (double)p * inv;
             s->rope_cos[(size_t)p * half + i] = (float)cos(a);

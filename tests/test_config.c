@@ -2,6 +2,7 @@
  * checkpoint checks. Expected values come from the fixture README table and
  * the fixtures' config.json files; error cases from the rules in config.h. */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,13 +262,14 @@ static const bad_case bad[] = {
     {"architectures", "[\"LlamaForSequenceClassification\"]", NULL, LMP_ERR_UNSUPPORTED,
      "config.json: architectures entry 'LlamaForSequenceClassification' is not supported "
      "(LlamaForCausalLM)"},
-    {"rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8.0}", NULL, LMP_ERR_UNSUPPORTED,
-     "config.json: rope_scaling type 'llama3' is not supported (only unscaled RoPE)"},
+    /* llama3 is supported now, but needs all four of its parameters */
+    {"rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8.0}", NULL, LMP_ERR_FORMAT,
+     "config.json: rope_scaling.low_freq_factor is required for rope_type 'llama3'"},
     {"rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}", NULL, LMP_ERR_UNSUPPORTED,
-     "config.json: rope_scaling type 'linear' is not supported (only unscaled RoPE)"},
+     "config.json: rope_scaling type 'linear' is not supported (default, llama3)"},
     {"rope_parameters", "{\"rope_type\": \"yarn\", \"rope_theta\": 10000.0}", NULL,
      LMP_ERR_UNSUPPORTED,
-     "config.json: rope_parameters type 'yarn' is not supported (only unscaled RoPE)"},
+     "config.json: rope_parameters type 'yarn' is not supported (default, llama3)"},
     {"rope_theta", "-5", NULL, LMP_ERR_FORMAT, "config.json: rope_theta -5 is not in (0, 1e+12)"},
     {NULL, NULL,
      "{\"model_type\":\"mistral\",\"hidden_size\":64,\"intermediate_size\":128,"
@@ -302,6 +304,77 @@ static const bad_case bad[] = {
      "{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,"
      "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":100} x",
      LMP_ERR_FORMAT, "config.json: trailing bytes after the JSON object at byte 127"},
+    /* llama3 RoPE parameters (formats/config.h: all required, factor >= 1,
+     * 0 < low < high, original_max_position_embeddings a positive integer);
+     * other scaled RoPE types stay unsupported, named. */
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+     "\"original_max_position_embeddings\": 8192}",
+     NULL, LMP_ERR_FORMAT, "config.json: rope_scaling.factor is required for rope_type 'llama3'"},
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+     "\"original_max_position_embeddings\": 8192}",
+     NULL, LMP_ERR_FORMAT,
+     "config.json: rope_scaling.high_freq_factor is required for rope_type 'llama3'"},
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+     "\"high_freq_factor\": 4.0}",
+     NULL, LMP_ERR_FORMAT,
+     "config.json: rope_scaling.original_max_position_embeddings is required for rope_type "
+     "'llama3'"},
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"factor\": 0.5, \"low_freq_factor\": 1.0, "
+     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}",
+     NULL, LMP_ERR_FORMAT, "config.json: rope_scaling.factor 0.5 must be >= 1"},
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 0, "
+     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}",
+     NULL, LMP_ERR_FORMAT, "config.json: rope_scaling.low_freq_factor 0 is not in (0, 1e+06)"},
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+     "\"high_freq_factor\": -4.0, \"original_max_position_embeddings\": 8192}",
+     NULL, LMP_ERR_FORMAT, "config.json: rope_scaling.high_freq_factor -4 is not in (0, 1e+06)"},
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 4.0, "
+     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}",
+     NULL, LMP_ERR_FORMAT,
+     "config.json: rope_scaling.high_freq_factor 4 must be greater than low_freq_factor 4"},
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"factor\": \"8\", \"low_freq_factor\": 1.0, "
+     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}",
+     NULL, LMP_ERR_FORMAT, "config.json: rope_scaling.factor must be a number, not a string"},
+    {"rope_parameters",
+     "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192.5}",
+     NULL, LMP_ERR_FORMAT,
+     "config.json: rope_parameters.original_max_position_embeddings 8192.5 is not an integer"},
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 0}",
+     NULL, LMP_ERR_FORMAT,
+     "config.json: rope_scaling.original_max_position_embeddings 0 is outside [1, 268435456]"},
+    {"rope_scaling",
+     "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"factor\": 16.0, "
+     "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+     "\"original_max_position_embeddings\": 8192}",
+     NULL, LMP_ERR_FORMAT, "config.json: key rope_scaling.factor appears 2 times"},
+    {"rope_scaling", "{\"rope_type\": \"dynamic\", \"factor\": 2.0}", NULL,
+     LMP_ERR_UNSUPPORTED,
+     "config.json: rope_scaling type 'dynamic' is not supported (default, llama3)"},
+    {"rope_scaling",
+     "{\"rope_type\": \"longrope\", \"short_factor\": [1.0], \"long_factor\": [2.0]}", NULL,
+     LMP_ERR_UNSUPPORTED,
+     "config.json: rope_scaling type 'longrope' is not supported (default, llama3)"},
+    {"rope_scaling", "{\"type\": \"yarn\", \"factor\": 4.0}", NULL, LMP_ERR_UNSUPPORTED,
+     "config.json: rope_scaling type 'yarn' is not supported (default, llama3)"},
+    /* both keys given and contradicting each other */
+    {NULL, NULL,
+     "{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,"
+     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":100,"
+     "\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":10000.0},"
+     "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,\"low_freq_factor\":1.0,"
+     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}}",
+     LMP_ERR_FORMAT, "config.json: rope_scaling disagrees with rope_parameters"},
 };
 #define N_BAD (sizeof bad / sizeof bad[0])
 
@@ -492,6 +565,181 @@ START_TEST(config_against_wrong_checkpoint)
 }
 END_TEST
 
+/* ---- llama3 RoPE scaling ---------------------------------------------------- */
+
+/* Llama-3.2-1B's config.json (as published, transformers 4.45 layout). */
+static const char llama32_1b[] =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"attention_bias\": false, "
+    "\"attention_dropout\": 0.0, \"bos_token_id\": 128000, "
+    "\"eos_token_id\": [128001, 128008, 128009], \"head_dim\": 64, \"hidden_act\": \"silu\", "
+    "\"hidden_size\": 2048, \"initializer_range\": 0.02, \"intermediate_size\": 8192, "
+    "\"max_position_embeddings\": 131072, \"mlp_bias\": false, \"model_type\": \"llama\", "
+    "\"num_attention_heads\": 32, \"num_hidden_layers\": 16, \"num_key_value_heads\": 8, "
+    "\"pretraining_tp\": 1, \"rms_norm_eps\": 1e-05, "
+    "\"rope_scaling\": {\"factor\": 32.0, \"high_freq_factor\": 4.0, \"low_freq_factor\": 1.0, "
+    "\"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}, "
+    "\"rope_theta\": 500000.0, \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", "
+    "\"transformers_version\": \"4.45.0.dev0\", \"use_cache\": true, \"vocab_size\": 128256}";
+
+/* The same in transformers 5's layout: rope_theta and the scaling inside
+ * rope_parameters. */
+static const char llama32_1b_v5[] =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"bos_token_id\": 128000, "
+    "\"eos_token_id\": [128001, 128008, 128009], \"head_dim\": 64, \"hidden_size\": 2048, "
+    "\"intermediate_size\": 8192, \"max_position_embeddings\": 131072, \"model_type\": \"llama\", "
+    "\"num_attention_heads\": 32, \"num_hidden_layers\": 16, \"num_key_value_heads\": 8, "
+    "\"rms_norm_eps\": 1e-05, \"rope_parameters\": {\"factor\": 32.0, \"high_freq_factor\": 4.0, "
+    "\"low_freq_factor\": 1.0, \"original_max_position_embeddings\": 8192, \"rope_theta\": "
+    "500000.0, \"rope_type\": \"llama3\"}, \"tie_word_embeddings\": true, \"dtype\": "
+    "\"bfloat16\", \"vocab_size\": 128256}";
+
+static void assert_llama32_1b(const lmp_config *c)
+{
+    ck_assert_str_eq(c->model_type, "llama");
+    ck_assert_int_eq(c->hidden, 2048);
+    ck_assert_int_eq(c->intermediate, 8192);
+    ck_assert_int_eq(c->n_layers, 16);
+    ck_assert_int_eq(c->n_heads, 32);
+    ck_assert_int_eq(c->n_kv_heads, 8);
+    ck_assert_int_eq(c->head_dim, 64);
+    ck_assert_int_eq(c->vocab, 128256);
+    ck_assert_int_eq(c->max_pos, 131072);
+    ck_assert(c->rope_theta == 500000.0f);
+    ck_assert(c->rms_eps == 1e-5f);
+    ck_assert_int_eq(c->tied, 1);
+    ck_assert_int_eq(c->bos, 128000);
+    ck_assert_int_eq(c->n_eos, 3);
+    ck_assert_int_eq(c->eos[0], 128001);
+    ck_assert_int_eq(c->eos[1], 128008);
+    ck_assert_int_eq(c->eos[2], 128009);
+    ck_assert_str_eq(c->torch_dtype, "bfloat16");
+    ck_assert_int_eq(c->rope_type, LMP_ROPE_LLAMA3);
+    ck_assert(c->rope_factor == 32.0);
+    ck_assert(c->rope_low_freq_factor == 1.0);
+    ck_assert(c->rope_high_freq_factor == 4.0);
+    ck_assert_int_eq(c->rope_orig_max_pos, 8192);
+}
+
+START_TEST(llama3_config_parses)
+{
+    lmp_config c, v5, back;
+    lmp_diag d;
+    ck_assert_msg(parse(&c, llama32_1b, &d) == LMP_OK, "%s", d.msg);
+    assert_llama32_1b(&c);
+    ck_assert_msg(parse(&v5, llama32_1b_v5, &d) == LMP_OK, "%s", d.msg);
+    assert_llama32_1b(&v5);
+    ck_assert(memcmp(&c, &v5, sizeof c) == 0);
+    /* Older spelling "type" */
+    ck_assert_int_eq(parse(&c, build("rope_scaling",
+                                     "{\"type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": "
+                                     "1.0, \"high_freq_factor\": 4.0, "
+                                     "\"original_max_position_embeddings\": 8192}"),
+                           &d),
+                     LMP_OK);
+    ck_assert_int_eq(c.rope_type, LMP_ROPE_LLAMA3);
+    ck_assert(c.rope_factor == 8.0);
+    /* Both keys saying the same thing is fine. */
+    static const char both[] =
+        "{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,"
+        "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":100,"
+        "\"rope_parameters\":{\"rope_type\":\"llama3\",\"factor\":8.0,\"low_freq_factor\":1.0,"
+        "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":64,\"rope_theta\":1e4},"
+        "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":1,"
+        "\"high_freq_factor\":4,\"original_max_position_embeddings\":64}}";
+    ck_assert_msg(parse(&c, both, &d) == LMP_OK, "%s", d.msg);
+    ck_assert_int_eq(c.rope_orig_max_pos, 64);
+    /* An unscaled config has no scaling fields set. */
+    ck_assert_int_eq(parse(&c, build(NULL, NULL), &d), LMP_OK);
+    ck_assert_int_eq(c.rope_type, LMP_ROPE_DEFAULT);
+    ck_assert(c.rope_factor == 0.0 && c.rope_orig_max_pos == 0);
+    char *j = lmp_config_to_json(&c);
+    ck_assert_ptr_nonnull(strstr(j, "\"rope_scaling\":\tnull"));
+    free(j);
+
+    /* Round trip: canonical JSON reads back to the same struct and text. */
+    ck_assert_int_eq(parse(&c, llama32_1b, &d), LMP_OK);
+    j = lmp_config_to_json(&c);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(parse(&back, j, &d) == LMP_OK, "%s\n%s", d.msg, j);
+    ck_assert(memcmp(&c, &back, sizeof c) == 0);
+    char *j2 = lmp_config_to_json(&back);
+    ck_assert_str_eq(j, j2);
+    ck_assert_ptr_nonnull(strstr(j, "\"rope_type\":\t\"llama3\""));
+    ck_assert_ptr_nonnull(strstr(j, "\"factor\":\t32.0"));
+    ck_assert_ptr_nonnull(strstr(j, "\"original_max_position_embeddings\":\t8192"));
+    free(j);
+    free(j2);
+    /* Non-integral parameters survive exactly too. */
+    ck_assert_int_eq(parse(&c, build("rope_scaling",
+                                     "{\"rope_type\": \"llama3\", \"factor\": 2.5, "
+                                     "\"low_freq_factor\": 0.1, \"high_freq_factor\": 3.3, "
+                                     "\"original_max_position_embeddings\": 100}"),
+                           &d),
+                     LMP_OK);
+    ck_assert(c.rope_low_freq_factor == 0.1 && c.rope_high_freq_factor == 3.3);
+    j = lmp_config_to_json(&c);
+    ck_assert_int_eq(parse(&back, j, &d), LMP_OK);
+    ck_assert(memcmp(&c, &back, sizeof c) == 0);
+    ck_assert_ptr_nonnull(strstr(j, "\"low_freq_factor\":\t0.1,"));
+    free(j);
+}
+END_TEST
+
+static void assert_close(double got, double want, const char *what)
+{
+    ck_assert_msg(fabs(got - want) <= 1e-12 * fabs(want), "%s: got %.17g, want %.17g", what, got,
+                  want);
+}
+
+START_TEST(llama3_inv_freq)
+{
+    /* Llama-3.2-1B: theta 500000, d = 64, factor 32, low 1, high 4, orig
+     * 8192. Bands: low-frequency wavelength limit 8192/1 = 8192, high 8192/4
+     * = 2048. Unscaled inv_i = 500000^(-2i/64) = 500000^(-i/32), wavelength
+     * 2*pi*500000^(i/32): i <= 14 is below 2048 (i = 14: 1956.5), i >= 18
+     * above 8192 (i = 18: 10089.1), i = 15..17 in between. Numbers below
+     * computed with bc -l. */
+    lmp_config c;
+    lmp_diag d;
+    ck_assert_int_eq(parse(&c, llama32_1b, &d), LMP_OK);
+    /* i = 0: inv 1 (wavelength 2*pi), high frequency: unchanged. */
+    ck_assert(lmp_config_inv_freq(&c, 0) == 1.0);
+    /* i = 8: 500000^(-1/4) = 0.0376060309308639..., wavelength 167.08:
+     * unchanged. */
+    assert_close(lmp_config_inv_freq(&c, 8), pow(500000.0, -0.25), "i=8 formula");
+    assert_close(lmp_config_inv_freq(&c, 8), 0.037606030930863936, "i=8 bc");
+    /* i = 14: wavelength 1956.50 < 2048, still unchanged. */
+    assert_close(lmp_config_inv_freq(&c, 14), pow(500000.0, -14.0 / 32.0), "i=14");
+    /* i = 16 (medium): inv = 500000^(-1/2) = 1/sqrt(500000) = 0.00141421356...,
+     * wavelength = 2*pi*sqrt(500000) = 4442.8829381583662;
+     * smooth = (8192 / 4442.88... - 1) / (4 - 1) = 0.28128260516325108;
+     * result = (1 - smooth) * inv / 32 + smooth * inv = 0.00042955679655936820. */
+    double inv16 = 1.0 / sqrt(500000.0);
+    double wl16 = 2.0 * M_PI / inv16;
+    double smooth = (8192.0 / wl16 - 1.0) / (4.0 - 1.0);
+    assert_close(wl16, 4442.8829381583662, "i=16 wavelength");
+    assert_close(smooth, 0.28128260516325108, "i=16 smooth");
+    assert_close(lmp_config_inv_freq(&c, 16), (1.0 - smooth) * inv16 / 32.0 + smooth * inv16,
+                 "i=16 formula");
+    assert_close(lmp_config_inv_freq(&c, 16), 0.00042955679655936820, "i=16 bc");
+    /* Medium frequencies lie strictly between inv/32 and inv. */
+    for (int i = 15; i <= 17; i++) {
+        double inv = pow(500000.0, -i / 32.0), got = lmp_config_inv_freq(&c, i);
+        ck_assert_msg(got > inv / 32.0 && got < inv, "i=%d: %g not in (%g, %g)", i, got,
+                      inv / 32.0, inv);
+    }
+    /* i = 18: wavelength 10089.06 > 8192: divided by 32. */
+    assert_close(lmp_config_inv_freq(&c, 18), pow(500000.0, -18.0 / 32.0) / 32.0, "i=18");
+    /* i = 24: 500000^(-3/4) / 32 = 1.6619674677953089e-06. */
+    assert_close(lmp_config_inv_freq(&c, 24), 1.6619674677953089e-06, "i=24 bc");
+    assert_close(lmp_config_inv_freq(&c, 31), pow(500000.0, -31.0 / 32.0) / 32.0, "i=31");
+    /* Without scaling, every inv is theta^(-2i/d). */
+    c.rope_type = LMP_ROPE_DEFAULT;
+    for (int i = 0; i < 32; i++)
+        assert_close(lmp_config_inv_freq(&c, i), pow(500000.0, -i / 32.0), "default");
+}
+END_TEST
+
 Suite *lmp_suite_config(void)
 {
     Suite *s = suite_create("config");
@@ -504,6 +752,8 @@ Suite *lmp_suite_config(void)
     tcase_add_test(tc, fixture_checkpoints_check_out);
     tcase_add_test(tc, crafted_checkpoints);
     tcase_add_test(tc, config_against_wrong_checkpoint);
+    tcase_add_test(tc, llama3_config_parses);
+    tcase_add_test(tc, llama3_inv_freq);
     suite_add_tcase(s, tc);
     return s;
 }
