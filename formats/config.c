@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,7 +378,7 @@ static lmp_status parse_root(lmp_config *c, const cJSON *root, const char *fname
     const cJSON *sw = get(root, "sliding_window");
     if (sw) {
         long w = 0;
-        LMP_FORWARD(int_value(sw, fname, "sliding_window", 0, 1L << 40, &w, d));
+        LMP_FORWARD(int_value(sw, fname, "sliding_window", 0, LONG_MAX, &w, d));
         LMP_FAIL_IF(w < c->max_pos, LMP_ERR_UNSUPPORTED,
                     "%s: sliding_window %ld < max_position_embeddings %d is not supported", fname,
                     w, c->max_pos);
