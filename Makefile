@@ -203,5 +203,6 @@ help:
 	@echo "make deps       install missing Debian build dependencies"
 	@echo "make clean      remove build/, bin/, dist/"
 
--include $(LIB_O:.o=.d) $(TEST_O:.o=.d)
+# every object's header dependencies (library, programs, tests)
+-include $(shell find $(B)/obj -name "*.d" 2>/dev/null)
 include web/wasm.mk
