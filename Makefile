@@ -96,35 +96,41 @@ all: $(PROGS)
 
 $(B)/obj/%_avx2.o: %_avx2.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(SIMD_FLAGS) $(DEPFLAGS) -c $< -o $@
+	@echo "  CC    $@"
+	@$(CC) $(CFLAGS_ALL) $(SIMD_FLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(B)/obj/tests/%.o: tests/%.c $(B)/suites.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -I$(B) -DLMP_SRC_DIR='"$(CURDIR)"' \
+	@echo "  CC    $@"
+	@$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -I$(B) -DLMP_SRC_DIR='"$(CURDIR)"' \
 	  -DLMP_BIN_DIR='"$(abspath $(BINDIR))"' -DLMP_BUILD_DIR='"$(abspath $(B))"' \
 	  $(DEPFLAGS) -c $< -o $@
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -c $< -o $@
+	@echo "  CC    $@"
+	@$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -c $< -o $@
 
 $(LIB_A): $(LIB_O)
 	@mkdir -p $(@D)
-	rm -f $@
-	ar rcs $@ $^
+	@rm -f $@
+	@ar rcs $@ $^
 
 $(BINDIR)/lmpack: $(B)/obj/tools/lmpack.o $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	@echo "  CC    $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
 $(BINDIR)/lmpack-%: $(B)/obj/tools/lmpack-%.o $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+	@echo "  CC    $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
 define prog_rule
 $(BINDIR)/$(basename $(notdir $(1))): $(B)/obj/$(1:.c=.o) $(LIB_A)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS_ALL) -o $$@ $$^ $$(LIBS_ALL)
+	@echo "  LD    $$@"
+	@$$(CC) $$(LDFLAGS_ALL) -o $$@ $$^ $$(LIBS_ALL)
 endef
 $(foreach p,$(filter-out tools/%,$(PROG_C)),$(eval $(call prog_rule,$(p))))
 
@@ -133,15 +139,18 @@ $(B)/suites.h: $(TEST_C)
 	@for f in $(TEST_C); do n=$${f#tests/test_}; echo "LMP_SUITE($${n%.c})"; done > $@.tmp && mv $@.tmp $@
 
 $(TEST_BIN): $(TEST_O) $(LIB_A)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(LIBS_ALL)
+	@echo "  CC    $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(LIBS_ALL)
 
 $(B)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay_main.c $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< fuzz/replay_main.c $(LIB_A) $(LDFLAGS_ALL) $(LIBS_ALL)
+	@echo "  CC    $@"
+	@$(CC) $(CFLAGS_ALL) -o $@ $< fuzz/replay_main.c $(LIB_A) $(LDFLAGS_ALL) $(LIBS_ALL)
 
 $(B)/bench/%: bench/%.c $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB_A) $(LDFLAGS_ALL) $(LIBS_ALL)
+	@echo "  CC    $@"
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB_A) $(LDFLAGS_ALL) $(LIBS_ALL)
 
 # check-run: build this variant's programs, tests and fuzz replays, run them.
 check-run: $(PROGS) $(TEST_BIN) $(REPLAYS)
@@ -166,7 +175,8 @@ FUZZ_SECONDS ?= 20
 FUZZERS := $(patsubst fuzz/fuzz_%.c,$(B)/fuzz/fuzz_%,$(FUZZ_C))
 $(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(LIB_A) $(LDFLAGS_ALL) $(LIBS_ALL)
+	@echo "  CC    $@"
+	@$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(LIB_A) $(LDFLAGS_ALL) $(LIBS_ALL)
 fuzz-run: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do n=$${f##*/fuzz_}; mkdir -p $(B)/corpus_$$n; \
 	  echo "fuzz $$n for $(FUZZ_SECONDS)s"; \
