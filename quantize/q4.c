@@ -256,10 +256,13 @@ static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method m
 
 /* ---- rows --------------------------------------------------------------- */
 
-/* One row with the given ASYM kernel table (groups whose length is not a
- * multiple of 8 always use the reference kernels: the AVX2 ones require
- * it). SYM and Q8 groups use the scalar code above. Codes are packed per
- * 32-element block: byte j = element j (low nibble) | element 16 + j. */
+/* One row with the given ASYM kernel table, in chunks of up to CHUNK_G
+ * groups (ASYM: lmp_q4_asym_groups, which uses the reference kernels for
+ * groups whose length is not a multiple of 8). SYM and Q8 groups use the
+ * scalar code above. Codes are packed per 32-element block: byte j =
+ * element j (low nibble) | element 16 + j (high nibble). */
+#define CHUNK_G 16
+
 static void quantize_row(const float *x, int cols, int group, int scheme, lmp_q4_method method,
                          void *out, const lmp_q4_asym_kern *k)
 {
@@ -268,23 +271,30 @@ static void quantize_row(const float *x, int cols, int group, int scheme, lmp_q4
     size_t cb = (size_t)nblk * (scheme == LMP_Q4_Q8 ? 32 : 16);
     uint8_t *sc = o + cb, *mn = sc + 2 * (size_t)ng;
     int8_t q[128];
-    uint8_t u[128];
-    for (int g = 0; g < ng; g++) {
-        int c0 = g * group, n = cols - c0 < group ? cols - c0 : group;
+    uint8_t u[CHUNK_G * 128];
+    uint16_t db[CHUNK_G], mb[CHUNK_G];
+    for (int g0 = 0; g0 < ng; g0 += CHUNK_G) {
+        int gn = ng - g0 < CHUNK_G ? ng - g0 : CHUNK_G, c0 = g0 * group;
+        int cn = cols - c0 < gn * group ? cols - c0 : gn * group;
         if (scheme == LMP_Q4_ASYM) {
-            uint16_t db, mb;
-            lmp_q4_asym_group(n % 8 ? &lmp_q4_asym_ref : k, x + c0, n, method == LMP_Q4_SEARCH,
-                              u, &db, &mb);
-            wr16(sc + 2 * g, db);
-            wr16(mn + 2 * g, mb);
+            lmp_q4_asym_groups(k, x + c0, cn, group, method == LMP_Q4_SEARCH, u, db, mb);
+            for (int g = 0; g < gn; g++) {
+                wr16(sc + 2 * (g0 + g), db[g]);
+                wr16(mn + 2 * (g0 + g), mb[g]);
+            }
         } else {
             int lo = scheme == LMP_Q4_Q8 ? -127 : -8, hi = scheme == LMP_Q4_Q8 ? 127 : 7;
-            wr16(sc + 2 * g, sym_group(x + c0, n, lo, hi, method, q));
-            for (int i = 0; i < n; i++) u[i] = (uint8_t)(q[i] + (scheme == LMP_Q4_SYM ? 8 : 0));
+            for (int g = 0; g < gn; g++) {
+                int n = cn - g * group < group ? cn - g * group : group;
+                wr16(sc + 2 * (g0 + g), sym_group(x + c0 + g * group, n, lo, hi, method, q));
+                for (int i = 0; i < n; i++)
+                    u[g * group + i] = (uint8_t)(q[i] + (scheme == LMP_Q4_SYM ? 8 : 0));
+            }
         }
-        /* padding codes: SYM 8 (q = 0), ASYM 0, Q8 0 */
-        int nb = (n + 31) / 32;
-        memset(u + n, scheme == LMP_Q4_SYM ? 8 : 0, (size_t)(32 * nb - n));
+        /* padding codes (row end only: groups are whole blocks): SYM 8 (q = 0),
+         * ASYM 0, Q8 0 */
+        int nb = (cn + 31) / 32;
+        memset(u + cn, scheme == LMP_Q4_SYM ? 8 : 0, (size_t)(32 * nb - cn));
         if (scheme == LMP_Q4_Q8) {
             memcpy(o + c0, u, (size_t)(32 * nb));
             continue;
