@@ -12,6 +12,7 @@
 
 #include "formats/dtype.h"
 #include "quantize/q4.h"
+#include "quantize/q4_internal.h"
 #include "tests/testutil.h"
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
@@ -91,6 +92,48 @@ START_TEST(fast_quantizer_bytes_identical_to_reference)
     free(x);
     free(a);
     free(b);
+}
+END_TEST
+
+/* The kernels themselves, bit for bit (the bytes above depend on their
+ * sums only through comparisons, so a small deviation could hide there):
+ * statistics, every candidate's sums, and eval in all modes, on groups of
+ * every multiple of 8 up to 128. */
+START_TEST(avx2_kernels_bit_identical)
+{
+    if (!lmp_q4_simd_active()) {
+        fprintf(stderr, "test_q4quant: CPU without AVX2/FMA/F16C, AVX2 kernels not tested\n");
+        return;
+    }
+    const lmp_q4_asym_kern *r = &lmp_q4_asym_ref, *v = &lmp_q4_asym_avx2;
+    float x[128];
+    for (int it = 0; it < 2000; it++) {
+        int n = 8 * (1 + (int)(rnd_u32() % 16));
+        fill(x, n, 64, it % NKIND);
+        float sa[3], sb[3];
+        r->stats(x, n, sa);
+        v->stats(x, n, sb);
+        ck_assert_msg(!memcmp(sa, sb, sizeof sa), "stats n %d kind %d", n, it % NKIND);
+        float mn = sa[0], mx = sa[1], is[9], ca[27], cb[27];
+        for (int j = 0; j < 9; j++) is[j] = (14.0f + 0.25f * (float)j) / (mx - mn);
+        r->cands(x, n, mn, mx, 5, 4, is, ca);
+        v->cands(x, n, mn, mx, 5, 4, is, cb);
+        for (int j = 0; j < 27; j++)
+            ck_assert_msg(!memcmp(&ca[j], &cb[j], 4), "cands n %d kind %d sum %d: %a vs %a", n,
+                          it % NKIND, j, (double)ca[j], (double)cb[j]);
+        float d = (mx - mn) / 15.0f * (0.9f + 0.2f * (float)(rnd_u32() % 8) / 8.0f), m = mn;
+        for (int mode = 0; mode < 3; mode++)
+            for (int useid = 0; useid < 2; useid++) {
+                uint8_t ua[128], ub[128];
+                float ea[3] = {0}, eb[3] = {0}, id = useid && d != 0.0f ? 1.0f / d : 0.0f;
+                float ra = r->eval(x, n, d, m, id, ua, ea, mode);
+                float rb = v->eval(x, n, d, m, id, ub, eb, mode);
+                ck_assert_msg(!memcmp(&ra, &rb, 4) && !memcmp(ua, ub, (size_t)n) &&
+                                  !memcmp(ea, eb, sizeof ea),
+                              "eval n %d kind %d mode %d id %d: %a vs %a", n, it % NKIND, mode,
+                              useid, (double)ra, (double)rb);
+            }
+    }
 }
 END_TEST
 
@@ -178,6 +221,7 @@ Suite *lmp_suite_q4quant(void)
     TCase *tc = tcase_create("quantizer");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, fast_quantizer_bytes_identical_to_reference);
+    tcase_add_test(tc, avx2_kernels_bit_identical);
     tcase_add_test(tc, search_never_worse_on_awkward_rows);
     tcase_add_test(tc, bf16_to_f32_finite_all_patterns);
     suite_add_tcase(s, tc);
