@@ -9,22 +9,26 @@
 
 #include "quantize/q4_internal.h"
 
+/* target attribute: `make fuzz` compiles every library file with clang and
+ * no -mavx2 / -mfma (the Makefile passes them for the normal builds). */
+#define TGT __attribute__((target("avx2,fma")))
+
 /* out[0..3] = lane sums of a, b, c, d, each ((l0 + l1) + (l2 + l3)) +
  * ((l4 + l5) + (l6 + l7)) as in the reference. */
-static inline void lane_sum4(__m256 a, __m256 b, __m256 c, __m256 d, float *out)
+TGT static inline void lane_sum4(__m256 a, __m256 b, __m256 c, __m256 d, float *out)
 {
     __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 
-static inline float lane_sum(__m256 v)
+TGT static inline float lane_sum(__m256 v)
 {
     float o[4];
     lane_sum4(v, v, v, v, o);
     return o[0];
 }
 
-static void stats_avx2(const float *x, int n, float out[3])
+TGT static void stats_avx2(const float *x, int n, float out[3])
 {
     __m256 mn = _mm256_set1_ps(x[0]), mx = mn, s = _mm256_setzero_ps();
     for (int i = 0; i < n; i += 8) {
@@ -46,7 +50,7 @@ static void stats_avx2(const float *x, int n, float out[3])
 
 /* Two candidates per pass over x (bottom j with top nb + j while both
  * remain), then the rest one at a time. */
-static void cands_avx2(const float *x, int n, float mn, float mx, int nb, int nt,
+TGT static void cands_avx2(const float *x, int n, float mn, float mx, int nb, int nt,
                        const float *is, float *sums)
 {
     const __m256 lo = _mm256_set1_ps(LMP_Q4_MAGIC), hi = _mm256_set1_ps(LMP_Q4_MAGIC + 15.0f);
@@ -108,7 +112,7 @@ static void cands_avx2(const float *x, int n, float mn, float mx, int nb, int nt
 
 /* The loop of eval for one combination of (divide, with sums); constant
  * flags after inlining, so each variant is a straight loop. */
-static inline __attribute__((always_inline)) float eval_loop(const float *x, int n, float d,
+TGT static inline __attribute__((always_inline)) float eval_loop(const float *x, int n, float d,
                                                               float m, float id, uint8_t *u,
                                                               float *sums, const int dv,
                                                               const int sm)
@@ -145,7 +149,7 @@ static inline __attribute__((always_inline)) float eval_loop(const float *x, int
     return t[3];
 }
 
-static float eval_avx2(const float *x, int n, float d, float m, float id, uint8_t *u,
+TGT static float eval_avx2(const float *x, int n, float d, float m, float id, uint8_t *u,
                        float *sums, int mode)
 {
     if (d == 0.0f) /* all codes 0: the reference loop (rare) */
