@@ -224,32 +224,11 @@ static void put16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
-/* Row to float. bf16 -> f32 is a 16-bit shift (exact); done here as a
- * plain loop the compiler vectorizes, other types via lmp_to_f32. */
-static void row_to_f32(lmp_dtype t, const uint8_t *src, float *x, int cols)
+/* Row to float; returns 1 if every value is finite. One pass (bf16: a
+ * fused AVX2 shift + exponent check, formats/dtype.c). */
+static int row_to_f32(lmp_dtype t, const uint8_t *src, float *x, int cols)
 {
-    if (t == LMP_DT_BF16) {
-        for (int c = 0; c < cols; c++) {
-            uint32_t u = ((uint32_t)src[2 * c] | (uint32_t)src[2 * c + 1] << 8) << 16;
-            memcpy(&x[c], &u, 4);
-        }
-        return;
-    }
-    lmp_to_f32(t, src, x, (size_t)cols);
-}
-
-/* 1 if no element is NaN or infinite (all-ones exponent); written as a
- * max reduction over integers so the compiler vectorizes it. */
-static int all_finite(const float *x, int n)
-{
-    uint32_t m = 0;
-    for (int i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], 4);
-        u &= 0x7f800000u;
-        m = u > m ? u : m;
-    }
-    return m != 0x7f800000u;
+    return lmp_to_f32_finite(t, src, x, (size_t)cols) == 1;
 }
 
 static void slab_task(void *ctx, int task, int tid)
@@ -263,7 +242,7 @@ static void slab_task(void *ctx, int task, int tid)
     int64_t b = a + j->rows_per_task < j->nrows ? a + j->rows_per_task : j->nrows;
     for (int64_t i = a; i < b; i++) {
         int64_t r = j->r0 + i;
-        row_to_f32(t->dtype, t->data + (uint64_t)r * (uint64_t)cols * esz, x, cols);
+        int finite = row_to_f32(t->dtype, t->data + (uint64_t)r * (uint64_t)cols * esz, x, cols);
         uint8_t *o = j->out + (uint64_t)i * j->out_row_bytes;
         switch (j->kind) {
         case LMP_MAT_F32:
@@ -281,7 +260,7 @@ static void slab_task(void *ctx, int task, int tid)
             for (int c = 0; c < cols; c++) put16(o + 2 * (size_t)c, lmp_f32_to_bf16(x[c]));
             break;
         default: {
-            if (!all_finite(x, cols)) {
+            if (!finite) {
                 long long cur = atomic_load(&j->bad_row);
                 while (r < cur && !atomic_compare_exchange_weak(&j->bad_row, &cur, (long long)r)) {
                 }

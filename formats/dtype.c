@@ -135,6 +135,7 @@ uint16_t lmp_f32_to_f16(float f)
 #if defined(__x86_64__) || defined(__i386__)
 #include "common/cpu.h"
 void lmp__f16_to_f32_f16c(const void *src, float *dst, size_t n);
+int lmp__bf16_to_f32_avx2(const void *src, float *dst, size_t n);
 static int have_f16c(void)
 {
     return lmp_cpu_avx2();
@@ -175,4 +176,24 @@ int lmp_to_f32(lmp_dtype t, const void *src, float *dst, size_t n)
     }
 #endif
     return lmp_to_f32_scalar(t, src, dst, n);
+}
+
+/* 1 if no element is NaN or infinite (all-ones exponent). */
+static int all_finite(const float *x, size_t n)
+{
+    uint32_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = f32_bits(x[i]) & 0x7f800000u;
+        m = u > m ? u : m;
+    }
+    return m != 0x7f800000u;
+}
+
+int lmp_to_f32_finite(lmp_dtype t, const void *src, float *dst, size_t n)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (t == LMP_DT_BF16 && have_f16c()) return lmp__bf16_to_f32_avx2(src, dst, n);
+#endif
+    if (lmp_to_f32(t, src, dst, n) != 0) return -1;
+    return all_finite(dst, n);
 }

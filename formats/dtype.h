@@ -46,5 +46,10 @@ int lmp_to_f32(lmp_dtype t, const void *src, float *dst, size_t n);
 /* The plain scalar version of lmp_to_f32 (the reference the F16C fast path
  * is tested against). */
 int lmp_to_f32_scalar(lmp_dtype t, const void *src, float *dst, size_t n);
+/* lmp_to_f32 that also reports whether every value is finite: 1 if so, 0
+ * if some value is NaN or infinite (dst is filled either way), -1 for
+ * another type. BF16 uses one fused AVX2 pass when available (the
+ * quantizing converter's hot path: no second pass over the row). */
+int lmp_to_f32_finite(lmp_dtype t, const void *src, float *dst, size_t n);
 
 #endif

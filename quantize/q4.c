@@ -165,43 +165,6 @@ static void cand_sym(const float *x, int n, float is, float lo, float hi, float 
     *sqq = s2;
 }
 
-/* asym codes u = rne(clamp((x - base) * is, 0, 15)), or 15 - that for the
- * top anchor (base = max, is negated); sums of u, u*u, u*x */
-static void cand_asym(const float *x, int n, float base, float is, int top, float *su, float *suu,
-                      float *sux)
-{
-    float a[LANES] = {0}, b[LANES] = {0}, c[LANES] = {0};
-    const float off = top ? 15.0f : 0.0f, sg = top ? -1.0f : 1.0f;
-    volatile float lo_v = 0.0f, hi_v = 15.0f; /* keeps the clamps branch-free (max/min) */
-    const float lo = lo_v, hi = hi_v;
-    int i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int l = 0; l < LANES; l++) {
-            float v = (x[i + l] - base) * is;
-            v = v > lo ? v : lo;
-            v = v < hi ? v : hi;
-            v = off + sg * rne(v);
-            a[l] += v;
-            b[l] += v * v;
-            c[l] += v * x[i + l];
-        }
-    for (; i < n; i++) {
-        float v = off + sg * rne(clampf((x[i] - base) * is, 0.0f, 15.0f));
-        a[0] += v;
-        b[0] += v * v;
-        c[0] += v * x[i];
-    }
-    float s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-    for (int l = 0; l < LANES; l++) {
-        s1 += a[l];
-        s2 += b[l];
-        s3 += c[l];
-    }
-    *su = s1;
-    *suu = s2;
-    *sux = s3;
-}
-
 /* ---- symmetric groups (SYM: codes [-8,7]; Q8: [-127,127]) ---------------- */
 
 /* Codes for the stored scale d (nearest level, clamped); returns the
@@ -292,141 +255,77 @@ static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method m
     return dbits;
 }
 
-/* ---- asymmetric groups (codes [0,15], w = d*u + m) ----------------------- */
-
-static double asym_codes(const float *x, int n, float d, float m, uint8_t *u)
-{
-    double e = 0;
-    for (int i = 0; i < n; i++) {
-        float v = d != 0.0f ? rne(clampf((x[i] - m) / d, 0.0f, 15.0f)) : 0.0f;
-        u[i] = (uint8_t)v;
-        double r = (double)x[i] - ((double)d * u[i] + (double)m);
-        e += r * r;
-    }
-    return e;
-}
-
-/* Least-squares (d, m) for fixed codes; returns 0 if degenerate (all
- * codes equal: d = 0, m = mean). */
-static void asym_refit(const float *x, int n, const uint8_t *u, float *d, float *m)
-{
-    double su = 0, suu = 0, sx = 0, sux = 0;
-    for (int i = 0; i < n; i++) {
-        su += u[i];
-        suu += (double)u[i] * u[i];
-        sx += x[i];
-        sux += (double)u[i] * x[i];
-    }
-    double det = n * suu - su * su;
-    if (det <= 0) {
-        *d = 0.0f;
-        *m = (float)(sx / n);
-        return;
-    }
-    double dd = (n * sux - su * sx) / det;
-    *d = (float)dd;
-    *m = (float)((sx - dd * su) / n);
-}
-
-static const float k_asym_t[] = {-2.0f, -1.5f, -1.0f, -0.75f, -0.5f, -0.25f, 0.0f,
-                                 0.25f, 0.5f,  0.75f, 1.0f,   1.5f,  2.0f};
-
-/* Quantize one ASYM group: codes u[n], fp16 bits of d and m. */
-static void asym_group(const float *x, int n, lmp_q4_method method, uint8_t *u, uint16_t *dbits,
-                       uint16_t *mbits)
-{
-    uint8_t tmp[128];
-    float mn = x[0], mx = x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < mn) mn = x[i];
-        if (x[i] > mx) mx = x[i];
-    }
-    float m = h16(mn, mbits);
-    float d = h16((mx - mn) / 15.0f, dbits);
-    double best = asym_codes(x, n, d, m, u);
-    if (method != LMP_Q4_SEARCH || best == 0.0 || mx == mn) return;
-
-    float range = mx - mn, sx = 0.0f;
-    for (int i = 0; i < n; i++) sx += x[i];
-    double best_err = INFINITY;
-    float best_d = 0.0f, best_m = 0.0f;
-    int nt = (int)(sizeof k_asym_t / sizeof *k_asym_t);
-    for (int k = 0; k < 2 * nt; k++) {
-        float is = (15.0f + k_asym_t[k % nt]) / range;
-        float su, suu, sux;
-        cand_asym(x, n, k >= nt ? mx : mn, k >= nt ? -is : is, k >= nt, &su, &suu, &sux);
-        double det = (double)n * suu - (double)su * su;
-        if (det <= 0) continue;
-        double dd = ((double)n * sux - (double)su * sx) / det;
-        double mm = ((double)sx - dd * su) / n;
-        /* residual of the LS fit is orthogonal to u and 1 */
-        double e = -(dd * sux + mm * sx); /* + sum x^2, the same for all */
-        if (e < best_err) {
-            best_err = e;
-            best_d = (float)dd;
-            best_m = (float)mm;
-        }
-    }
-    if (best_err == INFINITY) return;
-    float cd = best_d, cm = best_m, pd = NAN, pm = NAN;
-    for (int it = 0; it < 4; it++) {
-        uint16_t db, mb;
-        float d16 = h16(cd, &db), m16 = h16(cm, &mb);
-        if (d16 == pd && m16 == pm) break;
-        pd = d16;
-        pm = m16;
-        double e = asym_codes(x, n, d16, m16, tmp);
-        if (e < best) {
-            best = e;
-            *dbits = db;
-            *mbits = mb;
-            memcpy(u, tmp, (size_t)n);
-        }
-        asym_refit(x, n, tmp, &cd, &cm);
-    }
-}
-
 /* ---- rows --------------------------------------------------------------- */
 
-void lmp_q4_quantize_row_ref(const float *x, int cols, int group, int scheme,
-                             lmp_q4_method method, void *out)
+/* One row with the given ASYM kernel table, in chunks of up to CHUNK_G
+ * groups (ASYM: lmp_q4_asym_groups, which uses the reference kernels for
+ * groups whose length is not a multiple of 8). SYM and Q8 groups use the
+ * scalar code above. Codes are packed per 32-element block: byte j =
+ * element j (low nibble) | element 16 + j (high nibble). */
+#define CHUNK_G 16
+
+static void quantize_row(const float *x, int cols, int group, int scheme, lmp_q4_method method,
+                         void *out, const lmp_q4_asym_kern *k)
 {
     uint8_t *o = out;
     int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
     size_t cb = (size_t)nblk * (scheme == LMP_Q4_Q8 ? 32 : 16);
     uint8_t *sc = o + cb, *mn = sc + 2 * (size_t)ng;
     int8_t q[128];
-    uint8_t u[128];
-    /* padding codes: SYM 8 (q = 0), ASYM 0, Q8 0 */
-    memset(o, scheme == LMP_Q4_SYM ? 0x88 : 0, cb);
-    for (int g = 0; g < ng; g++) {
-        int c0 = g * group, n = cols - c0 < group ? cols - c0 : group;
+    uint8_t u[CHUNK_G * 128];
+    uint16_t db[CHUNK_G], mb[CHUNK_G];
+    for (int g0 = 0; g0 < ng; g0 += CHUNK_G) {
+        int gn = ng - g0 < CHUNK_G ? ng - g0 : CHUNK_G, c0 = g0 * group;
+        int cn = cols - c0 < gn * group ? cols - c0 : gn * group;
         if (scheme == LMP_Q4_ASYM) {
-            uint16_t db, mb;
-            asym_group(x + c0, n, method, u, &db, &mb);
-            wr16(sc + 2 * g, db);
-            wr16(mn + 2 * g, mb);
+            lmp_q4_asym_groups(k, x + c0, cn, group, method == LMP_Q4_SEARCH, u, db, mb);
+            for (int g = 0; g < gn; g++) {
+                wr16(sc + 2 * (g0 + g), db[g]);
+                wr16(mn + 2 * (g0 + g), mb[g]);
+            }
         } else {
             int lo = scheme == LMP_Q4_Q8 ? -127 : -8, hi = scheme == LMP_Q4_Q8 ? 127 : 7;
-            wr16(sc + 2 * g, sym_group(x + c0, n, lo, hi, method, q));
-            for (int i = 0; i < n; i++) u[i] = (uint8_t)(q[i] + (scheme == LMP_Q4_SYM ? 8 : 0));
-        }
-        for (int i = 0; i < n; i++) {
-            int c = c0 + i, b = c / 32, j = c % 32;
-            if (scheme == LMP_Q4_Q8) {
-                o[c] = u[i];
-            } else {
-                uint8_t *p = o + 16 * b + (j & 15);
-                *p = j < 16 ? (uint8_t)((*p & 0xf0) | u[i]) : (uint8_t)((*p & 0x0f) | (u[i] << 4));
+            for (int g = 0; g < gn; g++) {
+                int n = cn - g * group < group ? cn - g * group : group;
+                wr16(sc + 2 * (g0 + g), sym_group(x + c0 + g * group, n, lo, hi, method, q));
+                for (int i = 0; i < n; i++)
+                    u[g * group + i] = (uint8_t)(q[i] + (scheme == LMP_Q4_SYM ? 8 : 0));
             }
         }
+        /* padding codes (row end only: groups are whole blocks): SYM 8 (q = 0),
+         * ASYM 0, Q8 0 */
+        int nb = (cn + 31) / 32;
+        memset(u + cn, scheme == LMP_Q4_SYM ? 8 : 0, (size_t)(32 * nb - cn));
+        if (scheme == LMP_Q4_Q8) {
+            memcpy(o + c0, u, (size_t)(32 * nb));
+            continue;
+        }
+        uint8_t *p = o + (size_t)c0 / 2;
+        for (int b = 0; b < nb; b++)
+            for (int j = 0; j < 16; j++)
+                p[16 * b + j] = (uint8_t)(u[32 * b + j] | (u[32 * b + 16 + j] << 4));
     }
 }
+
+void lmp_q4_quantize_row_ref(const float *x, int cols, int group, int scheme,
+                             lmp_q4_method method, void *out)
+{
+    quantize_row(x, cols, group, scheme, method, out, &lmp_q4_asym_ref);
+}
+
+static int cpu_has_avx2(void);
+static int g_force_scalar;
 
 void lmp_q4_quantize_row(const float *x, int cols, int group, int scheme, lmp_q4_method method,
                          void *out)
 {
-    lmp_q4_quantize_row_ref(x, cols, group, scheme, method, out);
+#if defined(__x86_64__) || defined(__i386__)
+    if (!g_force_scalar && cpu_has_avx2()) {
+        quantize_row(x, cols, group, scheme, method, out, &lmp_q4_asym_avx2);
+        return;
+    }
+#endif
+    quantize_row(x, cols, group, scheme, method, out, &lmp_q4_asym_ref);
 }
 
 void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, float *out)
@@ -613,8 +512,6 @@ static void rows_ref(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, floa
 }
 
 /* ---- dispatch --------------------------------------------------------------- */
-
-static int g_force_scalar;
 
 static int cpu_has_avx2(void)
 {

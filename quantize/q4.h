@@ -93,7 +93,7 @@ typedef enum lmp_q4_method {
 #define LMP_Q4_BLOCK 32
 
 /* Recommended default of `--dtype q4` (docs/QUANT.md: on stories260k mean
- * KL 0.102 vs 0.130 for llama.cpp Q4_0 at the same 4.5 bits/weight on
+ * KL 0.103 vs 0.130 for llama.cpp Q4_0 at the same 4.5 bits/weight on
  * SmolLM-360M shapes), embedding and tied lm_head in the same format. */
 #define LMP_Q4_DEFAULT_SCHEME LMP_Q4_ASYM
 #define LMP_Q4_DEFAULT_GROUP 64
@@ -126,7 +126,9 @@ lmp_status lmp_q4_mat_init(lmp_mat *m, int rows, int cols, int group, int scheme
  * every machine and thread count. Parameters must be valid (params_ok). */
 void lmp_q4_quantize_row_ref(const float *x, int cols, int group, int scheme,
                              lmp_q4_method method, void *out);
-/* Same bytes as the reference (currently it is the reference). */
+/* Same bytes as the reference; ASYM groups use the AVX2 kernels of
+ * quantize/q4_quant_avx2.c when the CPU has AVX2 + FMA + F16C and
+ * lmp_q4_force_scalar is off (tests/test_q4quant.c checks the identity). */
 void lmp_q4_quantize_row(const float *x, int cols, int group, int scheme, lmp_q4_method method,
                          void *out);
 

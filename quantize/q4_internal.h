@@ -43,4 +43,54 @@ void lmp_q4_rows_wasm(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, flo
 float lmp_q4_absmax32_avx2(const float *x, int *bad);
 int lmp_q4_quant32_avx2(const float *x, float id, int8_t *out);
 
+/* ---- ASYM quantizer kernels (quantize/q4_quant.c) -------------------------
+ * The group algorithm (lmp_q4_asym_groups) is plain shared C; its three
+ * per-element passes go through a kernel table. lmp_q4_asym_ref (scalar) is
+ * the DEFINITION; lmp_q4_asym_avx2 (q4_quant_avx2.c, AVX2 only, n % 8 == 0
+ * only) gives bit-identical results because both do the same IEEE single
+ * operations in the same order:
+ *   - element i belongs to lane i % 8; lane sums start at 0 and are combined
+ *     as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) (what two rounds
+ *     of vhaddps and one add of the 128-bit halves give, 4 sums at once);
+ *   - min / max lanes start at x[0], update as m = m < x ? m : x (minps) and
+ *     m = m > x ? m : x (maxps), and are combined in the same tree;
+ *   - fused multiply-adds exactly where the reference calls fmaf() (one
+ *     rounding, IEEE-defined, so the scalar fmaf and _mm256_fmadd_ps agree),
+ *     plain operations everywhere else; no reassociation.
+ * LMP_Q4_MAGIC = 1.5 * 2^23: (v + MAGIC) - MAGIC rounds |v| < 2^22 to the
+ * nearest integer, ties to even. */
+#define LMP_Q4_MAGIC 12582912.0f
+
+typedef struct lmp_q4_asym_kern {
+    /* out[0] = min, out[1] = max, out[2] = lane sum of x[0..n) */
+    void (*stats)(const float *x, int n, float out[3]);
+    /* Candidates j < nb, bottom-anchored with scale is[j]:
+     *   u = min(fmaf(x - mn, is[j], MAGIC), MAGIC + 15) - MAGIC,
+     * then nb <= j < nb + nt, top-anchored:
+     *   u = max(fmaf(x - mx, is[j], MAGIC + 15), MAGIC) - MAGIC
+     * (x - mn >= 0 and x - mx <= 0, so the other side needs no clamp);
+     * sums[3j..3j+2] = lane sums su, suu, sux of candidate j (a += u,
+     * b = fmaf(u, u, b), c = fmaf(u, x, c)). */
+    void (*cands)(const float *x, int n, float mn, float mx, int nb, int nt, const float *is,
+                  float *sums);
+    /* Codes for the stored d, m: v = (x - m) / d (id == 0) or (x - m) * id
+     * (id != 0, the caller's 1/d), v = v > 0 ? v : 0, v = v < 15 ? v : 15,
+     * q = (v + MAGIC) - MAGIC (q = 0 when d == 0); u[i] = q.
+     * mode 0: codes only, returns 0. mode >= 1: returns the lane sum of
+     * e = fmaf(r, r, e) with r = x - fmaf(d, q, m); mode 2 also stores in
+     * sums[0..2] the lane sums su, suu, sux as in cands. */
+    float (*eval)(const float *x, int n, float d, float m, float id, uint8_t *u, float *sums,
+                  int mode);
+} lmp_q4_asym_kern;
+
+extern const lmp_q4_asym_kern lmp_q4_asym_ref;
+extern const lmp_q4_asym_kern lmp_q4_asym_avx2;
+
+/* All ASYM groups of one row x[0..cols): codes u[0..cols) (0..15), fp16
+ * bits of each group's d and m. search 0 = LMP_Q4_MINMAX, 1 =
+ * LMP_Q4_SEARCH. Groups whose length is not a multiple of 8 use the
+ * reference kernels whatever k is. */
+void lmp_q4_asym_groups(const lmp_q4_asym_kern *k, const float *x, int cols, int group,
+                        int search, uint8_t *u, uint16_t *dbits, uint16_t *mbits);
+
 #endif

@@ -1,0 +1,230 @@
+/* The fast ASYM quantizer (quantize/q4_quant_avx2.c, chosen at run time by
+ * lmp_q4_quantize_row) against the scalar reference lmp_q4_quantize_row_ref,
+ * which defines the bytes: they must be identical on every row, including
+ * ragged groups, constant groups, zeros, outliers, denormals and huge
+ * values. Also the fused bf16 -> f32 conversion with its finiteness flag. */
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/dtype.h"
+#include "quantize/q4.h"
+#include "quantize/q4_internal.h"
+#include "tests/testutil.h"
+
+static uint64_t g_rng = 0x243f6a8885a308d3ull;
+static uint32_t rnd_u32(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 32);
+}
+static float rnd_unif(void) /* [-1, 1) */
+{
+    return (float)((double)rnd_u32() / 2147483648.0 - 1.0);
+}
+static float rnd_gauss(void)
+{
+    double u1 = ((double)rnd_u32() + 1.0) / 4294967297.0, u2 = (double)rnd_u32() / 4294967296.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+enum { NKIND = 14 };
+
+/* Fill x[cols] with one of several value patterns (kind), some per group. */
+static void fill(float *x, int cols, int group, int kind)
+{
+    float scale = ldexpf(1.0f, (int)(rnd_u32() % 40) - 30);
+    for (int c = 0; c < cols; c++) {
+        float g = rnd_gauss();
+        switch (kind) {
+        case 0: x[c] = 0.02f * g; break;
+        case 1: x[c] = scale * rnd_unif(); break;
+        case 2: x[c] = 0.02f * g * fabsf(g) * fabsf(g); break; /* heavy tails */
+        case 3: x[c] = (c / group) % 2 ? 0.7f : -0.0f; break; /* constant groups, -0 */
+        case 4: x[c] = 0.0f; break;
+        case 5: x[c] = c % 37 == 5 ? 50.0f * g : 0.01f * g; break; /* outliers */
+        case 6: x[c] = 1e-40f * g; break;                          /* denormals */
+        case 7: x[c] = 1e-44f * (float)(rnd_u32() % 8); break;     /* tiny range */
+        case 8: x[c] = 3e38f * rnd_unif(); break;                  /* range overflows */
+        case 9: x[c] = c % 2 ? FLT_MAX : -FLT_MAX; break;
+        case 10: x[c] = 0.25f * (float)((int)(rnd_u32() % 31) - 15); break; /* rounding ties */
+        case 11: x[c] = 1000.0f + 1e-3f * g; break;                         /* offset, tiny spread */
+        case 12: x[c] = nextafterf(1.0f, (float)(rnd_u32() % 2) * 2.0f); break; /* adjacent floats */
+        default: x[c] = 60000.0f * rnd_unif(); break;                       /* near the fp16 limit */
+        }
+    }
+}
+
+START_TEST(fast_quantizer_bytes_identical_to_reference)
+{
+    static const int cl[] = {1, 7, 8, 31, 32, 33, 40, 64, 96, 100, 128, 172, 200, 960, 1000, 2560};
+    static const int groups[] = {32, 64, 128};
+    static const int schemes[] = {LMP_Q4_ASYM, LMP_Q4_SYM, LMP_Q4_Q8};
+    if (!lmp_q4_simd_active())
+        fprintf(stderr, "test_q4quant: CPU without AVX2/FMA/F16C, comparing scalar with itself\n");
+    float *x = malloc(sizeof(float) * 2560);
+    uint8_t *a = malloc(4096), *b = malloc(4096);
+    ck_assert(x && a && b);
+    int rows = 0;
+    for (int it = 0; it < 3000; it++) {
+        int cols = cl[rnd_u32() % 16], grp = groups[rnd_u32() % 3];
+        int sch = it % 5 ? LMP_Q4_ASYM : schemes[rnd_u32() % 3], kind = it % NKIND;
+        lmp_q4_method m = rnd_u32() % 4 ? LMP_Q4_SEARCH : LMP_Q4_MINMAX;
+        fill(x, cols, grp, kind);
+        size_t rb = lmp_q4_row_bytes(cols, grp, sch);
+        memset(a, 0x5a, rb);
+        memset(b, 0xa5, rb);
+        lmp_q4_quantize_row_ref(x, cols, grp, sch, m, a);
+        lmp_q4_quantize_row(x, cols, grp, sch, m, b);
+        for (size_t i = 0; i < rb; i++)
+            ck_assert_msg(a[i] == b[i],
+                          "%s g%d cols %d kind %d %s: byte %zu of %zu: ref %02x fast %02x",
+                          lmp_q4_scheme_name(sch), grp, cols, kind,
+                          m == LMP_Q4_SEARCH ? "search" : "minmax", i, rb, a[i], b[i]);
+        rows++;
+    }
+    ck_assert_int_eq(rows, 3000);
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
+/* The kernels themselves, bit for bit (the bytes above depend on their
+ * sums only through comparisons, so a small deviation could hide there):
+ * statistics, every candidate's sums, and eval in all modes, on groups of
+ * every multiple of 8 up to 128. */
+START_TEST(avx2_kernels_bit_identical)
+{
+    if (!lmp_q4_simd_active()) {
+        fprintf(stderr, "test_q4quant: CPU without AVX2/FMA/F16C, AVX2 kernels not tested\n");
+        return;
+    }
+    const lmp_q4_asym_kern *r = &lmp_q4_asym_ref, *v = &lmp_q4_asym_avx2;
+    float x[128];
+    for (int it = 0; it < 2000; it++) {
+        int n = 8 * (1 + (int)(rnd_u32() % 16));
+        fill(x, n, 64, it % NKIND);
+        float sa[3], sb[3];
+        r->stats(x, n, sa);
+        v->stats(x, n, sb);
+        ck_assert_msg(!memcmp(sa, sb, sizeof sa), "stats n %d kind %d", n, it % NKIND);
+        float mn = sa[0], mx = sa[1], is[9], ca[27], cb[27];
+        for (int j = 0; j < 9; j++) is[j] = (14.0f + 0.25f * (float)j) / (mx - mn);
+        r->cands(x, n, mn, mx, 5, 4, is, ca);
+        v->cands(x, n, mn, mx, 5, 4, is, cb);
+        for (int j = 0; j < 27; j++)
+            ck_assert_msg(!memcmp(&ca[j], &cb[j], 4), "cands n %d kind %d sum %d: %a vs %a", n,
+                          it % NKIND, j, (double)ca[j], (double)cb[j]);
+        float d = (mx - mn) / 15.0f * (0.9f + 0.2f * (float)(rnd_u32() % 8) / 8.0f), m = mn;
+        for (int mode = 0; mode < 3; mode++)
+            for (int useid = 0; useid < 2; useid++) {
+                uint8_t ua[128], ub[128];
+                float ea[3] = {0}, eb[3] = {0}, id = useid && d != 0.0f ? 1.0f / d : 0.0f;
+                float ra = r->eval(x, n, d, m, id, ua, ea, mode);
+                float rb = v->eval(x, n, d, m, id, ub, eb, mode);
+                ck_assert_msg(!memcmp(&ra, &rb, 4) && !memcmp(ua, ub, (size_t)n) &&
+                                  !memcmp(ea, eb, sizeof ea),
+                              "eval n %d kind %d mode %d id %d: %a vs %a", n, it % NKIND, mode,
+                              useid, (double)ra, (double)rb);
+            }
+    }
+}
+END_TEST
+
+/* The search's result is never worse than min-max on any group, also on
+ * the awkward patterns (errors measured in double from the stored bytes;
+ * the quantizer compares float sums, hence the 1e-6 relative slack). */
+START_TEST(search_never_worse_on_awkward_rows)
+{
+    float x[960], y[960];
+    uint8_t q[1024];
+    for (int kind = 0; kind < NKIND; kind++) {
+        for (int gi = 0; gi < 3; gi++) {
+            int grp = 32 << gi;
+            fill(x, 960, grp, kind);
+            for (int c0 = 0; c0 < 960; c0 += grp) { /* g128: the last group has 64 */
+                int n = 960 - c0 < grp ? 960 - c0 : grp;
+                double e[2];
+                for (int m = 0; m < 2; m++) {
+                    lmp_q4_quantize_row(x + c0, n, grp, LMP_Q4_ASYM, (lmp_q4_method)m, q);
+                    lmp_q4_dequantize_row(q, n, grp, LMP_Q4_ASYM, y);
+                    e[m] = 0;
+                    for (int i = 0; i < n; i++)
+                        e[m] += ((double)x[c0 + i] - y[i]) * ((double)x[c0 + i] - y[i]);
+                }
+                ck_assert_msg(e[1] <= e[0] * (1 + 1e-6), "kind %d g%d col %d: search %g > minmax %g",
+                              kind, grp, c0, e[1], e[0]);
+            }
+        }
+    }
+}
+END_TEST
+
+/* Every bf16 bit pattern: the value is the pattern shifted left by 16, and
+ * the flag says whether the exponent bits 0x7f80 are not all set. Also the
+ * position of a non-finite value (vector body or scalar tail). */
+START_TEST(bf16_to_f32_finite_all_patterns)
+{
+    enum { N = 65536 };
+    uint8_t *src = malloc(2 * N);
+    float *dst = malloc(sizeof(float) * N);
+    ck_assert(src && dst);
+    for (int i = 0; i < N; i++) {
+        src[2 * i] = (uint8_t)(i & 0xff);
+        src[2 * i + 1] = (uint8_t)(i >> 8);
+    }
+    ck_assert_int_eq(lmp_to_f32_finite(LMP_DT_BF16, src, dst, N), 0);
+    for (int i = 0; i < N; i++) {
+        uint32_t u, want = (uint32_t)i << 16;
+        memcpy(&u, &dst[i], 4);
+        ck_assert_msg(u == want, "bf16 %04x -> %08x, want %08x", i, u, want);
+    }
+    /* finite patterns only: flag 1; one NaN / inf at each position of a
+     * 21-element row (body 0..15, tail 16..20): flag 0 */
+    for (int n = 1; n <= 21; n++) {
+        for (int i = 0; i < n; i++) {
+            src[2 * i] = 0x80;
+            src[2 * i + 1] = (uint8_t)(i % 2 ? 0x3f : 0xbf); /* +-1.0 */
+        }
+        ck_assert_int_eq(lmp_to_f32_finite(LMP_DT_BF16, src, dst, (size_t)n), 1);
+        for (int bad = 0; bad < n; bad++) {
+            uint8_t lo = src[2 * bad], hi = src[2 * bad + 1];
+            src[2 * bad] = bad % 2 ? 0x80 : 0xc1; /* inf or NaN */
+            src[2 * bad + 1] = 0x7f;
+            ck_assert_msg(lmp_to_f32_finite(LMP_DT_BF16, src, dst, (size_t)n) == 0,
+                          "n %d bad %d not flagged", n, bad);
+            src[2 * bad] = lo;
+            src[2 * bad + 1] = hi;
+        }
+    }
+    /* f32 / f16 go through lmp_to_f32 plus a check */
+    float f[3] = {1.0f, -2.0f, 0.5f};
+    ck_assert_int_eq(lmp_to_f32_finite(LMP_DT_F32, f, dst, 3), 1);
+    f[1] = INFINITY;
+    ck_assert_int_eq(lmp_to_f32_finite(LMP_DT_F32, f, dst, 3), 0);
+    uint8_t h[4] = {0x00, 0x3c, 0x00, 0x7e}; /* 1.0, NaN */
+    ck_assert_int_eq(lmp_to_f32_finite(LMP_DT_F16, h, dst, 1), 1);
+    ck_assert_int_eq(lmp_to_f32_finite(LMP_DT_F16, h, dst, 2), 0);
+    free(src);
+    free(dst);
+}
+END_TEST
+
+Suite *lmp_suite_q4quant(void)
+{
+    Suite *s = suite_create("q4quant");
+    TCase *tc = tcase_create("quantizer");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, fast_quantizer_bytes_identical_to_reference);
+    tcase_add_test(tc, avx2_kernels_bit_identical);
+    tcase_add_test(tc, search_never_worse_on_awkward_rows);
+    tcase_add_test(tc, bf16_to_f32_finite_all_patterns);
+    suite_add_tcase(s, tc);
+    return s;
+}
