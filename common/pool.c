@@ -1,18 +1,20 @@
 /* Thread pool: a fixed set of workers, dynamic hand-out of task indices
  * through one atomic counter.
  *
- * Hand-off (why it spins): a decode step runs ~200 short parallel loops
- * (each matmul of a 360M model is 10-100 us). Waking a sleeping worker
- * through a mutex + condition variable costs a futex syscall and a
- * scheduler wake-up (several us, much more on a loaded machine) at every
- * loop, on both sides. So workers first spin on the generation counter for
- * a bounded time (LMP_POOL_SPIN_US, default 200 us, checked against the
- * monotonic clock) and only then sleep on the condition variable; the
- * caller likewise spins on the count of busy workers before sleeping. The
- * mutex protects only the sleep / wake-up decision, so no wake-up is lost:
- * the generation is bumped and the last worker signals under the mutex.
- * Set LMP_POOL_SPIN_US=0 in the environment to get the old pure-sleep
- * behaviour (for measurements).
+ * Hand-off: a decode step runs ~230 short parallel loops (each matmul of
+ * a 360M model is 10-100 us). Waking a sleeping worker through a mutex +
+ * condition variable costs a futex syscall and a scheduler wake-up at every
+ * loop, on both sides. With LMP_POOL_SPIN_US=N in the environment, workers
+ * first wait for the next loop for up to N microseconds (256 pause
+ * instructions, then sched_yield() so a waiting thread hands its core to
+ * any runnable thread), and the caller waits for the last worker the same
+ * way, before falling back to the condition variables. The default is 0
+ * (sleep at once): on the shared development VM (load 6-10 on 2 cores)
+ * spinning never helped and sometimes cost 2-4x in decode (a spinning
+ * thread spends its fair share of CPU while the other one waits for a
+ * core; docs/PERFORMANCE.md). On a dedicated machine try 200.
+ * The mutex protects only the sleep / wake-up decision, so no wake-up is
+ * lost: the generation is bumped and the last worker signals under it.
  */
 #include "common/pool.h"
 
@@ -125,7 +127,7 @@ static void *worker(void *arg)
 static long spin_budget_ns(void)
 {
     const char *e = getenv("LMP_POOL_SPIN_US");
-    long us = 200;
+    long us = 0;
     if (e && *e) {
         char *end;
         long v = strtol(e, &end, 10);
