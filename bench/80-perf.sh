@@ -1,0 +1,75 @@
+#!/bin/sh
+# int4 inference speed on a SmolLM-360M-shaped model (the issue "int4
+# inference faster than llama.cpp Q4_0"): decode (16-token prompt, then
+# greedy single-token steps), prefill at 32/128/512/2048 tokens, time to
+# first token, load time, peak RSS with a 2048-position KV cache, at 1 and
+# 2 threads; the machine's memory read bandwidth (bench_bw) and the fraction
+# of it decode uses (bytes of weights per token x tok/s / bandwidth).
+#
+# Model: $LMP_BENCH_DIR/smollm-360m (random weights, `lmpack mkmodel --like
+# smollm-360m`, shared with 20-runtime-fp32.sh) converted once with the
+# default `--dtype q4` (asym g64, embedding q4) to $LMP_BENCH_DIR/perf-q4.lmpk.
+# Every figure is the median of LMP_PERF_REPS runs (default 3; the 2048-token
+# prefill runs once) with the min..max spread; "cpu" figures divide by the
+# process CPU time instead of the wall clock (on a shared machine wall time
+# includes waiting for a core). LMP_PERF_QUICK=1 skips the 2048-token prompt.
+set -e
+bin="${LMP_BIN:-bin}"
+bb="${LMP_BENCH_BIN:-build/release/bench}"
+bd="${LMP_BENCH_DIR:-/tmp/lmpack-bench}"
+reps="${LMP_PERF_REPS:-3}"
+dir="$bd/smollm-360m"
+model="$bd/perf-q4.lmpk"
+if [ ! -e "$dir/config.json" ]; then
+    mkdir -p "$bd"
+    "$bin/lmpack" mkmodel --like smollm-360m -o "$dir" >/dev/null
+fi
+if [ ! -e "$model" ]; then
+    "$bin/lmpack" convert "$dir" -o "$model" --dtype q4 >/dev/null
+fi
+bytes=$(stat -L -c %s "$model")
+
+# value of "KEY": {"med": M, "min": A, "max": B} in a JSON line -> "M A B"
+stat3() {
+    printf '%s\n' "$2" | sed -n "s/.*\"$1\": {\"med\": \([0-9.]*\), \"min\": \([0-9.]*\), \"max\": \([0-9.]*\)}.*/\1 \2 \3/p"
+}
+num() { printf '%s\n' "$2" | sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
+row() { # row NAME "M A B" UNIT NOTE
+    set -- "$1" "$2" "$3" "$4"
+    m=${2%% *}; rest=${2#* }; lo=${rest%% *}; hi=${rest#* }
+    echo "| $1 | $m | $3 | median of $reps, spread $lo..$hi; $4 |"
+}
+
+bw1=$("$bb/bench_bw" --threads 1)
+bw2=$("$bb/bench_bw" --threads 2)
+printf '%s\n%s\n' "$bw1" "$bw2"
+bwv() { printf '%s\n' "$1" | sed -n "$2p" | awk -F'|' '{gsub(/ /, "", $3); print $3}'; }
+
+for t in 1 2; do
+    out=$("$bb/bench_perf" "$model" --threads "$t" --reps "$reps" --decode 128 --prompt 16 --prompt 32 --prompt 128 --prompt 512)
+    load=$(printf '%s\n' "$out" | sed -n 1p)
+    echo "| int4 load (.lmpk mapped in place), $t thread(s) | $(num load_ms "$load") | ms | page cache warm |"
+    dec=$(printf '%s\n' "$out" | grep '"prompt": 16,')
+    row "int4 decode (16-token prompt, 128 greedy steps), $t thread(s)" "$(stat3 decode_tok_s "$dec")" tok/s "wall clock"
+    row "int4 decode by CPU time, $t thread(s)" "$(stat3 decode_tok_s_cpu "$dec")" tok/s "steps x threads / process CPU s"
+    row "int4 time to first token (16-token prompt), $t thread(s)" "$(stat3 ttft_ms "$dec")" ms "model loaded, prompt pass + argmax"
+    for p in 32 128 512; do
+        l=$(printf '%s\n' "$out" | grep "\"prompt\": $p,")
+        row "int4 prefill $p tokens, $t thread(s)" "$(stat3 prefill_tok_s "$l")" tok/s "wall clock"
+        row "int4 prefill $p tokens by CPU time, $t thread(s)" "$(stat3 prefill_tok_s_cpu "$l")" tok/s "tokens x threads / process CPU s"
+    done
+    d=$(stat3 decode_tok_s "$dec"); d=${d%% *}
+    dc=$(stat3 decode_tok_s_cpu "$dec"); dc=${dc%% *}
+    bw=$(bwv "$([ "$t" = 1 ] && echo "$bw1" || echo "$bw2")" 1)
+    bwc=$(bwv "$([ "$t" = 1 ] && echo "$bw1" || echo "$bw2")" 2)
+    # by CPU time: both rates then count only the time actually on a core,
+    # so the load of other jobs cancels out (wall figures in the notes)
+    echo "| int4 decode bandwidth use, $t thread(s) | $(awk -v b="$bytes" -v r="$dc" -v w="$bwc" 'BEGIN { printf "%.0f%%", 100 * b * r / 1e9 / w }') | of read bandwidth | by CPU time: $bytes bytes/token x $dc tok/s / $bwc GB/s; wall clock: $d tok/s against $bw GB/s = $(awk -v b="$bytes" -v r="$d" -v w="$bw" 'BEGIN { printf "%.0f%%", 100 * b * r / 1e9 / w }') (measured at different moments of the load) |"
+    if [ "${LMP_PERF_QUICK:-0}" != 1 ]; then
+        out=$("$bb/bench_perf" "$model" --threads "$t" --reps 1 --decode 0 --prompt 2048)
+        l=$(printf '%s\n' "$out" | grep '"prompt": 2048,')
+        echo "| int4 prefill 2048 tokens, $t thread(s) | $(stat3 prefill_tok_s "$l" | cut -d' ' -f1) | tok/s | one run; by CPU time $(stat3 prefill_tok_s_cpu "$l" | cut -d' ' -f1) |"
+        r=$(printf '%s\n' "$out" | tail -n 1)
+        echo "| int4 peak RSS, 2048-token context, $t thread(s) | $(num peak_rss_mb "$r") | MB | f32 KV cache (2 x 32 x 2048 x 320 x 4 B = 168 MB) included |"
+    fi
+done

@@ -1,0 +1,160 @@
+/* End-to-end int4 inference speed of one model (bench/80-perf.sh).
+ *
+ * bench_perf MODEL [--threads N] [--reps R] [--decode N] [--prompt P]...
+ * Loads MODEL once (load time), then for each prompt length P (default 16:
+ * the decode case) runs R repetitions of: a P-token prompt (prefill, timed
+ * alone) followed, for the first P only, by `--decode` greedy single-token
+ * steps. Prints one JSON object per measurement on stdout with the median,
+ * min and max over the repetitions of wall-clock and process-CPU rates
+ * (CPU time = CLOCK_PROCESS_CPUTIME_ID, all threads: on a machine shared with
+ * other jobs, wall time includes waiting for a core, CPU time does not).
+ * Peak RSS (getrusage) is printed at the end with a KV cache sized for the
+ * largest prompt + decode steps.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "common/pool.h"
+#include "runtime/forward.h"
+#include "runtime/generate.h"
+#include "runtime/model.h"
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define MAXR 32
+
+/* Prints "name": {"med": .., "min": .., "max": ..} of rates units/v[i]. */
+static void print_rate(const char *name, double units, double *v, int n, int last)
+{
+    double r[MAXR];
+    for (int i = 0; i < n; i++) r[i] = units / v[i];
+    qsort(r, (size_t)n, sizeof *r, cmp_d);
+    printf("\"%s\": {\"med\": %.2f, \"min\": %.2f, \"max\": %.2f}%s", name, r[n / 2], r[0],
+           r[n - 1], last ? "" : ", ");
+}
+
+static void print_ms(const char *name, double *v, int n, int last)
+{
+    double r[MAXR];
+    for (int i = 0; i < n; i++) r[i] = 1e3 * v[i];
+    qsort(r, (size_t)n, sizeof *r, cmp_d);
+    printf("\"%s\": {\"med\": %.2f, \"min\": %.2f, \"max\": %.2f}%s", name, r[n / 2], r[0],
+           r[n - 1], last ? "" : ", ");
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = NULL;
+    int threads = 1, reps = 3, ndec = 128, np = 0, prompts[16];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--decode") && i + 1 < argc) ndec = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc && np < 16) prompts[np++] = atoi(argv[++i]);
+        else if (argv[i][0] != '-' && !model) model = argv[i];
+        else {
+            fprintf(stderr, "usage: bench_perf MODEL [--threads N] [--reps R] [--decode N] [--prompt P]...\n");
+            return 2;
+        }
+    }
+    if (!model || reps < 1 || reps > MAXR || threads < 1) {
+        fprintf(stderr, "usage: bench_perf MODEL [--threads N] [--reps R] [--decode N] [--prompt P]...\n");
+        return 2;
+    }
+    if (np == 0) prompts[np++] = 16;
+    lmp_diag d = {0};
+    lmp_model m;
+    lmp_pool *pool = NULL;
+    lmp_state *s = NULL;
+    double t0 = wall_s();
+    if (lmp_model_open(&m, model, NULL, &d) != LMP_OK) {
+        fprintf(stderr, "bench_perf: %s\n", d.msg);
+        return 1;
+    }
+    double load = wall_s() - t0;
+    int maxp = 0;
+    for (int i = 0; i < np; i++) maxp = prompts[i] > maxp ? prompts[i] : maxp;
+    int ctx = maxp + ndec;
+    if (ctx > m.cfg.max_pos) ctx = m.cfg.max_pos;
+    if (lmp_pool_create(&pool, threads, &d) != LMP_OK ||
+        lmp_state_create(&s, &m, ctx, pool, &d) != LMP_OK) {
+        fprintf(stderr, "bench_perf: %s\n", d.msg);
+        return 1;
+    }
+    int V = m.cfg.vocab;
+    float *logits = malloc(sizeof(float) * (size_t)V);
+    int *ids = malloc(sizeof(int) * (size_t)ctx);
+    for (int i = 0; i < ctx; i++) ids[i] = (int)(((long)i * 7919 + 13) % V);
+    printf("{\"model\": \"%s\", \"threads\": %d, \"reps\": %d, \"load_ms\": %.1f}\n", model, threads,
+           reps, 1e3 * load);
+    fflush(stdout);
+    for (int k = 0; k < np; k++) {
+        int P = prompts[k] > ctx ? ctx : prompts[k];
+        int dec = k == 0 ? ndec : 0;
+        if (P + dec > ctx) dec = ctx - P;
+        double pw[MAXR], pc[MAXR], ttft[MAXR], dw[MAXR], dc[MAXR];
+        for (int r = 0; r < reps; r++) {
+            double w0 = wall_s(), c0 = cpu_s();
+            if (lmp_forward(s, ids, P, 0, logits, LMP_LOGITS_LAST, &d) != LMP_OK) {
+                fprintf(stderr, "bench_perf: %s\n", d.msg);
+                return 1;
+            }
+            int tok = lmp_argmax(logits, V);
+            pw[r] = wall_s() - w0;
+            pc[r] = cpu_s() - c0;
+            ttft[r] = pw[r];
+            w0 = wall_s();
+            c0 = cpu_s();
+            for (int i = 0; i < dec; i++) {
+                if (lmp_forward(s, &tok, 1, P + i, logits, LMP_LOGITS_LAST, &d) != LMP_OK) {
+                    fprintf(stderr, "bench_perf: %s\n", d.msg);
+                    return 1;
+                }
+                tok = lmp_argmax(logits, V);
+            }
+            dw[r] = wall_s() - w0;
+            dc[r] = cpu_s() - c0;
+        }
+        printf("{\"prompt\": %d, ", P);
+        print_rate("prefill_tok_s", P, pw, reps, 0);
+        print_rate("prefill_tok_s_cpu", P * (double)threads, pc, reps, 0);
+        print_ms("ttft_ms", ttft, reps, dec == 0);
+        if (dec > 0) {
+            printf("\"decode_steps\": %d, ", dec);
+            print_rate("decode_tok_s", dec, dw, reps, 0);
+            print_rate("decode_tok_s_cpu", dec * (double)threads, dc, reps, 1);
+        }
+        printf("}\n");
+        fflush(stdout);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"ctx\": %d, \"peak_rss_mb\": %.1f}\n", ctx, (double)ru.ru_maxrss / 1024.0);
+    free(logits);
+    free(ids);
+    lmp_state_close(s);
+    lmp_pool_close(pool);
+    lmp_model_close(&m);
+    return 0;
+}
