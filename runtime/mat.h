@@ -38,7 +38,23 @@ typedef struct lmp_mat {
  * (single thread). Results do not depend on the thread count. */
 void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
 
+/* Several matrices applied to the same input (q/k/v, gate/up) in one
+ * parallel run: y[i] = w[i] x, same contract as lmp_mat_mul. Saves thread
+ * wake-ups in decode. */
+void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                      lmp_pool *pool);
+
 /* Dequantize / convert row r into out[cols] (embedding lookup). */
 void lmp_mat_get_row(const lmp_mat *w, int r, float *out);
+
+/* The scalar reference of lmp_mat_mul (one thread, no SIMD): defines the
+ * result every fast path is tested against. */
+void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y);
+
+/* Test hook: allow (1, default) or forbid (0) SIMD kernels process-wide;
+ * returns the previous setting. Call only while no matmul is running. */
+int lmp_mat_set_simd(int on);
+/* 1 if lmp_mat_mul currently uses a SIMD kernel (allowed and CPU has it). */
+int lmp_mat_simd_active(void);
 
 #endif

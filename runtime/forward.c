@@ -1,0 +1,294 @@
+/* Llama forward pass (see forward.h for the math and the contracts). */
+#include "runtime/forward.h"
+
+#include "runtime/mat_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Tokens per internal piece: bounds the scratch memory; the matmul reuses
+ * each weight row over blocks of 32 tokens anyway (mat_avx2.c). */
+#define PIECE 64
+
+struct lmp_state {
+    const lmp_model *m;
+    lmp_pool *pool;     /* borrowed */
+    int ctx, filled, nthreads;
+    int qdim, kvdim;    /* n_heads*head_dim, n_kv_heads*head_dim */
+    float *kc, *vc;     /* [layer][kv_head][ctx][head_dim] */
+    float *rope_cos, *rope_sin; /* [ctx][head_dim/2] */
+    float *scores;      /* [nthreads][ctx] attention scratch */
+    /* piece scratch, [PIECE][...] */
+    float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u;
+    lmp_hidden_hook hook;
+    void *hook_ctx;
+};
+
+static void *alloc_floats(size_t n)
+{
+    if (n == 0 || n > SIZE_MAX / sizeof(float)) return NULL;
+    return malloc(n * sizeof(float));
+}
+
+void lmp_state_close(lmp_state *s)
+{
+    if (!s) return;
+    free(s->kc);
+    free(s->vc);
+    free(s->rope_cos);
+    free(s->rope_sin);
+    free(s->scores);
+    free(s->x);
+    free(s->xn);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->att);
+    free(s->tmp);
+    free(s->g);
+    free(s->u);
+    free(s);
+}
+
+lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_pool *pool,
+                            lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    const lmp_config *c = &m->cfg;
+    lmp_state *s = NULL;
+    *out = NULL;
+    if (ctx == 0) ctx = c->max_pos;
+    LMP_FAIL_IF(ctx < 1 || ctx > c->max_pos, LMP_ERR_RANGE,
+                "context %d is outside [1, %d] (max_position_embeddings)", ctx, c->max_pos);
+    s = calloc(1, sizeof *s);
+    LMP_FAIL_IF(!s, LMP_ERR_NOMEM, "out of memory for the runtime state");
+    s->m = m;
+    s->pool = pool;
+    s->ctx = ctx;
+    s->nthreads = lmp_pool_threads(pool);
+    s->qdim = c->n_heads * c->head_dim;
+    s->kvdim = c->n_kv_heads * c->head_dim;
+    size_t cache = (size_t)c->n_layers * (size_t)s->kvdim * (size_t)ctx;
+    int half = c->head_dim / 2;
+    s->kc = alloc_floats(cache);
+    s->vc = alloc_floats(cache);
+    s->rope_cos = alloc_floats((size_t)ctx * half);
+    s->rope_sin = alloc_floats((size_t)ctx * half);
+    s->scores = alloc_floats((size_t)s->nthreads * ctx);
+    size_t h = (size_t)c->hidden;
+    s->x = alloc_floats(PIECE * h);
+    s->xn = alloc_floats(PIECE * h);
+    s->tmp = alloc_floats(PIECE * h);
+    s->q = alloc_floats(PIECE * (size_t)s->qdim);
+    s->att = alloc_floats(PIECE * (size_t)s->qdim);
+    s->k = alloc_floats(PIECE * (size_t)s->kvdim);
+    s->v = alloc_floats(PIECE * (size_t)s->kvdim);
+    s->g = alloc_floats(PIECE * (size_t)c->intermediate);
+    s->u = alloc_floats(PIECE * (size_t)c->intermediate);
+    LMP_FAIL_IF(!s->kc || !s->vc || !s->rope_cos || !s->rope_sin || !s->scores || !s->x ||
+                    !s->xn || !s->tmp || !s->q || !s->att || !s->k || !s->v || !s->g || !s->u,
+                LMP_ERR_NOMEM, "out of memory for a %d-position KV cache (%zu MB)", ctx,
+                cache * 2 * sizeof(float) >> 20);
+    /* inv_freq_i = theta^(-2i/d), angle = pos * inv_freq, all in double. */
+    for (int i = 0; i < half; i++) {
+        double inv = pow((double)c->rope_theta, -2.0 * i / (double)c->head_dim);
+        for (int p = 0; p < ctx; p++) {
+            double a = (double)p * inv;
+            s->rope_cos[(size_t)p * half + i] = (float)cos(a);
+            s->rope_sin[(size_t)p * half + i] = (float)sin(a);
+        }
+    }
+    *out = s;
+    s = NULL;
+out:
+    lmp_state_close(s);
+    return rc;
+}
+
+int lmp_state_ctx(const lmp_state *s)
+{
+    return s->ctx;
+}
+
+const lmp_model *lmp_state_model(const lmp_state *s)
+{
+    return s->m;
+}
+
+int lmp_state_filled(const lmp_state *s)
+{
+    return s->filled;
+}
+
+void lmp_state_set_hook(lmp_state *s, lmp_hidden_hook fn, void *ctx)
+{
+    s->hook = fn;
+    s->hook_ctx = ctx;
+}
+
+/* out = x * rsqrt(mean(x^2) + eps) * w, accumulated in double. */
+static void rmsnorm(float *out, const float *x, const float *w, int h, float eps)
+{
+    double ss = 0.0;
+    for (int i = 0; i < h; i++) ss += (double)x[i] * x[i];
+    double scale = 1.0 / sqrt(ss / h + (double)eps);
+    for (int i = 0; i < h; i++) out[i] = (float)(x[i] * scale) * w[i];
+}
+
+/* Rotate-half RoPE on one head vector at position p. */
+static void rope(float *v, const float *cs, const float *sn, int half)
+{
+    for (int i = 0; i < half; i++) {
+        float a = v[i], b = v[i + half];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + half] = b * cs[i] + a * sn[i];
+    }
+}
+
+/* Scalar reference: out = softmax(q.K * scale) V over np positions. */
+static void attn_head_ref(const float *q, const float *K, const float *V, int np, int hd,
+                          float scale, float *sc, float *out)
+{
+    float mx = -INFINITY;
+    for (int p = 0; p < np; p++) {
+        const float *kp = K + (size_t)p * hd;
+        float dot = 0.0f;
+        for (int i = 0; i < hd; i++) dot += q[i] * kp[i];
+        sc[p] = dot * scale;
+        if (sc[p] > mx) mx = sc[p];
+    }
+    double sum = 0.0;
+    for (int p = 0; p < np; p++) {
+        sc[p] = expf(sc[p] - mx);
+        sum += sc[p];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int p = 0; p < np; p++) {
+        float w = sc[p] * inv;
+        const float *vp = V + (size_t)p * hd;
+        for (int i = 0; i < hd; i++) out[i] += w * vp[i];
+    }
+}
+
+typedef struct {
+    lmp_state *s;
+    int layer, n, pos, simd;
+} attn_job;
+
+/* One (token, head) pair: causal attention over positions [0, pos+t]. */
+static void attn_task(void *ctx, int task, int tid)
+{
+    const attn_job *j = ctx;
+    lmp_state *s = j->s;
+    const lmp_config *c = &s->m->cfg;
+    int nh = c->n_heads, hd = c->head_dim;
+    int t = task / nh, h = task % nh;
+    int kvh = h / (nh / c->n_kv_heads);
+    size_t base = ((size_t)j->layer * c->n_kv_heads + kvh) * (size_t)s->ctx * hd;
+    const float *q = s->q + (size_t)t * s->qdim + (size_t)h * hd;
+    float *o = s->att + (size_t)t * s->qdim + (size_t)h * hd;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    (j->simd ? lmp_attn_head_avx2 : attn_head_ref)(q, s->kc + base, s->vc + base,
+                                                   j->pos + t + 1, hd, scale,
+                                                   s->scores + (size_t)tid * s->ctx, o);
+}
+
+static void run_tasks(lmp_state *s, lmp_task_fn fn, void *ctx, int n)
+{
+    if (s->nthreads == 1)
+        for (int i = 0; i < n; i++) fn(ctx, i, 0);
+    else
+        lmp_pool_run(s->pool, fn, ctx, n);
+}
+
+static void layer_forward(lmp_state *s, int l, int n, int pos)
+{
+    const lmp_config *c = &s->m->cfg;
+    const lmp_layer *L = &s->m->layers[l];
+    int hid = c->hidden, hd = c->head_dim, half = hd / 2, nkv = c->n_kv_heads;
+    for (int t = 0; t < n; t++)
+        rmsnorm(s->xn + (size_t)t * hid, s->x + (size_t)t * hid, L->attn_norm, hid, c->rms_eps);
+    const lmp_mat *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    float *qkv_out[3] = {s->q, s->k, s->v};
+    lmp_mat_mul_many(qkv, qkv_out, 3, s->xn, n, s->pool);
+    for (int t = 0; t < n; t++) {
+        int p = pos + t;
+        const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
+        for (int h = 0; h < c->n_heads; h++)
+            rope(s->q + (size_t)t * s->qdim + (size_t)h * hd, cs, sn, half);
+        for (int h = 0; h < nkv; h++) {
+            float *kt = s->k + (size_t)t * s->kvdim + (size_t)h * hd;
+            rope(kt, cs, sn, half);
+            size_t at = (((size_t)l * nkv + h) * (size_t)s->ctx + (size_t)p) * hd;
+            memcpy(s->kc + at, kt, (size_t)hd * sizeof(float));
+            memcpy(s->vc + at, s->v + (size_t)t * s->kvdim + (size_t)h * hd,
+                   (size_t)hd * sizeof(float));
+        }
+    }
+    attn_job aj = {s, l, n, pos, lmp_mat_simd_active()};
+    run_tasks(s, attn_task, &aj, n * c->n_heads);
+    lmp_mat_mul(&L->wo, s->att, n, s->tmp, s->pool);
+    for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
+
+    for (int t = 0; t < n; t++)
+        rmsnorm(s->xn + (size_t)t * hid, s->x + (size_t)t * hid, L->ffn_norm, hid, c->rms_eps);
+    const lmp_mat *gu[2] = {&L->wgate, &L->wup};
+    float *gu_out[2] = {s->g, s->u};
+    lmp_mat_mul_many(gu, gu_out, 2, s->xn, n, s->pool);
+    for (size_t i = 0; i < (size_t)n * c->intermediate; i++) {
+        float gv = s->g[i];
+        s->g[i] = gv / (1.0f + expf(-gv)) * s->u[i];
+    }
+    lmp_mat_mul(&L->wdown, s->g, n, s->tmp, s->pool);
+    for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
+}
+
+lmp_status lmp_forward(lmp_state *s, const int *ids, int n, int pos, float *logits_out,
+                       int logits_mode, lmp_diag *d)
+{
+    const lmp_model *m = s->m;
+    const lmp_config *c = &m->cfg;
+    if (n < 1 || !ids) return lmp_fail(d, LMP_ERR_ARG, "forward: no tokens given");
+    if (logits_mode != LMP_LOGITS_LAST && logits_mode != LMP_LOGITS_ALL)
+        return lmp_fail(d, LMP_ERR_ARG, "forward: unknown logits mode %d", logits_mode);
+    if (pos < 0 || pos > s->filled)
+        return lmp_fail(d, LMP_ERR_ARG,
+                        "forward: position %d leaves a gap after the %d cached positions", pos,
+                        s->filled);
+    if ((long long)pos + n > s->ctx)
+        return lmp_fail(d, LMP_ERR_RANGE,
+                        "%d tokens at position %d exceed the context of %d positions", n, pos,
+                        s->ctx);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab)
+            return lmp_fail(d, LMP_ERR_RANGE,
+                            "token id %d (index %d) is outside the vocabulary [0, %d)", ids[i],
+                            i, c->vocab);
+    int hid = c->hidden;
+    for (int p0 = 0; p0 < n; p0 += PIECE) {
+        int b = n - p0 < PIECE ? n - p0 : PIECE;
+        int at = pos + p0;
+        for (int t = 0; t < b; t++) lmp_mat_get_row(&m->embed, ids[p0 + t], s->x + (size_t)t * hid);
+        if (s->hook) s->hook(s->hook_ctx, 0, at, b, s->x);
+        for (int l = 0; l < c->n_layers; l++) {
+            layer_forward(s, l, b, at);
+            if (s->hook && l + 1 < c->n_layers) s->hook(s->hook_ctx, l + 1, at, b, s->x);
+        }
+        s->filled = at + b;
+        int last_piece = p0 + b == n;
+        int want = logits_out && (logits_mode == LMP_LOGITS_ALL || last_piece);
+        if (!want && !s->hook) continue;
+        for (int t = 0; t < b; t++)
+            rmsnorm(s->xn + (size_t)t * hid, s->x + (size_t)t * hid, m->final_norm, hid,
+                    c->rms_eps);
+        if (s->hook) s->hook(s->hook_ctx, c->n_layers, at, b, s->xn);
+        if (!want) continue;
+        if (logits_mode == LMP_LOGITS_ALL)
+            lmp_mat_mul(&m->lm_head, s->xn, b, logits_out + (size_t)p0 * c->vocab, s->pool);
+        else
+            lmp_mat_mul(&m->lm_head, s->xn + (size_t)(b - 1) * hid, 1, logits_out, s->pool);
+    }
+    return LMP_OK;
+}

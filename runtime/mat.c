@@ -1,0 +1,199 @@
+/* lmp_mat_mul / lmp_mat_get_row: dispatch on the storage kind, threads over
+ * output rows.
+ *
+ * Work split: the rows are cut into fixed-size tasks handed to the pool;
+ * every output element is computed entirely by one task with a summation
+ * order that depends only on the column count (see mat_avx2.c for the SIMD
+ * order; the scalar reference adds columns left to right in float), so the
+ * result does not depend on the thread count, on the task size, or on how
+ * many tokens are in the batch.
+ *
+ * Adding a kind (Q4, Q8 from quantize/): add a case to rows_kernel() and
+ * lmp_mat_get_row(); the default case fills NaN so a missing kernel can
+ * never pass for a working one.
+ */
+#include "runtime/mat.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "formats/dtype.h"
+#include "runtime/mat_impl.h"
+
+static atomic_int simd_allowed = 1;
+
+int lmp_mat_set_simd(int on)
+{
+    return atomic_exchange(&simd_allowed, on ? 1 : 0);
+}
+
+int lmp_mat_simd_active(void)
+{
+    return atomic_load(&simd_allowed) && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("fma");
+}
+
+/* ---- scalar reference kernels ------------------------------------------------ */
+
+static void f32_rows_ref(const float *W, size_t ws, int rows, int cols, const float *x, int n,
+                         float *y, int r0, int r1)
+{
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * cols;
+        for (int r = r0; r < r1; r++) {
+            const float *w = W + (size_t)r * ws;
+            float s = 0.0f;
+            for (int c = 0; c < cols; c++) s += w[c] * xt[c];
+            y[(size_t)t * rows + r] = s;
+        }
+    }
+}
+
+static void half_rows_ref(const lmp_mat *m, const float *x, int n, float *y, int r0, int r1)
+{
+    const uint16_t *W = m->data;
+    int bf = m->kind == LMP_MAT_BF16;
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * m->cols;
+        for (int r = r0; r < r1; r++) {
+            const uint16_t *w = (const uint16_t *)((const char *)W + (size_t)r * m->row_bytes);
+            float s = 0.0f;
+            for (int c = 0; c < m->cols; c++)
+                s += (bf ? lmp_bf16_to_f32(w[c]) : lmp_f16_to_f32(w[c])) * xt[c];
+            y[(size_t)t * m->rows + r] = s;
+        }
+    }
+}
+
+static void nan_rows(const lmp_mat *m, int n, float *y, int r0, int r1)
+{
+    for (int t = 0; t < n; t++)
+        for (int r = r0; r < r1; r++) y[(size_t)t * m->rows + r] = NAN;
+}
+
+static void rows_kernel(const lmp_mat *m, const float *x, int n, float *y, int r0, int r1,
+                        int simd)
+{
+    switch (m->kind) {
+    case LMP_MAT_F32:
+        if (simd)
+            lmp_mat_f32_rows_avx2(m->data, m->row_bytes / sizeof(float), m->rows, m->cols, x, n,
+                                  y, r0, r1);
+        else
+            f32_rows_ref(m->data, m->row_bytes / sizeof(float), m->rows, m->cols, x, n, y, r0,
+                         r1);
+        break;
+    case LMP_MAT_F16:
+    case LMP_MAT_BF16:
+        half_rows_ref(m, x, n, y, r0, r1);
+        break;
+    default: /* LMP_MAT_Q4 / LMP_MAT_Q8: kernels live in quantize/ */
+        nan_rows(m, n, y, r0, r1);
+        break;
+    }
+}
+
+/* Rows per task: ~64 tasks per matrix, at least 16 rows each, a multiple
+ * of 4 so the SIMD path mostly runs full 4-row tiles; dynamic hand-out
+ * balances the threads. */
+static int rows_per_task(int rows)
+{
+    int rpt = (rows + 63) / 64;
+    rpt = (rpt + 3) & ~3;
+    return rpt < 16 ? 16 : rpt;
+}
+
+#define MAX_MANY 8
+
+typedef struct {
+    const lmp_mat *m[MAX_MANY];
+    float *y[MAX_MANY];
+    int first[MAX_MANY + 1]; /* first task of each matrix; first[count] = total */
+    int rpt[MAX_MANY];
+    int count;
+    const float *x;
+    int n, simd;
+} mm_job;
+
+static void mm_task(void *ctx, int task, int tid)
+{
+    (void)tid;
+    const mm_job *j = ctx;
+    int i = 0;
+    while (task >= j->first[i + 1]) i++;
+    const lmp_mat *m = j->m[i];
+    int r0 = (task - j->first[i]) * j->rpt[i];
+    int r1 = r0 + j->rpt[i] < m->rows ? r0 + j->rpt[i] : m->rows;
+    rows_kernel(m, j->x, j->n, j->y[i], r0, r1, j->simd);
+}
+
+/* The float kinds, threaded over row tasks of all `count` matrices. */
+static void mul_plain(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                      lmp_pool *pool)
+{
+    mm_job j = {.count = count, .x = x, .n = n, .simd = lmp_mat_simd_active()};
+    int tasks = 0;
+    for (int i = 0; i < count; i++) {
+        j.m[i] = w[i];
+        j.y[i] = y[i];
+        j.rpt[i] = rows_per_task(w[i]->rows);
+        j.first[i] = tasks;
+        tasks += w[i]->rows > 0 ? (w[i]->rows + j.rpt[i] - 1) / j.rpt[i] : 0;
+    }
+    j.first[count] = tasks;
+    if (!pool || lmp_pool_threads(pool) == 1)
+        for (int i = 0; i < tasks; i++) mm_task(&j, i, 0);
+    else
+        lmp_pool_run(pool, mm_task, &j, tasks);
+}
+
+static int plain_kind(lmp_mat_kind k)
+{
+    return k == LMP_MAT_F32 || k == LMP_MAT_F16 || k == LMP_MAT_BF16;
+}
+
+void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                      lmp_pool *pool)
+{
+    if (n <= 0 || count <= 0) return;
+    int plain = count <= MAX_MANY;
+    for (int i = 0; i < count; i++) plain = plain && plain_kind(w[i]->kind);
+    if (!plain) { /* other kinds go through lmp_mat_mul one by one */
+        for (int i = 0; i < count; i++) lmp_mat_mul(w[i], x, n, y[i], pool);
+        return;
+    }
+    mul_plain(w, y, count, x, n, pool);
+}
+
+void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
+{
+    if (n <= 0 || w->rows <= 0) return;
+    /* Q4/Q8 (and any later kind) dispatch goes here, before mul_plain */
+    mul_plain(&w, &y, 1, x, n, pool);
+}
+
+void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y)
+{
+    if (n <= 0 || w->rows <= 0) return;
+    rows_kernel(w, x, n, y, 0, w->rows, 0);
+}
+
+void lmp_mat_get_row(const lmp_mat *w, int r, float *out)
+{
+    const char *row = (const char *)w->data + (size_t)r * w->row_bytes;
+    switch (w->kind) {
+    case LMP_MAT_F32:
+        memcpy(out, row, (size_t)w->cols * sizeof(float));
+        break;
+    case LMP_MAT_F16:
+        lmp_to_f32(LMP_DT_F16, row, out, (size_t)w->cols);
+        break;
+    case LMP_MAT_BF16:
+        lmp_to_f32(LMP_DT_BF16, row, out, (size_t)w->cols);
+        break;
+    default: /* LMP_MAT_Q4 / LMP_MAT_Q8: dequantizers live in quantize/ */
+        for (int c = 0; c < w->cols; c++) out[c] = NAN;
+        break;
+    }
+}

@@ -1,0 +1,89 @@
+/* A Llama-family model as the runtime sees it: the validated config plus
+ * one lmp_mat view per weight matrix and float32 norm vectors.
+ *
+ * Loading is separate from running. Any loader (Hugging Face folder, .lmpk
+ * container, streamed bundle) fills this struct and the forward pass
+ * (runtime/forward.h) never asks where the bytes came from.
+ *
+ * Contract for a loader building an lmp_model by hand:
+ *   1. zero the struct (lmp_model m = {0}), fill m.cfg with a config that
+ *      passed lmp_config_parse's validation;
+ *   2. m.layers = calloc(cfg.n_layers, sizeof *m.layers) (freed by
+ *      lmp_model_close with free());
+ *   3. per layer, set the seven lmp_mat views with HF's [rows=out, cols=in]
+ *      orientation:  wq [n_heads*head_dim, hidden]  wk, wv [n_kv*head_dim,
+ *      hidden]  wo [hidden, n_heads*head_dim]  wgate, wup [intermediate,
+ *      hidden]  wdown [hidden, intermediate]; any lmp_mat kind the matmul
+ *      supports (runtime/mat.h) may be used, mixed freely;
+ *      attn_norm / ffn_norm: `hidden` floats each;
+ *   4. embed [vocab, hidden] (read only through lmp_mat_get_row, so it may be
+ *      quantized too), final_norm (`hidden` floats), lm_head [vocab, hidden]:
+ *      when cfg.tied, lm_head is a copy of the embed view (same data);
+ *   5. everything the views point at must stay valid until
+ *      lmp_model_close: register it with the ownership hook: m.release is
+ *      called once as m.release(m.owner) by lmp_model_close (free a buffer,
+ *      unmap a file, close a container...). Several resources: make owner a
+ *      struct of your own and free them all in release.
+ *   6. lmp_model_check(&m, d) verifies the shapes against cfg; the forward
+ *      pass assumes it passed.
+ * Views and norms are read-only for the forward pass; one model can serve
+ * several lmp_state objects (threads) at once.
+ */
+#ifndef LMP_MODEL_H
+#define LMP_MODEL_H
+
+#include "common/status.h"
+#include "formats/config.h"
+#include "runtime/mat.h"
+
+typedef struct lmp_layer {
+    lmp_mat wq, wk, wv, wo;   /* attention projections */
+    lmp_mat wgate, wup, wdown; /* SwiGLU MLP */
+    const float *attn_norm;   /* input_layernorm.weight, hidden floats */
+    const float *ffn_norm;    /* post_attention_layernorm.weight, hidden floats */
+} lmp_layer;
+
+typedef struct lmp_model {
+    lmp_config cfg;
+    lmp_layer *layers;        /* cfg.n_layers entries, malloc'd, owned */
+    lmp_mat embed;            /* [vocab, hidden], row lookup */
+    const float *final_norm;  /* model.norm.weight, hidden floats */
+    lmp_mat lm_head;          /* [vocab, hidden]; == embed when cfg.tied */
+    /* Ownership hook: release(owner) frees whatever the views point into. */
+    void (*release)(void *owner);
+    void *owner;
+    char source[64];          /* "hf-f32", "hf-bf16", "lmpk-q4", ... (info) */
+} lmp_model;
+
+typedef struct lmp_model_opts {
+    /* Loader choices; a zeroed struct (or NULL) means the defaults.
+     * Reserved for now (e.g. keeping F16/BF16 weights unconverted, or a
+     * bundle's streaming policy); must be 0. */
+    unsigned flags;
+} lmp_model_opts;
+
+/* Open a model from `path` and fill *m. Dispatch on what path is:
+ *   a folder holding config.json -> Hugging Face checkpoint (load_hf.c):
+ *   safetensors (single or sharded), F32/F16/BF16, converted to float32;
+ *   anything else (a .lmpk container, a bundle's manifest.json) ->
+ *   LMP_ERR_UNSUPPORTED for now (other loaders plug in here).
+ * opts may be NULL. On failure *m is zeroed (nothing to close) and d names
+ * the file and problem. On success the caller owns m (lmp_model_close). */
+lmp_status lmp_model_open(lmp_model *m, const char *path, const lmp_model_opts *opts,
+                          lmp_diag *d);
+
+/* The Hugging Face loader itself (what lmp_model_open calls for a folder). */
+lmp_status lmp_model_load_hf(lmp_model *m, const char *dir, const lmp_model_opts *opts,
+                             lmp_diag *d);
+
+/* Check every view's kind-independent shape and every pointer against
+ * m->cfg (see the contract above). `what` names the source in messages. */
+lmp_status lmp_model_check(const lmp_model *m, const char *what, lmp_diag *d);
+
+/* Free the layer array, call release(owner), zero *m. NULL / zeroed: no-op. */
+void lmp_model_close(lmp_model *m);
+
+/* Parameter count implied by the config (embedding counted once if tied). */
+uint64_t lmp_model_params(const lmp_config *c);
+
+#endif
