@@ -21,7 +21,9 @@
 #include "common/fileio.h"
 #include "common/status.h"
 #include "formats/config.h"
+#include "formats/lmpk.h"
 #include "formats/safetensors.h"
+#include "quantize/q4.h"
 
 static const char *const PROG = "inspect";
 
@@ -31,10 +33,13 @@ static void usage(FILE *f)
             "usage: lmpack inspect PATH [--json] [--summary]\n"
             "\n"
             "Show and validate a model: PATH is a .safetensors file, a sharded\n"
-            "model.safetensors.index.json, or a Hugging Face model folder (config.json +\n"
-            "safetensors). For a folder, config.json is parsed and every tensor is checked\n"
-            "against it (names, shapes, float dtypes, nothing missing or unexpected).\n"
-            "Tensor data is not read.\n"
+            "model.safetensors.index.json, a Hugging Face model folder (config.json +\n"
+            "safetensors) or an .lmpk container. For a folder, config.json is parsed and\n"
+            "every tensor is checked against it (names, shapes, float dtypes, nothing\n"
+            "missing or unexpected); safetensors data is not read. For a container, the\n"
+            "table shows each tensor's storage, group, scheme and bits/weight, the total\n"
+            "bits_per_weight counts every stored bit of the 2-D weights (codes, scales,\n"
+            "minimums, padding), and the tensor data hashes are checked.\n"
             "\n"
             "  --json      one JSON object on stdout (kind, files, tensors, n_tensors,\n"
             "              n_params, bytes, metadata, config, check)\n"
@@ -136,7 +141,81 @@ out:
     return rc;
 }
 
+/* An .lmpk container: the reader's validation plus the data hashes. Bits per
+ * weight: every stored bit of the 2-D tensors (codes, scales, minimums,
+ * in-row padding) over their element count; norms, metadata and carried
+ * files not counted. */
+static lmp_status inspect_lmpk(const char *path, cJSON *r, int with_tensors, lmp_diag *d)
+{
+    static const char *const kind_names[] = {"f32", "f16", "bf16", "q4", "q8"};
+    lmp_status rc = LMP_OK;
+    lmp_lmpk *pk = NULL;
+    char *cjson = NULL;
+    LMP_FORWARD(lmp_lmpk_open(&pk, path, d));
+    cJSON *files = cJSON_AddArrayToObject(r, "files");
+    cJSON *tensors = with_tensors ? cJSON_AddArrayToObject(r, "tensors") : NULL;
+    LMP_FAIL_IF(!files || (with_tensors && !tensors), LMP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < lmp_lmpk_nfiles(pk); i++) {
+        const char *name;
+        size_t len;
+        lmp_lmpk_file_at(pk, i, &name, NULL, &len);
+        cJSON_AddItemToArray(files, cJSON_CreateString(name));
+    }
+    uint64_t params = 0, bytes = 0, wbits = 0, welems = 0;
+    for (size_t i = 0; i < lmp_lmpk_count(pk); i++) {
+        const lmp_lmpk_tensor *t = lmp_lmpk_at(pk, i);
+        params += t->nelem;
+        bytes += t->size;
+        if (t->ndim == 2) {
+            wbits += 8 * t->size;
+            welems += t->nelem;
+        }
+        if (!tensors) continue;
+        cJSON *o = cJSON_CreateObject();
+        LMP_FAIL_IF(!o, LMP_ERR_NOMEM, "out of memory");
+        cJSON_AddItemToArray(tensors, o);
+        cJSON_AddStringToObject(o, "name", t->name);
+        cJSON_AddStringToObject(o, "dtype", kind_names[t->kind]);
+        cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+        for (int k = 0; shape && k < t->ndim; k++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[k]));
+        cJSON_AddNumberToObject(o, "bytes", (double)t->size);
+        cJSON_AddNumberToObject(o, "offset", (double)t->offset);
+        if (t->kind == LMP_MAT_Q4 || t->kind == LMP_MAT_Q8) {
+            cJSON_AddNumberToObject(o, "group", t->group);
+            cJSON_AddStringToObject(o, "scheme", lmp_q4_scheme_name(t->scheme));
+        }
+        cJSON_AddNumberToObject(o, "bits_per_weight", 8.0 * (double)t->size / (double)t->nelem);
+    }
+    cJSON_AddNumberToObject(r, "n_tensors", (double)lmp_lmpk_count(pk));
+    cJSON_AddNumberToObject(r, "n_params", (double)params);
+    cJSON_AddNumberToObject(r, "bytes", (double)bytes);
+    cJSON_AddNumberToObject(r, "file_size", (double)lmp_lmpk_file_size(pk));
+    cJSON_AddNumberToObject(r, "bits_per_weight", welems ? (double)wbits / (double)welems : 0);
+    cjson = lmp_config_to_json(lmp_lmpk_config(pk));
+    LMP_FAIL_IF(!cjson, LMP_ERR_NOMEM, "out of memory");
+    cJSON *cfg = cJSON_Parse(cjson);
+    LMP_FAIL_IF(!cfg, LMP_ERR_INTERNAL, "%s: canonical config does not parse", path);
+    cJSON_AddItemToObject(r, "config", cfg);
+    LMP_FORWARD(lmp_lmpk_verify_data(pk, d));
+out:
+    free(cjson);
+    lmp_lmpk_close(pk);
+    return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
+
+static int probe_lmpk(const char *path)
+{
+    if (lmp_is_dir(path)) return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char b[8];
+    int ok = fread(b, 1, 8, f) == 8 && memcmp(b, LMP_LMPK_MAGIC, 8) == 0;
+    fclose(f);
+    return ok || ends_with(path, ".lmpk");
+}
 
 static int probe_hf(const char *path)
 {
@@ -171,6 +250,7 @@ typedef struct kind {
 /* First matching row wins: specific probes (container magic, bundle
  * manifest) go before the generic ones. */
 static const kind kinds[] = {
+    {"lmpk", probe_lmpk, inspect_lmpk},
     {"hf-folder", probe_hf, inspect_hf},
     {"safetensors-folder", probe_st_folder, inspect_st},
     {"safetensors-index", probe_index, inspect_st},
@@ -218,7 +298,8 @@ static void print_text(const cJSON *r)
             int n = (int)strlen(cJSON_GetObjectItem(t, "name")->valuestring);
             if (n > w) w = n;
         }
-        printf("%-*s  %-5s  %-16s  %12s\n", w, "name", "dtype", "shape", "bytes");
+        printf("%-*s  %-5s  %-16s  %12s%s\n", w, "name", "dtype", "shape", "bytes",
+               cJSON_GetObjectItem(v->child, "bits_per_weight") ? "  bits/w  group scheme" : "");
         for (const cJSON *t = v->child; t; t = t->next) {
             char shape[128] = "[";
             size_t n = 1;
@@ -227,13 +308,22 @@ static void print_text(const cJSON *r)
                 n += (size_t)snprintf(shape + n, sizeof shape - n, "%s%.0f", x == s->child ? "" : ", ",
                                       x->valuedouble);
             if (n < sizeof shape) snprintf(shape + n, sizeof shape - n, "]");
-            printf("%-*s  %-5s  %-16s  %12.0f\n", w, cJSON_GetObjectItem(t, "name")->valuestring,
+            printf("%-*s  %-5s  %-16s  %12.0f", w, cJSON_GetObjectItem(t, "name")->valuestring,
                    cJSON_GetObjectItem(t, "dtype")->valuestring, shape, num(t, "bytes"));
+            if (cJSON_GetObjectItem(t, "bits_per_weight")) {
+                const cJSON *sc = cJSON_GetObjectItem(t, "scheme");
+                printf("  %6.3f  %5.0f %s", num(t, "bits_per_weight"), num(t, "group"),
+                       cJSON_IsString(sc) ? sc->valuestring : "-");
+            }
+            printf("\n");
         }
     }
     if (cJSON_GetObjectItem(r, "n_tensors"))
         printf("total: %.0f tensors, %.0f parameters, %.0f bytes (%.1f MiB)\n", num(r, "n_tensors"),
                num(r, "n_params"), num(r, "bytes"), num(r, "bytes") / 1048576.0);
+    if (cJSON_GetObjectItem(r, "bits_per_weight"))
+        printf("bits/weight (2-D weights, all overhead): %.4f; file %.0f bytes\n",
+               num(r, "bits_per_weight"), num(r, "file_size"));
     if ((v = cJSON_GetObjectItem(r, "check"))) printf("check: %s\n", v->valuestring);
 }
 

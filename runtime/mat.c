@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "formats/dtype.h"
+#include "quantize/q4.h"
 #include "runtime/mat_impl.h"
 
 static atomic_int simd_allowed = 1;
@@ -88,7 +89,7 @@ static void rows_kernel(const lmp_mat *m, const float *x, int n, float *y, int r
     case LMP_MAT_BF16:
         half_rows_ref(m, x, n, y, r0, r1);
         break;
-    default: /* LMP_MAT_Q4 / LMP_MAT_Q8: kernels live in quantize/ */
+    default: /* LMP_MAT_Q4 / LMP_MAT_Q8 never get here (lmp_mat_mul hands them to quantize/q4.c) */
         nan_rows(m, n, y, r0, r1);
         break;
     }
@@ -169,13 +170,26 @@ void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const
 void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
 {
     if (n <= 0 || w->rows <= 0) return;
-    /* Q4/Q8 (and any later kind) dispatch goes here, before mul_plain */
+    if (w->kind == LMP_MAT_Q4 || w->kind == LMP_MAT_Q8) {
+        /* quantize/q4.c quantizes the activations once and threads itself */
+        if (!atomic_load(&simd_allowed))
+            lmp_q4_matmul_ref(w, x, n, y);
+        else if (w->kind == LMP_MAT_Q4)
+            lmp_q4_matmul(w, x, n, y, pool);
+        else
+            lmp_q8_matmul(w, x, n, y, pool);
+        return;
+    }
     mul_plain(&w, &y, 1, x, n, pool);
 }
 
 void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y)
 {
     if (n <= 0 || w->rows <= 0) return;
+    if (w->kind == LMP_MAT_Q4 || w->kind == LMP_MAT_Q8) {
+        lmp_q4_matmul_ref(w, x, n, y);
+        return;
+    }
     rows_kernel(w, x, n, y, 0, w->rows, 0);
 }
 
@@ -192,7 +206,11 @@ void lmp_mat_get_row(const lmp_mat *w, int r, float *out)
     case LMP_MAT_BF16:
         lmp_to_f32(LMP_DT_BF16, row, out, (size_t)w->cols);
         break;
-    default: /* LMP_MAT_Q4 / LMP_MAT_Q8: dequantizers live in quantize/ */
+    case LMP_MAT_Q4:
+    case LMP_MAT_Q8:
+        lmp_q4_get_row(w, r, out);
+        break;
+    default:
         for (int c = 0; c < w->cols; c++) out[c] = NAN;
         break;
     }

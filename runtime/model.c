@@ -2,9 +2,11 @@
 #include "runtime/model.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/fileio.h"
+#include "formats/lmpk.h"
 
 uint64_t lmp_model_params(const lmp_config *c)
 {
@@ -80,6 +82,17 @@ static int ends_with(const char *s, const char *suf)
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+/* 1 if the file starts with the container magic (any file name). */
+static int is_lmpk(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char b[8];
+    int ok = fread(b, 1, 8, f) == 8 && memcmp(b, LMP_LMPK_MAGIC, 8) == 0;
+    fclose(f);
+    return ok;
+}
+
 lmp_status lmp_model_open(lmp_model *m, const char *path, const lmp_model_opts *opts,
                           lmp_diag *d)
 {
@@ -110,9 +123,7 @@ lmp_status lmp_model_open(lmp_model *m, const char *path, const lmp_model_opts *
                         "manifest.json (bundle)",
                         path);
     }
-    if (ends_with(path, ".lmpk"))
-        return lmp_fail(d, LMP_ERR_UNSUPPORTED,
-                        "%s: .lmpk containers are not supported by this runtime build yet", path);
+    if (ends_with(path, ".lmpk") || is_lmpk(path)) return lmp_model_load_lmpk(m, path, opts, d);
     if (ends_with(path, "manifest.json"))
         return lmp_fail(d, LMP_ERR_UNSUPPORTED,
                         "%s: streamed bundles are not supported by this runtime build yet",

@@ -32,6 +32,9 @@
 #ifndef LMP_MODEL_H
 #define LMP_MODEL_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "common/status.h"
 #include "formats/config.h"
 #include "runtime/mat.h"
@@ -75,6 +78,16 @@ lmp_status lmp_model_open(lmp_model *m, const char *path, const lmp_model_opts *
 /* The Hugging Face loader itself (what lmp_model_open calls for a folder). */
 lmp_status lmp_model_load_hf(lmp_model *m, const char *dir, const lmp_model_opts *opts,
                              lmp_diag *d);
+
+/* The .lmpk loader (what lmp_model_open calls for a container): every view
+ * points into the container's mapping (Q4/Q8/F16/BF16/F32 as stored); the
+ * model owns the open container until lmp_model_close. */
+lmp_status lmp_model_load_lmpk(lmp_model *m, const char *path, const lmp_model_opts *opts,
+                               lmp_diag *d);
+/* For a model loaded from a container: the bytes of a carried file
+ * ("tokenizer.json", "tokenizer_config.json", ...), valid until
+ * lmp_model_close; NULL (and *len 0) for other models or absent files. */
+const uint8_t *lmp_model_lmpk_file(const lmp_model *m, const char *name, size_t *len);
 
 /* Check every view's kind-independent shape and every pointer against
  * m->cfg (see the contract above). `what` names the source in messages. */

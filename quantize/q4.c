@@ -1,0 +1,667 @@
+/* Grouped int4 / int8 formats: reference quantizer, dequantizer, scalar
+ * reference kernels and the run-time dispatch to the AVX2 kernels.
+ * The byte layout is documented in q4.h. */
+#include "quantize/q4.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/dtype.h"
+#include "quantize/q4_internal.h"
+
+/* ---- names and sizes ---------------------------------------------------- */
+
+const char *lmp_q4_scheme_name(int scheme)
+{
+    switch (scheme) {
+    case LMP_Q4_SYM: return "sym";
+    case LMP_Q4_ASYM: return "asym";
+    case LMP_Q4_Q8: return "q8";
+    default: return NULL;
+    }
+}
+
+int lmp_q4_scheme_from_name(const char *name)
+{
+    if (!name) return -1;
+    for (int s = LMP_Q4_SYM; s <= LMP_Q4_Q8; s++)
+        if (strcmp(name, lmp_q4_scheme_name(s)) == 0) return s;
+    return -1;
+}
+
+int lmp_q4_params_ok(int cols, int group, int scheme)
+{
+    if (cols < 1 || cols > (1 << 28)) return 0;
+    if (group != 32 && group != 64 && group != 128) return 0;
+    return scheme == LMP_Q4_SYM || scheme == LMP_Q4_ASYM || scheme == LMP_Q4_Q8;
+}
+
+size_t lmp_q4_row_bytes(int cols, int group, int scheme)
+{
+    if (!lmp_q4_params_ok(cols, group, scheme)) return 0;
+    size_t nblk = ((size_t)cols + 31) / 32, ng = ((size_t)cols + (size_t)group - 1) / (size_t)group;
+    switch (scheme) {
+    case LMP_Q4_SYM: return nblk * 16 + 2 * ng;
+    case LMP_Q4_ASYM: return nblk * 16 + 4 * ng;
+    default: return nblk * 32 + 2 * ng;
+    }
+}
+
+double lmp_q4_bits_per_weight(int cols, int group, int scheme)
+{
+    size_t rb = lmp_q4_row_bytes(cols, group, scheme);
+    return rb ? 8.0 * (double)rb / (double)cols : 0.0;
+}
+
+lmp_status lmp_q4_check_layout(int rows, int cols, int group, int scheme, size_t row_bytes,
+                               const char *what, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    const char *nm = what ? what : "matrix";
+    LMP_FAIL_IF(!lmp_q4_scheme_name(scheme), LMP_ERR_FORMAT, "%s: unknown quantization scheme id %d",
+                nm, scheme);
+    LMP_FAIL_IF(group != 32 && group != 64 && group != 128, LMP_ERR_FORMAT,
+                "%s: group %d is not 32, 64 or 128", nm, group);
+    LMP_FAIL_IF(rows < 1 || cols < 1 || cols > (1 << 28), LMP_ERR_FORMAT,
+                "%s: shape [%d, %d] out of range", nm, rows, cols);
+    size_t want = lmp_q4_row_bytes(cols, group, scheme);
+    LMP_FAIL_IF(row_bytes != want, LMP_ERR_FORMAT,
+                "%s: row_bytes %zu, but %s group %d with %d columns needs %zu", nm, row_bytes,
+                lmp_q4_scheme_name(scheme), group, cols, want);
+    LMP_FAIL_IF((size_t)rows > SIZE_MAX / want, LMP_ERR_NOMEM, "%s: %d rows of %zu bytes overflow",
+                nm, rows, want);
+out:
+    return rc;
+}
+
+lmp_status lmp_q4_mat_init(lmp_mat *m, int rows, int cols, int group, int scheme,
+                           const void *data, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    size_t rb = lmp_q4_row_bytes(cols, group, scheme);
+    memset(m, 0, sizeof *m);
+    LMP_FORWARD(lmp_q4_check_layout(rows, cols, group, scheme, rb, NULL, d));
+    m->kind = scheme == LMP_Q4_Q8 ? LMP_MAT_Q8 : LMP_MAT_Q4;
+    m->rows = rows;
+    m->cols = cols;
+    m->group = group;
+    m->scheme = scheme;
+    m->row_bytes = rb;
+    m->data = data;
+out:
+    return rc;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Round to nearest, ties to even, for |v| < 2^22 (callers clamp first).
+ * Independent of the FP environment's rounding functions and vectorizable. */
+static inline float rne(float v)
+{
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    return (v + magic) - magic;
+}
+
+/* Clamp to [lo, hi]; NaN goes to lo (never reaches an int conversion). */
+static inline float clampf(float v, float lo, float hi)
+{
+    if (!(v >= lo)) return lo;
+    return v > hi ? hi : v;
+}
+
+/* The fp16 value nearest to v (overflow clamped to +-65504), as float. */
+static inline float h16(float v, uint16_t *bits)
+{
+    if (v > 65504.0f) v = 65504.0f;
+    if (v < -65504.0f) v = -65504.0f;
+    uint16_t h = lmp_f32_to_f16(v);
+    if (bits) *bits = h;
+    return lmp_f16_to_f32(h);
+}
+
+static inline uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* ---- symmetric groups (SYM: codes [-8,7]; Q8: [-127,127]) ---------------- */
+
+/* Codes for the stored scale d (nearest level, clamped); returns the
+ * squared reconstruction error. */
+static double sym_codes(const float *x, int n, float d, int lo, int hi, int8_t *q)
+{
+    double e = 0;
+    for (int i = 0; i < n; i++) {
+        float v = d != 0.0f ? rne(clampf(x[i] / d, (float)lo, (float)hi)) : 0.0f;
+        q[i] = (int8_t)v;
+        double r = (double)x[i] - (double)d * (double)q[i];
+        e += r * r;
+    }
+    return e;
+}
+
+/* Least-squares scale for fixed codes; 0 if all codes are 0. */
+static float sym_refit(const float *x, int n, const int8_t *q)
+{
+    double sqx = 0, sqq = 0;
+    for (int i = 0; i < n; i++) {
+        sqx += (double)q[i] * x[i];
+        sqq += (double)q[i] * q[i];
+    }
+    return sqq > 0 ? (float)(sqx / sqq) : 0.0f;
+}
+
+/* Scale search offsets, in code levels, applied to the value of largest
+ * magnitude M: candidate d = M / t maps M to level t (beyond the range
+ * means M is clipped, inside it leaves levels unused); each candidate's
+ * codes get their least-squares scale. */
+static const float k_sym_t4[] = {-9.5f, -9.0f, -8.75f, -8.5f, -8.25f, -8.0f, -7.75f, -7.5f, -7.25f,
+                                 -7.0f, -6.5f,  -6.0f, 6.0f,   6.5f,  7.0f,   7.25f, 7.5f,   7.75f,
+                                 8.0f,  8.5f,  9.0f};
+static const float k_sym_t8[] = {-131.0f, -129.0f, -128.0f, -127.5f, -127.0f, -126.0f, -124.0f};
+
+/* Quantize one symmetric group: codes q[n], returns the fp16 bits of d. */
+static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method method, int8_t *q)
+{
+    int8_t tmp[128];
+    float M = 0.0f, am = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a > am) {
+            am = a;
+            M = x[i];
+        }
+    }
+    uint16_t dbits = 0;
+    if (am == 0.0f) {
+        memset(q, 0, (size_t)n);
+        return lmp_f32_to_f16(0.0f);
+    }
+    /* plain min-max: Q4 maps M to -8 (uses the extra negative level), Q8 to 127 */
+    float d = h16(lo == -8 ? M / -8.0f : M / (float)hi, &dbits);
+    double best = sym_codes(x, n, d, lo, hi, q);
+    if (method != LMP_Q4_SEARCH || best == 0.0) return dbits;
+
+    const float *ts = lo == -8 ? k_sym_t4 : k_sym_t8;
+    int nt = lo == -8 ? (int)(sizeof k_sym_t4 / sizeof *k_sym_t4)
+                      : (int)(sizeof k_sym_t8 / sizeof *k_sym_t8);
+    float best_score = -1.0f, best_d = 0.0f;
+    for (int k = 0; k < nt; k++) {
+        float is = ts[k] / M, sqx = 0.0f, sqq = 0.0f;
+        for (int i = 0; i < n; i++) {
+            float v = rne(clampf(x[i] * is, (float)lo, (float)hi));
+            sqx += v * x[i];
+            sqq += v * v;
+        }
+        /* error of the LS fit = sum x^2 - sqx^2/sqq: maximize sqx^2/sqq */
+        if (sqq > 0.0f && sqx * sqx > best_score * sqq) {
+            best_score = sqx * sqx / sqq;
+            best_d = sqx / sqq;
+        }
+    }
+    /* refine with the stored (fp16) scale: codes for d16, LS refit, repeat */
+    float cur = best_d, prev = NAN;
+    for (int it = 0; it < 4; it++) {
+        uint16_t bits;
+        float d16 = h16(cur, &bits);
+        if (d16 == prev) break;
+        prev = d16;
+        double e = sym_codes(x, n, d16, lo, hi, tmp);
+        if (e < best) {
+            best = e;
+            dbits = bits;
+            memcpy(q, tmp, (size_t)n);
+        }
+        cur = sym_refit(x, n, tmp);
+        if (cur == 0.0f) break;
+    }
+    return dbits;
+}
+
+/* ---- asymmetric groups (codes [0,15], w = d*u + m) ----------------------- */
+
+static double asym_codes(const float *x, int n, float d, float m, uint8_t *u)
+{
+    double e = 0;
+    for (int i = 0; i < n; i++) {
+        float v = d != 0.0f ? rne(clampf((x[i] - m) / d, 0.0f, 15.0f)) : 0.0f;
+        u[i] = (uint8_t)v;
+        double r = (double)x[i] - ((double)d * u[i] + (double)m);
+        e += r * r;
+    }
+    return e;
+}
+
+/* Least-squares (d, m) for fixed codes; returns 0 if degenerate (all
+ * codes equal: d = 0, m = mean). */
+static void asym_refit(const float *x, int n, const uint8_t *u, float *d, float *m)
+{
+    double su = 0, suu = 0, sx = 0, sux = 0;
+    for (int i = 0; i < n; i++) {
+        su += u[i];
+        suu += (double)u[i] * u[i];
+        sx += x[i];
+        sux += (double)u[i] * x[i];
+    }
+    double det = n * suu - su * su;
+    if (det <= 0) {
+        *d = 0.0f;
+        *m = (float)(sx / n);
+        return;
+    }
+    double dd = (n * sux - su * sx) / det;
+    *d = (float)dd;
+    *m = (float)((sx - dd * su) / n);
+}
+
+static const float k_asym_t[] = {-2.0f, -1.5f, -1.0f, -0.75f, -0.5f, -0.25f, 0.0f,
+                                 0.25f, 0.5f,  0.75f, 1.0f,   1.5f,  2.0f};
+
+/* Quantize one ASYM group: codes u[n], fp16 bits of d and m. */
+static void asym_group(const float *x, int n, lmp_q4_method method, uint8_t *u, uint16_t *dbits,
+                       uint16_t *mbits)
+{
+    uint8_t tmp[128];
+    float mn = x[0], mx = x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < mn) mn = x[i];
+        if (x[i] > mx) mx = x[i];
+    }
+    float m = h16(mn, mbits);
+    float d = h16((mx - mn) / 15.0f, dbits);
+    double best = asym_codes(x, n, d, m, u);
+    if (method != LMP_Q4_SEARCH || best == 0.0 || mx == mn) return;
+
+    float range = mx - mn, sx = 0.0f;
+    for (int i = 0; i < n; i++) sx += x[i];
+    double best_err = INFINITY;
+    float best_d = 0.0f, best_m = 0.0f;
+    int nt = (int)(sizeof k_asym_t / sizeof *k_asym_t);
+    for (int k = 0; k < 2 * nt; k++) {
+        float is = (15.0f + k_asym_t[k % nt]) / range;
+        int high = k >= nt; /* anchor the top of the range instead of the bottom */
+        float su = 0.0f, suu = 0.0f, sux = 0.0f;
+        for (int i = 0; i < n; i++) {
+            float v = high ? 15.0f - rne(clampf((mx - x[i]) * is, 0.0f, 15.0f))
+                           : rne(clampf((x[i] - mn) * is, 0.0f, 15.0f));
+            su += v;
+            suu += v * v;
+            sux += v * x[i];
+        }
+        double det = (double)n * suu - (double)su * su;
+        if (det <= 0) continue;
+        double dd = ((double)n * sux - (double)su * sx) / det;
+        double mm = ((double)sx - dd * su) / n;
+        /* residual of the LS fit is orthogonal to u and 1 */
+        double e = -(dd * sux + mm * sx); /* + sum x^2, the same for all */
+        if (e < best_err) {
+            best_err = e;
+            best_d = (float)dd;
+            best_m = (float)mm;
+        }
+    }
+    if (best_err == INFINITY) return;
+    float cd = best_d, cm = best_m, pd = NAN, pm = NAN;
+    for (int it = 0; it < 4; it++) {
+        uint16_t db, mb;
+        float d16 = h16(cd, &db), m16 = h16(cm, &mb);
+        if (d16 == pd && m16 == pm) break;
+        pd = d16;
+        pm = m16;
+        double e = asym_codes(x, n, d16, m16, tmp);
+        if (e < best) {
+            best = e;
+            *dbits = db;
+            *mbits = mb;
+            memcpy(u, tmp, (size_t)n);
+        }
+        asym_refit(x, n, tmp, &cd, &cm);
+    }
+}
+
+/* ---- rows --------------------------------------------------------------- */
+
+void lmp_q4_quantize_row_ref(const float *x, int cols, int group, int scheme,
+                             lmp_q4_method method, void *out)
+{
+    uint8_t *o = out;
+    int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
+    size_t cb = (size_t)nblk * (scheme == LMP_Q4_Q8 ? 32 : 16);
+    uint8_t *sc = o + cb, *mn = sc + 2 * (size_t)ng;
+    int8_t q[128];
+    uint8_t u[128];
+    /* padding codes: SYM 8 (q = 0), ASYM 0, Q8 0 */
+    memset(o, scheme == LMP_Q4_SYM ? 0x88 : 0, cb);
+    for (int g = 0; g < ng; g++) {
+        int c0 = g * group, n = cols - c0 < group ? cols - c0 : group;
+        if (scheme == LMP_Q4_ASYM) {
+            uint16_t db, mb;
+            asym_group(x + c0, n, method, u, &db, &mb);
+            wr16(sc + 2 * g, db);
+            wr16(mn + 2 * g, mb);
+        } else {
+            int lo = scheme == LMP_Q4_Q8 ? -127 : -8, hi = scheme == LMP_Q4_Q8 ? 127 : 7;
+            wr16(sc + 2 * g, sym_group(x + c0, n, lo, hi, method, q));
+            for (int i = 0; i < n; i++) u[i] = (uint8_t)(q[i] + (scheme == LMP_Q4_SYM ? 8 : 0));
+        }
+        for (int i = 0; i < n; i++) {
+            int c = c0 + i, b = c / 32, j = c % 32;
+            if (scheme == LMP_Q4_Q8) {
+                o[c] = u[i];
+            } else {
+                uint8_t *p = o + 16 * b + (j & 15);
+                *p = j < 16 ? (uint8_t)((*p & 0xf0) | u[i]) : (uint8_t)((*p & 0x0f) | (u[i] << 4));
+            }
+        }
+    }
+}
+
+void lmp_q4_quantize_row(const float *x, int cols, int group, int scheme, lmp_q4_method method,
+                         void *out)
+{
+    lmp_q4_quantize_row_ref(x, cols, group, scheme, method, out);
+}
+
+void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, float *out)
+{
+    const uint8_t *p = row;
+    int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
+    const uint8_t *sc = p + (size_t)nblk * (scheme == LMP_Q4_Q8 ? 32 : 16), *mn = sc + 2 * (size_t)ng;
+    for (int g = 0; g < ng; g++) {
+        float d = lmp_f16_to_f32(rd16(sc + 2 * g));
+        float m = scheme == LMP_Q4_ASYM ? lmp_f16_to_f32(rd16(mn + 2 * g)) : 0.0f;
+        int c1 = (g + 1) * group < cols ? (g + 1) * group : cols;
+        for (int c = g * group; c < c1; c++) {
+            if (scheme == LMP_Q4_Q8) {
+                out[c] = d * (float)(int8_t)p[c];
+                continue;
+            }
+            int b = c / 32, j = c % 32;
+            uint8_t byte = p[16 * b + (j & 15)];
+            int code = j < 16 ? byte & 15 : byte >> 4;
+            out[c] = scheme == LMP_Q4_SYM ? d * (float)(code - 8) : d * (float)code + m;
+        }
+    }
+}
+
+/* ---- whole matrices ------------------------------------------------------ */
+
+typedef struct {
+    const float *w;
+    int rows, cols, group, scheme;
+    lmp_q4_method method;
+    uint8_t *out;
+    size_t rb;
+} quant_job;
+
+#define QUANT_ROWS 8
+
+static void quant_task(void *ctx, int task, int tid)
+{
+    (void)tid;
+    const quant_job *j = ctx;
+    int r1 = (task + 1) * QUANT_ROWS < j->rows ? (task + 1) * QUANT_ROWS : j->rows;
+    for (int r = task * QUANT_ROWS; r < r1; r++)
+        lmp_q4_quantize_row(j->w + (size_t)r * j->cols, j->cols, j->group, j->scheme, j->method,
+                            j->out + (size_t)r * j->rb);
+}
+
+lmp_status lmp_q4_quantize(const float *w, int rows, int cols, int group, int scheme,
+                           lmp_q4_method method, void *out, lmp_pool *pool, const char *what,
+                           lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    const char *nm = what ? what : "matrix";
+    size_t rb = lmp_q4_row_bytes(cols, group, scheme);
+    LMP_FAIL_IF(!rb || rows < 1, LMP_ERR_ARG, "%s: cannot quantize [%d, %d] as %s group %d", nm,
+                rows, cols, lmp_q4_scheme_name(scheme) ? lmp_q4_scheme_name(scheme) : "?",
+                group);
+    LMP_FAIL_IF(method != LMP_Q4_MINMAX && method != LMP_Q4_SEARCH, LMP_ERR_ARG,
+                "%s: unknown quantization method %d", nm, (int)method);
+    for (size_t i = 0, n = (size_t)rows * (size_t)cols; i < n; i++)
+        LMP_FAIL_IF(!isfinite(w[i]), LMP_ERR_FORMAT, "%s: row %zu column %zu is not finite", nm,
+                    i / (size_t)cols, i % (size_t)cols);
+    quant_job j = {w, rows, cols, group, scheme, method, out, rb};
+    lmp_pool_run(pool, quant_task, &j, (rows + QUANT_ROWS - 1) / QUANT_ROWS);
+out:
+    return rc;
+}
+
+/* ---- activations ---------------------------------------------------------- */
+
+/* Sizes of an activation buffer for n tokens of `cols` (see lmp_q4_act). */
+static size_t act_bytes(int n, int cols, int group)
+{
+    int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
+    int nbp = (nblk + 7) & ~7, ngp = (ng + 7) & ~7;
+    return (size_t)n * ((size_t)nblk * 32 + 4 * (size_t)nbp + 4 * (size_t)ngp) + 64;
+}
+
+/* Lay out `a` in buf (act_bytes long) and quantize x[n][cols]. Plain C, used
+ * by both kernels, so both see the very same int8 activations. */
+static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int cols, int group)
+{
+    a->n = n;
+    a->cols = cols;
+    a->nblk = (cols + 31) / 32;
+    a->ng = (cols + group - 1) / group;
+    a->bpg = group / 32;
+    a->nblk_pad = (a->nblk + 7) & ~7;
+    a->ng_pad = (a->ng + 7) & ~7;
+    uintptr_t p = ((uintptr_t)buf + 31) & ~(uintptr_t)31;
+    a->dx = (float *)p;
+    a->sx = a->dx + (size_t)n * a->nblk_pad;
+    a->xq = (int8_t *)(a->sx + (size_t)n * a->ng_pad);
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * cols;
+        int8_t *q = a->xq + (size_t)t * a->nblk * 32;
+        float *dx = a->dx + (size_t)t * a->nblk_pad, *sx = a->sx + (size_t)t * a->ng_pad;
+        memset(dx, 0, sizeof(float) * (size_t)a->nblk_pad);
+        memset(sx, 0, sizeof(float) * (size_t)a->ng_pad);
+        for (int b = 0; b < a->nblk; b++) {
+            int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32;
+            float am = 0.0f;
+            for (int j = 0; j < nb; j++) am = fmaxf(am, fabsf(xt[c0 + j]));
+            int s = 0;
+            if (am > 0.0f && isfinite(am)) {
+                float id = 127.0f / am;
+                dx[b] = am / 127.0f;
+                for (int j = 0; j < nb; j++) {
+                    int v = (int)rne(clampf(xt[c0 + j] * id, -127.0f, 127.0f));
+                    q[c0 + j] = (int8_t)v;
+                    s += v;
+                }
+            } else {
+                /* zero block; a non-finite activation poisons the block */
+                dx[b] = am == 0.0f ? 0.0f : NAN;
+                for (int j = 0; j < nb; j++) q[c0 + j] = 0;
+            }
+            for (int j = nb; j < 32; j++) q[c0 + j] = 0;
+            sx[b / a->bpg] += dx[b] * (float)s;
+        }
+    }
+}
+
+/* ---- scalar reference kernel ---------------------------------------------- */
+
+static float row_dot_ref(const lmp_mat *w, const uint8_t *row, const lmp_q4_act *a, int t)
+{
+    int nblk = a->nblk, ng = a->ng, bpg = a->bpg, q8 = w->kind == LMP_MAT_Q8;
+    const int8_t *xq = a->xq + (size_t)t * nblk * 32;
+    const float *dx = a->dx + (size_t)t * a->nblk_pad, *sx = a->sx + (size_t)t * a->ng_pad;
+    const uint8_t *sc = row + (size_t)nblk * (q8 ? 32 : 16), *mn = sc + 2 * (size_t)ng;
+    float acc = 0.0f, corr = 0.0f, dg = 0.0f;
+    for (int b = 0; b < nblk; b++) {
+        if (b % bpg == 0) dg = lmp_f16_to_f32(rd16(sc + 2 * (b / bpg)));
+        const int8_t *xb = xq + 32 * b;
+        int isum = 0;
+        if (q8) {
+            const int8_t *wb = (const int8_t *)row + 32 * b;
+            for (int j = 0; j < 32; j++) isum += wb[j] * xb[j];
+        } else {
+            const uint8_t *wb = row + 16 * b;
+            for (int j = 0; j < 16; j++) isum += (wb[j] & 15) * xb[j] + (wb[j] >> 4) * xb[16 + j];
+        }
+        acc += (dg * dx[b]) * (float)isum;
+    }
+    if (!q8) {
+        for (int g = 0; g < ng; g++) {
+            float mg = w->scheme == LMP_Q4_ASYM ? lmp_f16_to_f32(rd16(mn + 2 * g))
+                                                : -8.0f * lmp_f16_to_f32(rd16(sc + 2 * g));
+            corr += mg * sx[g];
+        }
+    }
+    return acc + corr;
+}
+
+static void rows_ref(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y)
+{
+    const uint8_t *base = w->data;
+    for (int r = r0; r < r1; r++)
+        for (int t = 0; t < a->n; t++)
+            y[(size_t)t * w->rows + r] = row_dot_ref(w, base + (size_t)r * w->row_bytes, a, t);
+}
+
+/* ---- dispatch --------------------------------------------------------------- */
+
+static int g_force_scalar;
+
+static int cpu_has_avx2(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                 __builtin_cpu_supports("f16c");
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+int lmp_q4_simd_active(void)
+{
+    return !g_force_scalar && cpu_has_avx2();
+}
+
+void lmp_q4_force_scalar(int on)
+{
+    g_force_scalar = on;
+}
+
+typedef struct {
+    const lmp_mat *w;
+    const lmp_q4_act *a;
+    float *y;
+    int simd;
+} mm_job;
+
+/* Rows per pool task: fixed, so the split never depends on the threads
+ * (and every row's arithmetic is independent of its neighbours anyway). */
+#define MM_ROWS 16
+
+static void mm_task(void *ctx, int task, int tid)
+{
+    (void)tid;
+    const mm_job *j = ctx;
+    int r0 = task * MM_ROWS, r1 = r0 + MM_ROWS < j->w->rows ? r0 + MM_ROWS : j->w->rows;
+#if defined(__x86_64__) || defined(__i386__)
+    if (j->simd) {
+        lmp_q4_rows_avx2(j->w, j->a, r0, r1, j->y);
+        return;
+    }
+#endif
+    rows_ref(j->w, j->a, r0, r1, j->y);
+}
+
+/* Activations are quantized in chunks of tokens so the buffer stays small
+ * (<= ~1 MB); each chunk streams the weights once. */
+#define ACT_BUDGET (1u << 20)
+#define ACT_STACK 32768
+
+/* A view whose kind, scheme and row_bytes disagree with the format rules
+ * is never read: its results are NaN. */
+static int mat_ok(const lmp_mat *w)
+{
+    int scheme = w->kind == LMP_MAT_Q8 ? LMP_Q4_Q8 : w->scheme;
+    if (w->kind == LMP_MAT_Q8 && w->scheme != 0 && w->scheme != LMP_Q4_Q8) return 0;
+    if (w->kind == LMP_MAT_Q4 && scheme != LMP_Q4_SYM && scheme != LMP_Q4_ASYM) return 0;
+    if (w->kind != LMP_MAT_Q4 && w->kind != LMP_MAT_Q8) return 0;
+    size_t rb = lmp_q4_row_bytes(w->cols, w->group, scheme);
+    return rb != 0 && rb == w->row_bytes && w->data != NULL;
+}
+
+static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool, int simd)
+{
+    if (n <= 0 || w->rows <= 0) return;
+    if (!mat_ok(w)) {
+        for (size_t i = 0; i < (size_t)n * w->rows; i++) y[i] = NAN;
+        return;
+    }
+    size_t per = act_bytes(1, w->cols, w->group);
+    int chunk = per >= ACT_BUDGET ? 1 : (int)(ACT_BUDGET / per);
+    if (chunk > n) chunk = n;
+    void *heap = malloc(act_bytes(chunk, w->cols, w->group));
+    _Alignas(32) unsigned char stackbuf[ACT_STACK];
+    void *buf = heap;
+    if (!heap) { /* out of memory: fall back to a stack buffer */
+        chunk = per <= ACT_STACK ? (int)(ACT_STACK / per) : 0;
+        if (chunk > n) chunk = n;
+        buf = stackbuf;
+    }
+    if (chunk == 0) { /* no memory at all for a huge row: cannot compute */
+        for (size_t i = 0; i < (size_t)n * w->rows; i++) y[i] = NAN;
+        return;
+    }
+    for (int t0 = 0; t0 < n; t0 += chunk) {
+        int nt = n - t0 < chunk ? n - t0 : chunk;
+        lmp_q4_act a;
+        act_quantize(&a, buf, x + (size_t)t0 * w->cols, nt, w->cols, w->group);
+        /* y for this chunk: tokens t0.. map to y + t0*rows with the same stride */
+        mm_job j = {w, &a, y + (size_t)t0 * w->rows, simd};
+        if (pool)
+            lmp_pool_run(pool, mm_task, &j, (w->rows + MM_ROWS - 1) / MM_ROWS);
+        else
+            for (int k = 0; k < (w->rows + MM_ROWS - 1) / MM_ROWS; k++) mm_task(&j, k, 0);
+    }
+    free(heap);
+}
+
+void lmp_q4_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
+{
+    matmul(w, x, n, y, pool, lmp_q4_simd_active());
+}
+
+void lmp_q8_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
+{
+    matmul(w, x, n, y, pool, lmp_q4_simd_active());
+}
+
+void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y)
+{
+    matmul(w, x, n, y, NULL, 0);
+}
+
+void lmp_q4_get_row(const lmp_mat *w, int r, float *out)
+{
+    if (!mat_ok(w) || r < 0 || r >= w->rows) {
+        for (int c = 0; c < w->cols; c++) out[c] = NAN;
+        return;
+    }
+    lmp_q4_dequantize_row((const uint8_t *)w->data + (size_t)r * w->row_bytes, w->cols, w->group,
+                          w->kind == LMP_MAT_Q8 ? LMP_Q4_Q8 : w->scheme, out);
+}
+
+void lmp_q8_get_row(const lmp_mat *w, int r, float *out)
+{
+    lmp_q4_get_row(w, r, out);
+}

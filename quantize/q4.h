@@ -1,0 +1,157 @@
+/* Grouped integer weight formats (int4 SYM / int4 ASYM / int8) and their
+ * kernels.
+ *
+ * A weight matrix W[rows][cols] (HF shape, cols = input features) is stored
+ * one quantized row after another, every row exactly lmp_q4_row_bytes()
+ * long, no padding between rows. Each row is cut along cols into groups of
+ * `group` (32, 64 or 128) elements; the last group of a row is shorter when
+ * cols is not a multiple of group (never refused, never widened).
+ *
+ * ---- Row layout (all multi-byte values little-endian) -------------------
+ *   nblk = ceil(cols / 32)      32-element code blocks (last one padded)
+ *   ng   = ceil(cols / group)   groups (group is a multiple of 32, so block
+ *                               b belongs to group b / (group / 32))
+ *
+ *   offset 0:  codes, nblk blocks, each
+ *              SYM / ASYM (4-bit): 16 bytes; byte j (0..15) holds element
+ *                  32b+j in its LOW nibble and element 32b+16+j in its HIGH
+ *                  nibble (the llama.cpp Q4_0 nibble order);
+ *              Q8: 32 bytes, byte j = element 32b+j as int8 (two's complement).
+ *   then:      d[ng]   fp16 scale of each group (IEEE binary16)
+ *   then:      m[ng]   fp16 minimum of each group (ASYM only)
+ *
+ *   row_bytes = nblk*16 + 2*ng   (SYM)
+ *             = nblk*16 + 4*ng   (ASYM)
+ *             = nblk*32 + 2*ng   (Q8)
+ *
+ * Values (element c of the row, group g = c / group, code u):
+ *   SYM  : u in [0,15] stored, q = u - 8 in [-8,7],   w = d[g] * q
+ *   ASYM : u in [0,15],                               w = d[g] * u + m[g]
+ *   Q8   : q in [-127,127] (-128 is never written),   w = d[g] * q
+ * fp16 values are converted with formats/dtype.h (exact widening).
+ * Padding elements (32b+j >= cols) carry code 8 (SYM, i.e. q = 0), 0 (ASYM)
+ * and 0 (Q8); readers must ignore them, kernels multiply them by zero
+ * activations.
+ *
+ * SYM with group 32 holds exactly the numbers of a llama.cpp Q4_0 block
+ * (d, 16 bytes of nibbles in the same order); Q8 with group 32 those of
+ * Q8_0. Only the placement of the scales differs.
+ *
+ * Why this layout: the kernels stream each row once, front to back. All
+ * codes of a row are contiguous (16 bytes per 32 weights, one unaligned
+ * 128-bit load per block, unpacked to 32 bytes with one shift + and), and
+ * the scales of a row are contiguous too, so 8 of them convert to float in
+ * one F16C instruction before the code loop. SYM codes are stored offset
+ * by 8 (unsigned) so that the AVX2 kernel uses _mm256_maddubs_epi16
+ * (unsigned codes x signed int8 activations) directly and corrects the
+ * offset once per group with the precomputed activation sum; SYM and ASYM
+ * share one inner loop. No padding is added for alignment: unaligned
+ * loads cost nothing measurable here, while every byte costs bandwidth.
+ *
+ * Bits per weight (all overhead counted, padding included) =
+ *   8 * row_bytes / cols; for cols a multiple of 32 and of group:
+ *   SYM 4 + 16/group (g32 4.5, g64 4.25, g128 4.125),
+ *   ASYM 4 + 32/group (g32 5.0, g64 4.5, g128 4.25), Q8 8 + 16/group.
+ *
+ * ---- Kernels --------------------------------------------------------------
+ * lmp_q4_matmul / lmp_q8_matmul compute y = W_deq . Q8(x): the activation
+ * row x (per token) is first quantized per 32-element block to int8
+ * (dx = max|x|/127 as float, xq = round-to-nearest-even(x/dx)), then the
+ * dot products are integer per block and float across blocks. The scalar
+ * reference (lmp_q4_matmul_ref) defines the result; the AVX2 path may
+ * differ from it only by float reassociation. Results do not depend on the
+ * thread count, and the n > 1 (prefill) path gives the same bits per token
+ * as n == 1.
+ */
+#ifndef LMP_Q4_H
+#define LMP_Q4_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/pool.h"
+#include "common/status.h"
+#include "runtime/mat.h"
+
+/* Scheme ids: stable numbers, stored in files (lmp_mat.scheme). */
+typedef enum lmp_q4_scheme {
+    LMP_Q4_SYM = 1,  /* 4-bit signed, fp16 scale per group */
+    LMP_Q4_ASYM = 2, /* 4-bit unsigned, fp16 scale + fp16 min per group */
+    LMP_Q4_Q8 = 3    /* 8-bit signed, fp16 scale per group (lmp_mat kind Q8) */
+} lmp_q4_scheme;
+
+/* How the quantizer chooses each group's scale (and min). */
+typedef enum lmp_q4_method {
+    LMP_Q4_MINMAX = 0, /* plain: SYM d = M/-8 with M the value of largest |x|,
+                          ASYM d = (max-min)/15, m = min, Q8 d = max|x|/127;
+                          codes rounded to nearest for the fp16 d (and m) */
+    LMP_Q4_SEARCH = 1  /* default: search the scale / clipping range for the
+                          smallest squared error, least-squares refit; never
+                          worse than MINMAX on any group */
+} lmp_q4_method;
+
+#define LMP_Q4_BLOCK 32
+
+/* "sym", "asym", "q8"; NULL for an unknown id. */
+const char *lmp_q4_scheme_name(int scheme);
+/* Id for a name (case-sensitive), or -1. */
+int lmp_q4_scheme_from_name(const char *name);
+
+/* 1 if (cols >= 1, group in {32,64,128}, scheme known), else 0. */
+int lmp_q4_params_ok(int cols, int group, int scheme);
+/* Bytes of one stored row; 0 if the parameters are not valid. */
+size_t lmp_q4_row_bytes(int cols, int group, int scheme);
+/* 8 * row_bytes / cols (padding and scales included); 0 if invalid. */
+double lmp_q4_bits_per_weight(int cols, int group, int scheme);
+
+/* Check a stored matrix description against the rules (valid parameters,
+ * row_bytes equal to lmp_q4_row_bytes, rows >= 1, total size not
+ * overflowing); `what` (tensor name) is used in the message. */
+lmp_status lmp_q4_check_layout(int rows, int cols, int group, int scheme, size_t row_bytes,
+                               const char *what, lmp_diag *d);
+
+/* Fill an lmp_mat view (kind Q4 or Q8 from the scheme) over `data`, which
+ * must hold rows * row_bytes bytes and stays owned by the caller. */
+lmp_status lmp_q4_mat_init(lmp_mat *m, int rows, int cols, int group, int scheme,
+                           const void *data, lmp_diag *d);
+
+/* Reference quantizer of one row: x[cols] (finite values) -> out
+ * [row_bytes]. Defines the format's bytes: deterministic, the same bytes on
+ * every machine and thread count. Parameters must be valid (params_ok). */
+void lmp_q4_quantize_row_ref(const float *x, int cols, int group, int scheme,
+                             lmp_q4_method method, void *out);
+/* Same bytes as the reference (currently it is the reference). */
+void lmp_q4_quantize_row(const float *x, int cols, int group, int scheme, lmp_q4_method method,
+                         void *out);
+
+/* Quantize a whole matrix w[rows][cols] into out[rows * row_bytes], rows
+ * split over `pool` (may be NULL); output identical for any thread count.
+ * Fails (LMP_ERR_FORMAT, naming `what` and the row/column) on a non-finite
+ * value, LMP_ERR_ARG on bad parameters. */
+lmp_status lmp_q4_quantize(const float *w, int rows, int cols, int group, int scheme,
+                           lmp_q4_method method, void *out, lmp_pool *pool, const char *what,
+                           lmp_diag *d);
+
+/* Reference dequantization of one stored row into out[cols]. */
+void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, float *out);
+
+/* y[t*rows + r] = sum_c W[r][c] * x[t*cols + c], t in [0, n), W kind Q4
+ * (lmp_q4_matmul) or Q8 (lmp_q8_matmul); picks AVX2/FMA at run time.
+ * pool may be NULL. */
+void lmp_q4_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
+void lmp_q8_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
+/* The scalar reference of both (any kind Q4/Q8), single-threaded. */
+void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y);
+
+/* Dequantize row r of a Q4 or Q8 matrix into out[cols] (embedding lookup). */
+void lmp_q4_get_row(const lmp_mat *w, int r, float *out);
+void lmp_q8_get_row(const lmp_mat *w, int r, float *out);
+
+/* Kernel selection, for tests and benchmarks: 1 if the AVX2 path is in use
+ * (CPU supports AVX2+FMA+F16C and it was not disabled). lmp_q4_force_scalar
+ * (1) makes every lmp_q4/q8 kernel use the scalar reference (process-wide;
+ * not thread-safe against concurrent matmuls). */
+int lmp_q4_simd_active(void);
+void lmp_q4_force_scalar(int on);
+
+#endif

@@ -1,0 +1,612 @@
+/* quantize/q4: grouped int4 / int8 row formats, quantizer and kernels.
+ * Expectations come from the format rules in q4.h, computed by hand here. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/pool.h"
+#include "formats/dtype.h"
+#include "quantize/q4.h"
+
+/* deterministic xorshift random numbers */
+static uint64_t g_rng = 88172645463325252ull;
+static uint32_t rnd_u32(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 32);
+}
+static float rnd_unif(void) /* [-1, 1) */
+{
+    return (float)((double)rnd_u32() / 2147483648.0 - 1.0);
+}
+static float rnd_gauss(void)
+{
+    double u1 = ((double)rnd_u32() + 1.0) / 4294967297.0, u2 = (double)rnd_u32() / 4294967296.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+static const int k_schemes[] = {LMP_Q4_SYM, LMP_Q4_ASYM, LMP_Q4_Q8};
+static const int k_groups[] = {32, 64, 128};
+
+static double sq_err(const float *a, const float *b, int n)
+{
+    double e = 0;
+    for (int i = 0; i < n; i++) e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return e;
+}
+
+/* quantize + dequantize one row */
+static double roundtrip(const float *x, int cols, int group, int scheme, lmp_q4_method m,
+                        float *out)
+{
+    size_t rb = lmp_q4_row_bytes(cols, group, scheme);
+    uint8_t *buf = malloc(rb);
+    ck_assert_ptr_nonnull(buf);
+    lmp_q4_quantize_row_ref(x, cols, group, scheme, m, buf);
+    lmp_q4_dequantize_row(buf, cols, group, scheme, out);
+    free(buf);
+    return sq_err(x, out, cols);
+}
+
+START_TEST(names_roundtrip)
+{
+    for (size_t i = 0; i < 3; i++) {
+        const char *n = lmp_q4_scheme_name(k_schemes[i]);
+        ck_assert_ptr_nonnull(n);
+        ck_assert_int_eq(lmp_q4_scheme_from_name(n), k_schemes[i]);
+    }
+    ck_assert_str_eq(lmp_q4_scheme_name(LMP_Q4_SYM), "sym");
+    ck_assert_int_eq(LMP_Q4_SYM, 1);
+    ck_assert_int_eq(LMP_Q4_ASYM, 2);
+    ck_assert_int_eq(LMP_Q4_Q8, 3);
+    ck_assert_ptr_null(lmp_q4_scheme_name(0));
+    ck_assert_ptr_null(lmp_q4_scheme_name(4));
+    ck_assert_int_eq(lmp_q4_scheme_from_name("SYM"), -1);
+    ck_assert_int_eq(lmp_q4_scheme_from_name(""), -1);
+    ck_assert_int_eq(lmp_q4_scheme_from_name(NULL), -1);
+}
+END_TEST
+
+START_TEST(row_bytes_and_bpw_by_hand)
+{
+    /* nblk*16 + 2*ng (SYM), nblk*16 + 4*ng (ASYM), nblk*32 + 2*ng (Q8) */
+    ck_assert_uint_eq(lmp_q4_row_bytes(960, 128, LMP_Q4_SYM), 30 * 16 + 8 * 2);
+    ck_assert_uint_eq(lmp_q4_row_bytes(960, 128, LMP_Q4_ASYM), 30 * 16 + 8 * 4);
+    ck_assert_uint_eq(lmp_q4_row_bytes(960, 128, LMP_Q4_Q8), 30 * 32 + 8 * 2);
+    ck_assert_uint_eq(lmp_q4_row_bytes(960, 32, LMP_Q4_SYM), 30 * 16 + 30 * 2);
+    ck_assert_uint_eq(lmp_q4_row_bytes(172, 32, LMP_Q4_SYM), 6 * 16 + 6 * 2);
+    ck_assert_uint_eq(lmp_q4_row_bytes(172, 128, LMP_Q4_ASYM), 6 * 16 + 2 * 4);
+    ck_assert_uint_eq(lmp_q4_row_bytes(40, 32, LMP_Q4_SYM), 2 * 16 + 2 * 2);
+    ck_assert_uint_eq(lmp_q4_row_bytes(1, 64, LMP_Q4_Q8), 32 + 2);
+    ck_assert_double_eq_tol(lmp_q4_bits_per_weight(2560, 32, LMP_Q4_SYM), 4.5, 1e-12);
+    ck_assert_double_eq_tol(lmp_q4_bits_per_weight(2560, 64, LMP_Q4_SYM), 4.25, 1e-12);
+    ck_assert_double_eq_tol(lmp_q4_bits_per_weight(2560, 128, LMP_Q4_SYM), 4.125, 1e-12);
+    ck_assert_double_eq_tol(lmp_q4_bits_per_weight(2560, 32, LMP_Q4_ASYM), 5.0, 1e-12);
+    ck_assert_double_eq_tol(lmp_q4_bits_per_weight(2560, 64, LMP_Q4_ASYM), 4.5, 1e-12);
+    ck_assert_double_eq_tol(lmp_q4_bits_per_weight(2560, 32, LMP_Q4_Q8), 8.5, 1e-12);
+    /* ragged: 172 columns at g32 SYM = 108 bytes = 864 bits */
+    ck_assert_double_eq_tol(lmp_q4_bits_per_weight(172, 32, LMP_Q4_SYM), 864.0 / 172.0, 1e-12);
+    /* 960 at g128: 7.5 groups -> 8 scales */
+    ck_assert_double_eq_tol(lmp_q4_bits_per_weight(960, 128, LMP_Q4_SYM), 496.0 * 8 / 960, 1e-12);
+    ck_assert_uint_eq(lmp_q4_row_bytes(0, 32, LMP_Q4_SYM), 0);
+    ck_assert_uint_eq(lmp_q4_row_bytes(64, 48, LMP_Q4_SYM), 0);
+    ck_assert_uint_eq(lmp_q4_row_bytes(64, 256, LMP_Q4_SYM), 0);
+    ck_assert_uint_eq(lmp_q4_row_bytes(64, 32, 0), 0);
+    ck_assert_uint_eq(lmp_q4_row_bytes(64, 32, 4), 0);
+    ck_assert_double_eq(lmp_q4_bits_per_weight(64, 32, 9), 0.0);
+}
+END_TEST
+
+/* x_j = 0.25 * (j%16 - 8): d = 0.25 (fp16 0x3400), code u = j%16; byte j
+ * holds element j (low) and j+16 (high): both j -> 0x11 * j. */
+START_TEST(sym_exact_bytes_by_hand)
+{
+    float x[32], y[32];
+    uint8_t buf[18];
+    for (int m = 0; m < 2; m++) {
+        for (int j = 0; j < 32; j++) x[j] = 0.25f * (float)(j % 16 - 8);
+        memset(buf, 0xee, sizeof buf);
+        lmp_q4_quantize_row_ref(x, 32, 32, LMP_Q4_SYM, (lmp_q4_method)m, buf);
+        for (int j = 0; j < 16; j++) ck_assert_uint_eq(buf[j], 0x11 * j);
+        ck_assert_uint_eq(buf[16], 0x00);
+        ck_assert_uint_eq(buf[17], 0x34);
+        lmp_q4_dequantize_row(buf, 32, 32, LMP_Q4_SYM, y);
+        for (int j = 0; j < 32; j++) ck_assert_float_eq(y[j], x[j]);
+    }
+}
+END_TEST
+
+/* x_j = 0.5 * (j%16) + 1: d = 0.5 (0x3800), m = 1 (0x3c00), u = j%16 */
+START_TEST(asym_exact_bytes_by_hand)
+{
+    float x[32], y[32];
+    uint8_t buf[20];
+    for (int m = 0; m < 2; m++) {
+        for (int j = 0; j < 32; j++) x[j] = 0.5f * (float)(j % 16) + 1.0f;
+        lmp_q4_quantize_row_ref(x, 32, 32, LMP_Q4_ASYM, (lmp_q4_method)m, buf);
+        for (int j = 0; j < 16; j++) ck_assert_uint_eq(buf[j], 0x11 * j);
+        ck_assert_uint_eq(buf[16] | buf[17] << 8, 0x3800);
+        ck_assert_uint_eq(buf[18] | buf[19] << 8, 0x3c00);
+        lmp_q4_dequantize_row(buf, 32, 32, LMP_Q4_ASYM, y);
+        for (int j = 0; j < 32; j++) ck_assert_float_eq(y[j], x[j]);
+    }
+}
+END_TEST
+
+/* Q8: x_j = q_j / 64 with q_j in [-126, 127] and 127 present once: the
+ * largest magnitude is +127/64, so d = 1/64 (fp16 0x2400), codes = q_j. */
+START_TEST(q8_exact_and_no_minus128)
+{
+    float x[64], y[64];
+    int qv[64];
+    uint8_t buf[32 * 2 + 2];
+    for (int j = 0; j < 64; j++) qv[j] = (j * 37) % 253 - 126;
+    qv[5] = 127;
+    for (int j = 0; j < 64; j++) x[j] = (float)qv[j] / 64.0f;
+    for (int m = 0; m < 2; m++) {
+        lmp_q4_quantize_row_ref(x, 64, 64, LMP_Q4_Q8, (lmp_q4_method)m, buf);
+        ck_assert_uint_eq(buf[64] | buf[65] << 8, 0x2400);
+        for (int j = 0; j < 64; j++) ck_assert_int_eq((int8_t)buf[j], qv[j]);
+        lmp_q4_dequantize_row(buf, 64, 64, LMP_Q4_Q8, y);
+        for (int j = 0; j < 64; j++) ck_assert_float_eq(y[j], x[j]);
+    }
+    /* the most negative value maps to -127, never -128 */
+    for (int j = 0; j < 64; j++) x[j] = -1.0f + (float)j / 1000.0f;
+    for (int m = 0; m < 2; m++) {
+        lmp_q4_quantize_row_ref(x, 64, 32, LMP_Q4_Q8, (lmp_q4_method)m, buf);
+        for (int j = 0; j < 64; j++) ck_assert_int_ne((int8_t)buf[j], -128);
+    }
+}
+END_TEST
+
+START_TEST(constant_and_zero_groups)
+{
+    float x[64], y[64];
+    for (size_t s = 0; s < 3; s++)
+        for (int m = 0; m < 2; m++) {
+            /* 0.5 and 0.5/8 are exact in fp16, 0.5/127 is not: Q4 and ASYM
+             * must be exact, Q8 within fp16 relative rounding (2^-11) */
+            for (int j = 0; j < 64; j++) x[j] = 0.5f;
+            roundtrip(x, 64, 32, k_schemes[s], (lmp_q4_method)m, y);
+            for (int j = 0; j < 64; j++) {
+                if (k_schemes[s] == LMP_Q4_Q8)
+                    ck_assert_float_eq_tol(y[j], 0.5f, 0.5f / 1024.0f);
+                else
+                    ck_assert_float_eq(y[j], 0.5f);
+            }
+            /* 0.3 is not exact: within fp16 relative rounding (2^-11) x the
+             * largest code */
+            for (int j = 0; j < 64; j++) x[j] = -0.3f;
+            roundtrip(x, 64, 64, k_schemes[s], (lmp_q4_method)m, y);
+            for (int j = 0; j < 64; j++) ck_assert_float_eq_tol(y[j], -0.3f, 0.3f / 1024.0f);
+            for (int j = 0; j < 64; j++) x[j] = 0.0f;
+            double e = roundtrip(x, 64, 128, k_schemes[s], (lmp_q4_method)m, y);
+            ck_assert(e == 0.0);
+        }
+    /* zeros: SYM codes are 8 (q = 0), scale 0 */
+    uint8_t buf[18];
+    for (int j = 0; j < 32; j++) x[j] = 0.0f;
+    lmp_q4_quantize_row_ref(x, 32, 32, LMP_Q4_SYM, LMP_Q4_SEARCH, buf);
+    for (int j = 0; j < 16; j++) ck_assert_uint_eq(buf[j], 0x88);
+    ck_assert_uint_eq(buf[16] | buf[17] << 8, 0);
+}
+END_TEST
+
+/* One outlier (1.0) among values below 0.06: min-max SYM has d = 1/-8,
+ * the outlier is exact, every small value rounds to 0 -> error = sum of the
+ * small values squared. The search must not be worse. */
+START_TEST(outlier_group)
+{
+    float x[32], y[32];
+    double small = 0;
+    for (int j = 0; j < 32; j++) x[j] = 0.06f * rnd_unif();
+    x[9] = 1.0f;
+    for (int j = 0; j < 32; j++)
+        if (j != 9) small += (double)x[j] * x[j];
+    double e_mm = roundtrip(x, 32, 32, LMP_Q4_SYM, LMP_Q4_MINMAX, y);
+    ck_assert_float_eq(y[9], 1.0f);
+    ck_assert_double_eq_tol(e_mm, small, 1e-12);
+    double e_s = roundtrip(x, 32, 32, LMP_Q4_SYM, LMP_Q4_SEARCH, y);
+    ck_assert(e_s <= e_mm);
+    /* ASYM min-max: range [min, 1], d = (1-min)/15 > 0.06: small values all
+     * reconstruct to m or m+d; the outlier within d/2 */
+    double e_amm = roundtrip(x, 32, 32, LMP_Q4_ASYM, LMP_Q4_MINMAX, y);
+    ck_assert(fabsf(y[9] - 1.0f) < 0.04f);
+    ck_assert(roundtrip(x, 32, 32, LMP_Q4_ASYM, LMP_Q4_SEARCH, y) <= e_amm);
+}
+END_TEST
+
+/* Per group, the search is never worse than min-max, and overall it is
+ * clearly better on Gaussian weights (the point of searching). */
+START_TEST(search_beats_minmax)
+{
+    enum { COLS = 4096 };
+    float *x = malloc(sizeof(float) * COLS), *y = malloc(sizeof(float) * COLS);
+    for (int dist = 0; dist < 3; dist++) {
+        for (int i = 0; i < COLS; i++) {
+            float g = rnd_gauss();
+            x[i] = dist == 0 ? 0.02f * g : dist == 1 ? 0.05f * rnd_unif() : 0.02f * g * fabsf(g);
+        }
+        for (size_t s = 0; s < 3; s++)
+            for (size_t gi = 0; gi < 3; gi++) {
+                int grp = k_groups[gi], sch = k_schemes[s];
+                double tot_mm = 0, tot_s = 0;
+                for (int c0 = 0; c0 < COLS; c0 += grp) {
+                    double emm = roundtrip(x + c0, grp, grp, sch, LMP_Q4_MINMAX, y);
+                    double es = roundtrip(x + c0, grp, grp, sch, LMP_Q4_SEARCH, y);
+                    ck_assert_msg(es <= emm, "scheme %d group %d: search %g > minmax %g", sch, grp,
+                                  es, emm);
+                    tot_mm += emm;
+                    tot_s += es;
+                }
+                double gain = 1.0 - sqrt(tot_s / tot_mm);
+                if (getenv("LMP_Q4_VERBOSE"))
+                    fprintf(stderr, "dist %d %s g%d: rmse minmax %.4g search %.4g (-%.1f%%)\n", dist,
+                            lmp_q4_scheme_name(sch), grp, sqrt(tot_mm / COLS), sqrt(tot_s / COLS),
+                            100 * gain);
+                /* 4-bit: at least 4% lower RMSE on Gaussian weights (measured 5-11%) */
+                if (dist == 0 && sch != LMP_Q4_Q8) ck_assert_msg(gain > 0.04, "gain %g", gain);
+            }
+    }
+    free(x);
+    free(y);
+}
+END_TEST
+
+/* Ragged last groups: each group has its own scale fitted to its own
+ * elements, padding codes are as specified, reconstruction within |d|. */
+START_TEST(ragged_groups)
+{
+    static const int cols_list[] = {1, 31, 33, 40, 172, 300, 960};
+    float *x = malloc(sizeof(float) * 960), *y = malloc(sizeof(float) * 960);
+    uint8_t *buf = malloc(2048);
+    for (size_t ci = 0; ci < sizeof cols_list / sizeof *cols_list; ci++)
+        for (size_t s = 0; s < 3; s++)
+            for (size_t gi = 0; gi < 3; gi++) {
+                int cols = cols_list[ci], grp = k_groups[gi], sch = k_schemes[s];
+                int ng = (cols + grp - 1) / grp, nblk = (cols + 31) / 32;
+                for (int i = 0; i < cols; i++)
+                    x[i] = (i >= (ng - 1) * grp ? 0.001f : 1.0f) * rnd_gauss();
+                size_t rb = lmp_q4_row_bytes(cols, grp, sch);
+                memset(buf, 0x5a, 2048);
+                lmp_q4_quantize_row_ref(x, cols, grp, sch, LMP_Q4_SEARCH, buf);
+                ck_assert_uint_eq(buf[rb], 0x5a); /* wrote exactly row_bytes */
+                lmp_q4_dequantize_row(buf, cols, grp, sch, y);
+                const uint8_t *sc = buf + (size_t)nblk * (sch == LMP_Q4_Q8 ? 32 : 16);
+                for (int i = 0; i < cols; i++) {
+                    int g = i / grp;
+                    float d = fabsf(lmp_f16_to_f32((uint16_t)(sc[2 * g] | sc[2 * g + 1] << 8)));
+                    float amax = 0;
+                    for (int c = g * grp; c < cols && c < (g + 1) * grp; c++)
+                        amax = fmaxf(amax, fabsf(x[c]));
+                    /* nearest level; the search may clip a few levels; the
+                     * ASYM min carries fp16 rounding */
+                    ck_assert_msg(fabsf(y[i] - x[i]) <= 3.0f * d + amax / 512.0f + 1e-7f,
+                                  "cols %d g%d %s elem %d: %g vs %g (d %g)", cols, grp,
+                                  lmp_q4_scheme_name(sch), i, y[i], x[i], d);
+                }
+                /* min-max: within one level (SYM/Q8: the +M end clips to 7),
+                 * half a level plus fp16 rounding of the min (ASYM) */
+                lmp_q4_quantize_row_ref(x, cols, grp, sch, LMP_Q4_MINMAX, buf);
+                lmp_q4_dequantize_row(buf, cols, grp, sch, y);
+                for (int i = 0; i < cols; i++) {
+                    int g = i / grp;
+                    float d = fabsf(lmp_f16_to_f32((uint16_t)(sc[2 * g] | sc[2 * g + 1] << 8)));
+                    float amax = 0;
+                    for (int c = g * grp; c < cols && c < (g + 1) * grp; c++)
+                        amax = fmaxf(amax, fabsf(x[c]));
+                    float bound = sch == LMP_Q4_ASYM ? 0.5f * d + amax / 512.0f : 1.001f * d;
+                    ck_assert_msg(fabsf(y[i] - x[i]) <= bound + 1e-7f,
+                                  "minmax cols %d g%d %s elem %d: %g vs %g (d %g)", cols, grp,
+                                  lmp_q4_scheme_name(sch), i, y[i], x[i], d);
+                }
+                /* the short last group got its own small scale */
+                float dl = fabsf(lmp_f16_to_f32(
+                    (uint16_t)(sc[2 * (ng - 1)] | sc[2 * (ng - 1) + 1] << 8)));
+                ck_assert(dl < 0.01f);
+                /* padding codes */
+                for (int c = cols; c < nblk * 32; c++) {
+                    int b = c / 32, j = c % 32;
+                    if (sch == LMP_Q4_Q8) {
+                        ck_assert_uint_eq(buf[c], 0);
+                    } else {
+                        uint8_t byte = buf[16 * b + (j & 15)];
+                        int code = j < 16 ? byte & 15 : byte >> 4;
+                        ck_assert_int_eq(code, sch == LMP_Q4_SYM ? 8 : 0);
+                    }
+                }
+            }
+    free(x);
+    free(y);
+    free(buf);
+}
+END_TEST
+
+static uint8_t *quantize_mat(const float *w, int rows, int cols, int grp, int sch, int threads)
+{
+    size_t rb = lmp_q4_row_bytes(cols, grp, sch);
+    uint8_t *q = malloc(rb * (size_t)rows);
+    lmp_pool *p = NULL;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_pool_create(&p, threads, &d), LMP_OK);
+    ck_assert_int_eq(lmp_q4_quantize(w, rows, cols, grp, sch, LMP_Q4_SEARCH, q, p, "w", &d), LMP_OK);
+    lmp_pool_close(p);
+    return q;
+}
+
+START_TEST(quantize_deterministic_and_thread_independent)
+{
+    int rows = 37, cols = 172;
+    float *w = malloc(sizeof(float) * rows * cols);
+    for (int i = 0; i < rows * cols; i++) w[i] = 0.1f * rnd_gauss();
+    for (size_t s = 0; s < 3; s++) {
+        size_t rb = lmp_q4_row_bytes(cols, 64, k_schemes[s]);
+        uint8_t *a = quantize_mat(w, rows, cols, 64, k_schemes[s], 1);
+        uint8_t *b = quantize_mat(w, rows, cols, 64, k_schemes[s], 2);
+        uint8_t *c = quantize_mat(w, rows, cols, 64, k_schemes[s], 3);
+        ck_assert_mem_eq(a, b, rb * rows);
+        ck_assert_mem_eq(a, c, rb * rows);
+        /* matrix path = row reference */
+        uint8_t *r = malloc(rb);
+        lmp_q4_quantize_row_ref(w + 5 * cols, cols, 64, k_schemes[s], LMP_Q4_SEARCH, r);
+        ck_assert_mem_eq(r, a + 5 * rb, rb);
+        free(r);
+        free(a);
+        free(b);
+        free(c);
+    }
+    free(w);
+}
+END_TEST
+
+START_TEST(quantize_rejects_bad_input)
+{
+    float w[64];
+    uint8_t q[256];
+    lmp_diag d;
+    for (int i = 0; i < 64; i++) w[i] = 0.5f;
+    w[40] = NAN;
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_q4_quantize(w, 2, 32, 32, LMP_Q4_SYM, LMP_Q4_SEARCH, q, NULL, "blk.0.w", &d),
+                     LMP_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(d.msg, "blk.0.w"));
+    ck_assert_ptr_nonnull(strstr(d.msg, "row 1 column 8"));
+    w[40] = 0.5f;
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_q4_quantize(w, 2, 32, 48, LMP_Q4_SYM, LMP_Q4_SEARCH, q, NULL, "x", &d),
+                     LMP_ERR_ARG);
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_q4_check_layout(4, 960, 128, LMP_Q4_SYM, 497, "t", &d), LMP_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(d.msg, "496"));
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_q4_check_layout(4, 960, 128, 7, 496, "t", &d), LMP_ERR_FORMAT);
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_q4_check_layout(4, 960, 128, LMP_Q4_SYM, 496, "t", &d), LMP_OK);
+    lmp_mat m;
+    ck_assert_int_eq(lmp_q4_mat_init(&m, 2, 32, 32, LMP_Q4_Q8, q, &d), LMP_OK);
+    ck_assert_int_eq(m.kind, LMP_MAT_Q8);
+    ck_assert_uint_eq(m.row_bytes, 34);
+    /* a view that breaks the layout rules is never read: NaN results */
+    float x[32] = {1}, y[2] = {0, 0}, row[32];
+    m.row_bytes = 33;
+    lmp_q8_matmul(&m, x, 1, y, NULL);
+    ck_assert(isnan(y[0]) && isnan(y[1]));
+    m.row_bytes = 34;
+    m.kind = LMP_MAT_Q4; /* Q4 with scheme q8 */
+    lmp_q4_matmul(&m, x, 1, y, NULL);
+    ck_assert(isnan(y[0]) && isnan(y[1]));
+    lmp_q4_get_row(&m, 0, row);
+    ck_assert(isnan(row[0]));
+}
+END_TEST
+
+/* ---- kernels ---------------------------------------------------------- */
+
+typedef struct {
+    lmp_mat m;
+    uint8_t *q;
+    float *w, *x;
+} kcase;
+
+static void kcase_make(kcase *k, int rows, int cols, int grp, int sch, int n)
+{
+    k->w = malloc(sizeof(float) * rows * cols);
+    k->x = malloc(sizeof(float) * n * cols);
+    for (int i = 0; i < rows * cols; i++) k->w[i] = 0.05f * rnd_gauss() + 0.01f;
+    for (int i = 0; i < n * cols; i++) k->x[i] = rnd_gauss() * (i % 7 == 0 ? 4.0f : 1.0f);
+    size_t rb = lmp_q4_row_bytes(cols, grp, sch);
+    k->q = malloc(rb * rows);
+    lmp_diag d;
+    ck_assert_int_eq(lmp_q4_quantize(k->w, rows, cols, grp, sch, LMP_Q4_SEARCH, k->q, NULL, "w", &d),
+                     LMP_OK);
+    ck_assert_int_eq(lmp_q4_mat_init(&k->m, rows, cols, grp, sch, k->q, &d), LMP_OK);
+}
+
+static void kcase_free(kcase *k)
+{
+    free(k->w);
+    free(k->x);
+    free(k->q);
+}
+
+static void mm(const lmp_mat *m, const float *x, int n, float *y, lmp_pool *p)
+{
+    if (m->kind == LMP_MAT_Q8)
+        lmp_q8_matmul(m, x, n, y, p);
+    else
+        lmp_q4_matmul(m, x, n, y, p);
+}
+
+/* Dequantized weights times float activations, in double, and the bound
+ * of the activation rounding: per block |x - dx*xq| <= dx/2 with
+ * dx = max|x|/127, so |y_q - y_f| <= sum_b dx_b/2 * sum_{c in b} |w_c|. */
+static void ref_float(const kcase *k, int n, double *yf, double *bound)
+{
+    const lmp_mat *m = &k->m;
+    float *row = malloc(sizeof(float) * m->cols);
+    for (int r = 0; r < m->rows; r++) {
+        lmp_q4_get_row(m, r, row);
+        for (int t = 0; t < n; t++) {
+            const float *x = k->x + (size_t)t * m->cols;
+            double s = 0, bd = 0;
+            for (int b = 0; b * 32 < m->cols; b++) {
+                double am = 0, aw = 0;
+                for (int c = 32 * b; c < m->cols && c < 32 * b + 32; c++) {
+                    s += (double)row[c] * x[c];
+                    am = fmax(am, fabs(x[c]));
+                    aw += fabs(row[c]);
+                }
+                bd += am / 127.0 / 2.0 * aw;
+            }
+            yf[(size_t)t * m->rows + r] = s;
+            bound[(size_t)t * m->rows + r] = bd;
+        }
+    }
+    free(row);
+}
+
+START_TEST(kernel_matches_dequant_float)
+{
+    static const int shapes[][2] = {{5, 32}, {17, 40}, {33, 172}, {9, 960}, {20, 300}, {3, 1}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (size_t s = 0; s < 3; s++)
+            for (size_t gi = 0; gi < 3; gi++) {
+                int rows = shapes[si][0], cols = shapes[si][1], n = 3;
+                kcase k;
+                kcase_make(&k, rows, cols, k_groups[gi], k_schemes[s], n);
+                float *y = malloc(sizeof(float) * rows * n), *yr = malloc(sizeof(float) * rows * n);
+                double *yf = malloc(sizeof(double) * rows * n), *bd = malloc(sizeof(double) * rows * n);
+                ref_float(&k, n, yf, bd);
+                mm(&k.m, k.x, n, y, NULL);
+                lmp_q4_matmul_ref(&k.m, k.x, n, yr);
+                for (int i = 0; i < rows * n; i++) {
+                    double tol = bd[i] * 1.001 + 1e-5 * (fabs(yf[i]) + bd[i] * 127) + 1e-6;
+                    ck_assert_msg(fabs(y[i] - yf[i]) <= tol, "%dx%d %s g%d: y %g float %g bound %g",
+                                  rows, cols, lmp_q4_scheme_name(k_schemes[s]), k_groups[gi], y[i],
+                                  yf[i], bd[i]);
+                    ck_assert_msg(fabs(yr[i] - yf[i]) <= tol, "ref: y %g float %g", yr[i], yf[i]);
+                }
+                free(y);
+                free(yr);
+                free(yf);
+                free(bd);
+                kcase_free(&k);
+            }
+}
+END_TEST
+
+/* The SIMD path against the scalar reference: same int8 activations, same
+ * integer block sums, only the float summation order differs. */
+START_TEST(simd_matches_scalar_reference)
+{
+    if (!lmp_q4_simd_active())
+        fprintf(stderr, "test_q4: CPU without AVX2/FMA/F16C, comparing scalar with itself\n");
+    for (int it = 0; it < 60; it++) {
+        int rows = 1 + (int)(rnd_u32() % 70), n = 1 + (int)(rnd_u32() % 9);
+        static const int cl[] = {32, 40, 64, 96, 172, 300, 960, 8200, 33};
+        int cols = cl[rnd_u32() % 9], grp = k_groups[rnd_u32() % 3], sch = k_schemes[rnd_u32() % 3];
+        if (cols == 8200) rows = 1 + rows / 10;
+        kcase k;
+        kcase_make(&k, rows, cols, grp, sch, n);
+        float *y = malloc(sizeof(float) * rows * n), *yr = malloc(sizeof(float) * rows * n);
+        double *yf = malloc(sizeof(double) * rows * n), *bd = malloc(sizeof(double) * rows * n);
+        ref_float(&k, n, yf, bd);
+        mm(&k.m, k.x, n, y, NULL);
+        lmp_q4_matmul_ref(&k.m, k.x, n, yr);
+        for (int i = 0; i < rows * n; i++) {
+            /* reassociation of ~cols/32 float terms of magnitude <= |w||x| */
+            double mag = 0;
+            int r = i % rows, t = i / rows;
+            float *row = malloc(sizeof(float) * cols);
+            lmp_q4_get_row(&k.m, r, row);
+            for (int c = 0; c < cols; c++) mag += fabs(row[c] * k.x[(size_t)t * cols + c]);
+            free(row);
+            mag += bd[i] * 2;
+            ck_assert_msg(fabs(y[i] - yr[i]) <= 1.2e-7 * ((cols + 31) / 32 + 8) * mag + 1e-30,
+                          "%dx%d n%d %s g%d: simd %.9g ref %.9g", rows, cols, n,
+                          lmp_q4_scheme_name(sch), grp, y[i], yr[i]);
+        }
+        free(y);
+        free(yr);
+        free(yf);
+        free(bd);
+        kcase_free(&k);
+    }
+}
+END_TEST
+
+/* Same bits for 1, 2 and 3 threads, and for prefill (n tokens at once) vs
+ * one token at a time, on both the SIMD and the scalar path. */
+START_TEST(threads_and_prefill_bit_identical)
+{
+    int rows = 100, cols = 960, n = 6;
+    for (size_t s = 0; s < 3; s++) {
+        kcase k;
+        kcase_make(&k, rows, cols, 64, k_schemes[s], n);
+        float *y1 = malloc(sizeof(float) * rows * n), *y2 = malloc(sizeof(float) * rows * n);
+        for (int force = 0; force < 2; force++) {
+            lmp_q4_force_scalar(force);
+            mm(&k.m, k.x, n, y1, NULL);
+            for (int th = 1; th <= 3; th++) {
+                lmp_pool *p;
+                lmp_diag d;
+                ck_assert_int_eq(lmp_pool_create(&p, th, &d), LMP_OK);
+                memset(y2, 0, sizeof(float) * rows * n);
+                mm(&k.m, k.x, n, y2, p);
+                ck_assert_mem_eq(y1, y2, sizeof(float) * rows * n);
+                for (int t = 0; t < n; t++) mm(&k.m, k.x + (size_t)t * cols, 1, y2 + (size_t)t * rows, p);
+                ck_assert_mem_eq(y1, y2, sizeof(float) * rows * n);
+                lmp_pool_close(p);
+            }
+        }
+        lmp_q4_force_scalar(0);
+        free(y1);
+        free(y2);
+        kcase_free(&k);
+    }
+}
+END_TEST
+
+START_TEST(get_row_is_dequantize)
+{
+    kcase k;
+    kcase_make(&k, 7, 172, 128, LMP_Q4_ASYM, 1);
+    float a[172], b[172];
+    lmp_q4_get_row(&k.m, 6, a);
+    lmp_q4_dequantize_row(k.q + 6 * k.m.row_bytes, 172, 128, LMP_Q4_ASYM, b);
+    ck_assert_mem_eq(a, b, sizeof a);
+    for (int c = 0; c < 172; c++) ck_assert(fabsf(a[c] - k.w[6 * 172 + c]) < 0.05f);
+    kcase_free(&k);
+}
+END_TEST
+
+Suite *lmp_suite_q4(void)
+{
+    Suite *s = suite_create("q4");
+    TCase *tc = tcase_create("format");
+    tcase_add_test(tc, names_roundtrip);
+    tcase_add_test(tc, row_bytes_and_bpw_by_hand);
+    tcase_add_test(tc, sym_exact_bytes_by_hand);
+    tcase_add_test(tc, asym_exact_bytes_by_hand);
+    tcase_add_test(tc, q8_exact_and_no_minus128);
+    tcase_add_test(tc, constant_and_zero_groups);
+    tcase_add_test(tc, outlier_group);
+    tcase_add_test(tc, search_beats_minmax);
+    tcase_add_test(tc, ragged_groups);
+    tcase_add_test(tc, quantize_deterministic_and_thread_independent);
+    tcase_add_test(tc, quantize_rejects_bad_input);
+    suite_add_tcase(s, tc);
+    TCase *tk = tcase_create("kernels");
+    tcase_set_timeout(tk, 60);
+    tcase_add_test(tk, kernel_matches_dequant_float);
+    tcase_add_test(tk, simd_matches_scalar_reference);
+    tcase_add_test(tk, threads_and_prefill_bit_identical);
+    tcase_add_test(tk, get_row_is_dequantize);
+    suite_add_tcase(s, tk);
+    return s;
+}
