@@ -2,6 +2,7 @@
  *
  *   lmpack run MODEL --ids "1 2 3" --logits OUT.f32    logits of every prompt position
  *   lmpack run MODEL --ids "..." -n N --greedy         N new ids (argmax), one line
+ *   lmpack run MODEL --prompt "Once upon" -n N [sampling] text, streamed as generated
  *
  * Structure (so text prompts, sampling and streaming can be added without
  * rewriting): parse_args() fills a run_opts; main() loads the model, builds
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "common/cli.h"
 #include "common/fileio.h"
@@ -19,6 +21,8 @@
 #include "runtime/forward.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
+#include "runtime/sample.h"
+#include "tokenizer/tokenizer.h"
 
 #define PROG "run"
 
@@ -31,12 +35,18 @@ typedef struct run_opts {
     long threads;         /* -t, 0 = online CPUs */
     long ctx;             /* --ctx, 0 = prompt + n_new (capped by the model) */
     int stats, json;
+    const char *prompt;   /* --prompt TEXT: tokenize, generate text */
+    int chat;             /* --chat: wrap --prompt in the chat template */
+    int ignore_eos;       /* --ignore-eos */
+    int sampling;         /* any sampling flag given */
+    lmp_sample_params sp; /* --temperature --top-k --top-p --min-p ... */
 } run_opts;
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: lmpack run MODEL --ids \"ID ID ...\" [options]\n"
+            "       lmpack run MODEL --prompt TEXT [-n N] [sampling options]\n"
             "\n"
             "Run a Llama-family model (a Hugging Face folder with config.json and\n"
             "safetensors; F32/F16/BF16 weights are computed in float32).\n"
@@ -46,7 +56,21 @@ static void usage(FILE *f)
             "                    little-endian float32 [T, vocab], row-major\n"
             "  -n, --n-new N     generate N new tokens after the prompt; prints the new\n"
             "                    ids space-separated on one line of stdout\n"
-            "  --greedy          argmax decoding (the default, and for now the only mode)\n"
+            "  --greedy          argmax decoding (the default with --ids; = --temperature 0)\n"
+            "  --prompt TEXT     tokenize TEXT with the model's tokenizer (BOS added when the\n"
+            "                    tokenizer config asks for it) and stream the generated text\n"
+            "                    to stdout; stops at an EOS id of config.json (default -n 128)\n"
+            "  --chat            wrap --prompt as one user turn of the chat template (ChatML)\n"
+            "  --ignore-eos      do not stop at EOS\n"
+            "sampling (defaults as llama.cpp; with --ids only when one is given):\n"
+            "  --temperature T   0 = greedy (default 0.8)\n"
+            "  --top-k K         keep the K most likely tokens, 0 = off (default 40)\n"
+            "  --top-p P         nucleus: smallest set reaching probability P (default 0.95)\n"
+            "  --min-p P         drop tokens below P x the top probability (default 0.05)\n"
+            "  --repeat-penalty R  divide positive / multiply negative logits of recent\n"
+            "                    tokens by R (default 1 = off)\n"
+            "  --repeat-last-n N tokens the penalty looks back over (default 64, -1 = all)\n"
+            "  --seed S          random seed (default 0): same seed, same text\n"
             "  -t, --threads N   worker threads (default: online CPUs)\n"
             "  --ctx N           KV cache positions (default: prompt + N, at most the\n"
             "                    model's max_position_embeddings)\n"
@@ -76,6 +100,7 @@ static void parse_args(int argc, char **argv, run_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->n_new = -1;
+    lmp_sample_defaults(&o->sp);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -94,6 +119,54 @@ static void parse_args(int argc, char **argv, run_opts *o)
         } else if ((v = opt_value(argc, argv, &i, "--ctx", NULL))) {
             if (lmp_parse_int(v, 1, 1 << 24, &o->ctx))
                 lmp_cli_usage_error(PROG, "--ctx wants a positive position count, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--prompt", NULL))) {
+            o->prompt = v;
+        } else if ((v = opt_value(argc, argv, &i, "--temperature", NULL))) {
+            double x;
+            if (lmp_parse_float(v, 0, 100, &x))
+                lmp_cli_usage_error(PROG, "--temperature wants a number in [0, 100], got '%s'", v);
+            o->sp.temperature = (float)x;
+            o->sampling = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--top-k", NULL))) {
+            long x;
+            if (lmp_parse_int(v, 0, 1 << 30, &x))
+                lmp_cli_usage_error(PROG, "--top-k wants a count >= 0, got '%s'", v);
+            o->sp.top_k = (int)x;
+            o->sampling = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--top-p", NULL))) {
+            double x;
+            if (lmp_parse_float(v, 1e-9, 1, &x))
+                lmp_cli_usage_error(PROG, "--top-p wants a number in (0, 1], got '%s'", v);
+            o->sp.top_p = (float)x;
+            o->sampling = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--min-p", NULL))) {
+            double x;
+            if (lmp_parse_float(v, 0, 1, &x))
+                lmp_cli_usage_error(PROG, "--min-p wants a number in [0, 1], got '%s'", v);
+            o->sp.min_p = (float)x;
+            o->sampling = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--repeat-penalty", NULL))) {
+            double x;
+            if (lmp_parse_float(v, 1e-6, 1e6, &x))
+                lmp_cli_usage_error(PROG, "--repeat-penalty wants a number > 0, got '%s'", v);
+            o->sp.repeat_penalty = (float)x;
+            o->sampling = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--repeat-last-n", NULL))) {
+            long x;
+            if (lmp_parse_int(v, -1, 1 << 30, &x))
+                lmp_cli_usage_error(PROG, "--repeat-last-n wants a count >= -1, got '%s'", v);
+            o->sp.repeat_last_n = (int)x;
+            o->sampling = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--seed", NULL))) {
+            long x;
+            if (lmp_parse_int(v, 0, 0x7fffffffL, &x))
+                lmp_cli_usage_error(PROG, "--seed wants an integer in [0, 2^31), got '%s'", v);
+            o->sp.seed = (uint64_t)x;
+            o->sampling = 1;
+        } else if (!strcmp(a, "--chat")) {
+            o->chat = 1;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            o->ignore_eos = 1;
         } else if (!strcmp(a, "--greedy")) {
             o->greedy = 1;
         } else if (!strcmp(a, "--stats")) {
@@ -109,8 +182,12 @@ static void parse_args(int argc, char **argv, run_opts *o)
         }
     }
     if (!o->model) lmp_cli_usage_error(PROG, "missing MODEL");
-    if (!o->ids) lmp_cli_usage_error(PROG, "missing --ids (the prompt as token ids)");
-    if (o->greedy && o->n_new < 0)
+    if (!o->ids && !o->prompt)
+        lmp_cli_usage_error(PROG, "missing --ids or --prompt (the prompt as token ids or text)");
+    if (o->ids && o->prompt) lmp_cli_usage_error(PROG, "give one of --ids and --prompt");
+    if (o->chat && !o->prompt) lmp_cli_usage_error(PROG, "--chat needs --prompt");
+    if (o->greedy) o->sp.temperature = 0;
+    if (o->greedy && o->n_new < 0 && !o->prompt)
         lmp_cli_usage_error(PROG, "--greedy needs -n N (how many tokens to generate)");
 }
 
@@ -141,14 +218,68 @@ out:
 
 typedef struct {
     int count;
+    lmp_tok_stream *stream; /* text mode (--prompt): decode and print text */
+    const lmp_config *cfg;
+    int stop_at_eos;
+    lmp_status rc; /* a decoding failure stops generation */
+    lmp_diag *d;
 } print_ctx;
+
+static int is_eos(const lmp_config *c, int token)
+{
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos[i] == token) return 1;
+    return 0;
+}
 
 static int print_token(void *ctx, int token)
 {
     print_ctx *p = ctx;
-    printf(p->count++ ? " %d" : "%d", token);
+    if (p->stop_at_eos && is_eos(p->cfg, token)) return 1; /* EOS is not printed */
+    if (p->stream) {
+        const char *t;
+        size_t n;
+        p->rc = lmp_tok_stream_push(p->stream, token, &t, &n, p->d);
+        if (p->rc != LMP_OK) return 1;
+        fwrite(t, 1, n, stdout);
+        p->count++;
+    } else {
+        printf(p->count++ ? " %d" : "%d", token);
+    }
     fflush(stdout);
     return 0;
+}
+
+typedef struct {
+    lmp_sampler *s;
+} sample_ctx;
+
+static int choose_sample(void *ctx, float *logits, int vocab)
+{
+    sample_ctx *c = ctx;
+    (void)vocab;
+    int tok = lmp_sampler_sample(c->s, logits);
+    lmp_sampler_accept(c->s, tok);
+    return tok;
+}
+
+/* --prompt: text (optionally chat-wrapped) -> ids with the model's tokenizer. */
+static lmp_status prompt_ids(const run_opts *o, lmp_tok *tok, int **ids, long *T, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    char *chat = NULL;
+    const char *text = o->prompt;
+    size_t n = 0;
+    if (o->chat) {
+        LMP_FORWARD(lmp_tok_chat_format(tok, text, &chat, d));
+        text = chat;
+    }
+    LMP_FORWARD(lmp_tok_encode(tok, text, strlen(text), lmp_tok_add_bos_default(tok), ids, &n, d));
+    LMP_FAIL_IF(n == 0, LMP_ERR_ARG, "%s: the prompt is empty (no tokens)", o->model);
+    *T = (long)n;
+out:
+    free(chat);
+    return rc;
 }
 
 static void print_stats(const run_opts *o, double load_ms, const lmp_gen_stats *st, int threads)
@@ -176,13 +307,21 @@ int main(int argc, char **argv)
     run_opts o;
     parse_args(argc, argv, &o);
     int *ids = NULL;
-    long T = lmp_parse_ids(o.ids, &ids);
-    if (T < 0) lmp_cli_usage_error(PROG, "--ids: not a list of non-negative integers: '%s'", o.ids);
-    if (T == 0) {
-        free(ids);
-        lmp_cli_usage_error(PROG, "--ids is empty: give at least one token id");
+    long T = 0;
+    if (o.ids) {
+        T = lmp_parse_ids(o.ids, &ids);
+        if (T < 0)
+            lmp_cli_usage_error(PROG, "--ids: not a list of non-negative integers: '%s'", o.ids);
+        if (T == 0) {
+            free(ids);
+            lmp_cli_usage_error(PROG, "--ids is empty: give at least one token id");
+        }
     }
-    long n_new = o.n_new < 0 ? 0 : o.n_new;
+    long n_new = o.n_new < 0 ? (o.prompt ? 128 : 0) : o.n_new;
+    lmp_tok *tok = NULL;
+    lmp_tok_stream *stream = NULL;
+    lmp_sampler *sampler = NULL;
+    sample_ctx sc = {0};
 
     lmp_diag diag = {0}, *d = &diag;
     lmp_status rc = LMP_OK;
@@ -191,12 +330,35 @@ int main(int argc, char **argv)
     lmp_state *s = NULL;
     float *plog = NULL;
     int exit_code = LMP_EXIT_OK;
-    print_ctx pc = {0};
+    print_ctx pc = {.d = d};
 
     double t0 = lmp_now_ms();
     LMP_FORWARD(lmp_model_open(&m, o.model, NULL, d));
     double load_ms = lmp_now_ms() - t0;
     const lmp_config *c = &m.cfg;
+    if (o.prompt) {
+        LMP_FORWARD(lmp_tok_open_model(&tok, o.model, d));
+        LMP_FORWARD(prompt_ids(&o, tok, &ids, &T, d));
+        LMP_FORWARD(lmp_tok_stream_open(&stream, tok, d));
+        pc.stream = stream;
+        pc.cfg = c;
+        pc.stop_at_eos = !o.ignore_eos;
+        /* echo the prompt (not the chat wrapper) through the same stream, so
+         * the text reads as decode(prompt + generated); special tokens such
+         * as BOS are not shown */
+        for (long i = 0; i < T && !o.chat; i++) {
+            const char *t;
+            size_t n;
+            if (lmp_tok_is_special(tok, ids[i])) continue;
+            LMP_FORWARD(lmp_tok_stream_push(stream, ids[i], &t, &n, d));
+            fwrite(t, 1, n, stdout);
+        }
+        fflush(stdout);
+        /* -n not given: as many as fit (at most 128) */
+        if (o.n_new < 0 && T + n_new - 1 > (o.ctx ? o.ctx : c->max_pos))
+            n_new = (o.ctx ? o.ctx : c->max_pos) - T + 1;
+        if (n_new < 0) n_new = 0;
+    }
     for (long i = 0; i < T; i++)
         LMP_FAIL_IF(ids[i] >= c->vocab, LMP_ERR_RANGE,
                     "%s: token id %d (position %ld of --ids) is outside the vocabulary [0, %d)",
@@ -220,20 +382,38 @@ int main(int argc, char **argv)
         plog = malloc((size_t)T * (size_t)c->vocab * sizeof(float));
         LMP_FAIL_IF(!plog, LMP_ERR_NOMEM, "out of memory for %ld x %d logits", T, c->vocab);
     }
+    if (o.prompt || o.sampling) {
+        LMP_FORWARD(lmp_sampler_create(&sampler, &o.sp, c->vocab, d));
+        for (long i = 0; i < T; i++) lmp_sampler_accept(sampler, ids[i]);
+        sc.s = sampler;
+    }
     lmp_gen g = {.n_new = (int)n_new,
-                 .choose = lmp_choose_greedy,
+                 .choose = sampler ? choose_sample : lmp_choose_greedy,
+                 .choose_ctx = &sc,
                  .on_token = print_token,
                  .token_ctx = &pc,
                  .prompt_logits = plog};
     lmp_gen_stats st;
     rc = lmp_generate(s, ids, (int)T, &g, &st, d);
-    if (pc.count || (rc == LMP_OK && o.n_new >= 0)) printf("\n");
+    if (rc == LMP_OK) rc = pc.rc;
+    if (stream) {
+        const char *t;
+        size_t n;
+        if (rc == LMP_OK) rc = lmp_tok_stream_finish(stream, &t, &n, d);
+        if (rc == LMP_OK) fwrite(t, 1, n, stdout);
+        if (isatty(1)) printf("\n"); /* piped output is the exact text */
+    } else if (pc.count || (rc == LMP_OK && o.n_new >= 0)) {
+        printf("\n");
+    }
     if (rc) goto out;
     if (o.logits) LMP_FORWARD(write_logits(o.logits, plog, (size_t)T * c->vocab, d));
     if (o.stats) print_stats(&o, load_ms, &st, lmp_pool_threads(pool));
 out:
     if (rc != LMP_OK) exit_code = lmp_cli_fail(PROG, d);
     free(plog);
+    lmp_sampler_close(sampler);
+    lmp_tok_stream_close(stream);
+    lmp_tok_close(tok);
     lmp_state_close(s);
     lmp_pool_close(pool);
     lmp_model_close(&m);
