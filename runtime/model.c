@@ -113,21 +113,28 @@ lmp_status lmp_model_open(lmp_model *m, const char *path, const lmp_model_opts *
         free(cfg);
         free(man);
         if (has_cfg) return lmp_model_load_hf(m, path, opts, d);
-        if (has_man)
-            return lmp_fail(d, LMP_ERR_UNSUPPORTED,
-                            "%s: streamed bundles (manifest.json) are not supported by this "
-                            "runtime build yet",
-                            path);
+        if (has_man) return lmp_model_load_bundle(m, path, opts, d);
         return lmp_fail(d, LMP_ERR_FORMAT,
                         "%s: folder has neither config.json (Hugging Face model) nor "
                         "manifest.json (bundle)",
                         path);
     }
     if (ends_with(path, ".lmpk") || is_lmpk(path)) return lmp_model_load_lmpk(m, path, opts, d);
-    if (ends_with(path, "manifest.json"))
-        return lmp_fail(d, LMP_ERR_UNSUPPORTED,
-                        "%s: streamed bundles are not supported by this runtime build yet",
-                        path);
+    if (ends_with(path, "manifest.json")) {
+        /* the bundle is the folder holding the manifest */
+        size_t n = strlen(path) - strlen("manifest.json");
+        char *dir = malloc(n + 2);
+        if (!dir) return lmp_fail(d, LMP_ERR_NOMEM, "%s: out of memory", path);
+        if (n == 0)
+            strcpy(dir, ".");
+        else {
+            memcpy(dir, path, n);
+            dir[n] = '\0';
+        }
+        lmp_status rc = lmp_model_load_bundle(m, dir, opts, d);
+        free(dir);
+        return rc;
+    }
     if (ends_with(path, "config.json"))
         return lmp_fail(d, LMP_ERR_ARG,
                         "%s: pass the model folder, not its config.json", path);

@@ -84,6 +84,13 @@ lmp_status lmp_model_load_hf(lmp_model *m, const char *dir, const lmp_model_opts
  * model owns the open container until lmp_model_close. */
 lmp_status lmp_model_load_lmpk(lmp_model *m, const char *path, const lmp_model_opts *opts,
                                lmp_diag *d);
+/* The bundle loader (what lmp_model_open calls for a folder holding
+ * manifest.json, or for the manifest.json path): manifest validated, every
+ * chunk hashed (compressed before decompressing, raw after) and checked
+ * against the manifest, views into the decompressed chunk images, which the
+ * model owns until lmp_model_close. A damaged chunk is an error naming it. */
+lmp_status lmp_model_load_bundle(lmp_model *m, const char *dir, const lmp_model_opts *opts,
+                                 lmp_diag *d);
 /* For a model loaded from a container: the bytes of a carried file
  * ("tokenizer.json", "tokenizer_config.json", ...), valid until
  * lmp_model_close; NULL (and *len 0) for other models or absent files. */
