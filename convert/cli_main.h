@@ -13,6 +13,22 @@
 #include "common/cli.h"
 #include "convert/convert.h"
 
+/* Print s as a JSON string literal. */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
 static void cli_progress(void *ctx, uint64_t done, uint64_t total)
 {
     lmp_progress((const char *)ctx, done, total);
@@ -128,12 +144,16 @@ static int convert_main(int argc, char **argv, const char *prog, int quantize)
     lmp_mat_kind ek = lmp_convert_embed_kind(&o);
     int quant = o.dtype == LMP_MAT_Q4 || ek == LMP_MAT_Q4 || ek == LMP_MAT_Q8;
     if (json) {
-        printf("{\"input\": \"%s\", \"output\": \"%s\", \"dtype\": \"%s\", \"embed\": \"%s\", "
+        printf("{\"input\": ");
+        json_str(in);
+        printf(", \"output\": ");
+        json_str(out);
+        printf(", \"dtype\": \"%s\", \"embed\": \"%s\", "
                "\"group\": %d, \"scheme\": \"%s\", \"search\": %s, \"tensors\": %llu, "
                "\"in_bytes\": %llu, \"out_bytes\": %llu, \"weight_elems\": %llu, "
                "\"weight_bytes\": %llu, \"bits_per_weight\": %.6f, \"seconds\": %.3f, "
                "\"peak_rss_kb\": %ld}\n",
-               in, out, lmp_kind_name(o.dtype), lmp_kind_name(ek), quant ? o.group : 0,
+               lmp_kind_name(o.dtype), lmp_kind_name(ek), quant ? o.group : 0,
                o.dtype == LMP_MAT_Q4 || ek == LMP_MAT_Q4 ? lmp_q4_scheme_name(o.scheme) : "none",
                o.method == LMP_Q4_SEARCH ? "true" : "false", (unsigned long long)st.n_tensors,
                (unsigned long long)st.in_bytes, (unsigned long long)st.out_bytes,

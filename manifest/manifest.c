@@ -939,3 +939,83 @@ out:
     lmp_manifest_free(m);
     return rc;
 }
+
+/* ------------------------------------------------------------- tokenizer */
+
+static int is_manifest_path(const char *path)
+{
+    size_t n = strlen(path), m = strlen(MF);
+    return n >= m && !strcmp(path + n - m, MF) && (n == m || path[n - m - 1] == '/');
+}
+
+/* The bundle folder for `path` (malloc'd). */
+static char *bundle_dir(const char *path)
+{
+    if (!is_manifest_path(path)) return strdup(path);
+    size_t n = strlen(path) - strlen(MF);
+    char *dir = malloc(n + 2);
+    if (!dir) return NULL;
+    if (n == 0) {
+        strcpy(dir, ".");
+    } else {
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    return dir;
+}
+
+int lmp_bundle_is(const char *path)
+{
+    if (!path) return 0;
+    if (is_manifest_path(path)) return lmp_exists(path) && !lmp_is_dir(path);
+    if (!lmp_is_dir(path)) return 0;
+    char *p = lmp_path_join(path, MF);
+    int r = p && lmp_exists(p);
+    free(p);
+    return r;
+}
+
+lmp_status lmp_bundle_tokenizer_path(const char *path, char **out, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    lmp_manifest *m = NULL;
+    lmp_map mp = {0};
+    char *dir = bundle_dir(path), *fp = NULL;
+    *out = NULL;
+    LMP_FAIL_IF(!dir, LMP_ERR_NOMEM, "%s: out of memory", path);
+    rc = lmp_manifest_load(&m, dir, d);
+    if (rc != LMP_OK) {
+        lmp_diag_prefix(d, dir);
+        goto out;
+    }
+    int have = 0;
+    for (size_t i = 0; i < m->n_tokenizer; i++) {
+        const lmp_manifest_file *f = &m->tokenizer[i];
+        have |= !strcmp(f->file, "tokenizer/tokenizer.json");
+        fp = lmp_path_join(dir, f->file);
+        LMP_FAIL_IF(!fp, LMP_ERR_NOMEM, "%s: out of memory", dir);
+        lmp_diag sub;
+        lmp_diag_clear(&sub);
+        LMP_FAIL_IF(lmp_map_open(&mp, fp, &sub) != LMP_OK, LMP_ERR_INTEGRITY,
+                    "%s: %s: missing or unreadable", dir, f->file);
+        LMP_FAIL_IF(mp.size != f->size, LMP_ERR_INTEGRITY,
+                    "%s: %s: size mismatch (%zu bytes, manifest says %llu)", dir, f->file, mp.size,
+                    (unsigned long long)f->size);
+        char h[LMP_HASH_HEX];
+        lmp_hash_hex(mp.data ? (const void *)mp.data : "", mp.size, h);
+        LMP_FAIL_IF(strcmp(h, f->xxh3) != 0, LMP_ERR_INTEGRITY, "%s: %s: xxh3 mismatch", dir,
+                    f->file);
+        lmp_map_close(&mp);
+        free(fp);
+        fp = NULL;
+    }
+    LMP_FAIL_IF(!have, LMP_ERR_IO, "%s: the bundle carries no tokenizer/tokenizer.json", dir);
+    *out = lmp_path_join(dir, "tokenizer");
+    LMP_FAIL_IF(!*out, LMP_ERR_NOMEM, "%s: out of memory", dir);
+out:
+    lmp_map_close(&mp);
+    free(fp);
+    free(dir);
+    lmp_manifest_free(m);
+    return rc;
+}

@@ -88,6 +88,17 @@ lmp_status lmp_manifest_parse(lmp_manifest **out, const char *text, size_t len, 
 /* Read and parse dir/manifest.json. */
 lmp_status lmp_manifest_load(lmp_manifest **out, const char *dir, lmp_diag *d);
 
+/* 1 if `path` is a bundle: a folder holding manifest.json, or a path to a
+ * file named manifest.json. */
+int lmp_bundle_is(const char *path);
+
+/* Folder of a bundle's tokenizer files, for the tokenizer loader: checks
+ * the bundle's manifest, then every tokenizer file it lists (size and
+ * XXH3-128, LMP_ERR_INTEGRITY naming the file on a mismatch) and returns
+ * "<bundle>/tokenizer" in *out (malloc'd). LMP_ERR_IO if the bundle carries
+ * no tokenizer/tokenizer.json. `path` as for lmp_bundle_is. */
+lmp_status lmp_bundle_tokenizer_path(const char *path, char **out, lmp_diag *d);
+
 /* Metadata JSON the head chunk carries: {"name": name, "config": {...}}
  * from config.json text (malloc'd, canonical). NULL if config_json is not a
  * JSON object. */

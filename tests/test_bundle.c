@@ -72,6 +72,16 @@ static void syn_make(syn *s)
         syn_add(s, n, LMP_MAT_BF16, 8, 8);
         snprintf(n, sizeof n, "model.layers.%d.mlp.up_proj.weight", l);
         syn_add(s, n, LMP_MAT_F16, 12, 8);
+        /* the rest of a Llama layer (hidden 8, 2 heads, 1 KV head, mlp 12) */
+        static const char *const rest[] = {"self_attn.k_proj", "self_attn.v_proj",
+                                           "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"};
+        static const int64_t shp[][2] = {{4, 8}, {4, 8}, {8, 8}, {12, 8}, {8, 12}};
+        for (int k = 0; k < 5; k++) {
+            snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, rest[k]);
+            syn_add(s, n, LMP_MAT_F32, shp[k][0], shp[k][1]);
+        }
+        snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
+        syn_add(s, n, LMP_MAT_F32, 8, 0);
     }
     syn_add(s, "model.norm.weight", LMP_MAT_F32, 8, 0);
     s->files[0] = (lmp_split_file){"tokenizer.json", (const uint8_t *)tok_json, sizeof tok_json - 1};
@@ -320,8 +330,8 @@ START_TEST(split_verify_synthetic)
     ck_assert_uint_eq(m->n_chunks, 3);
     ck_assert_str_eq(m->chunks[0].file, "chunks/head.zst");
     ck_assert_uint_eq(m->chunks[0].n_tensors, 2); /* embedding, final norm */
-    ck_assert_uint_eq(m->chunks[1].n_tensors, 9);
-    ck_assert_uint_eq(m->chunks[2].n_tensors, 3);
+    ck_assert_uint_eq(m->chunks[1].n_tensors, 27);
+    ck_assert_uint_eq(m->chunks[2].n_tensors, 9);
     ck_assert_uint_eq(m->n_tokenizer, 2);
     ck_assert_str_eq(m->tokenizer[0].file, "tokenizer/tokenizer.json");
     ck_assert_uint_eq(m->tokenizer[0].size, sizeof tok_json - 1);
@@ -336,8 +346,8 @@ START_TEST(split_verify_synthetic)
     lmp_hash_hex(zb, n, h);
     ck_assert_str_eq(m->chunks[0].xxh3_compressed, h);
     free(zb);
-    /* weights: 16*8 + 4*(8+64+96) + 8 */
-    ck_assert_uint_eq(m->n_weights, 128 + 4 * 168 + 8);
+    /* weights: 16*8 + 4*(8+64+96+32+32+64+96+96+8) + 8 */
+    ck_assert_uint_eq(m->n_weights, 128 + 4 * 496 + 8);
     lmp_manifest_free(m);
     /* no temporary left beside it */
     snprintf(p, sizeof p, "%s.tmp.%ld", b, (long)getpid());
@@ -405,8 +415,10 @@ START_TEST(manifest_every_byte_matters)
     ck_assert_int_eq(lmp_manifest_parse(&m, (char *)text, n, &d), LMP_OK);
     lmp_manifest_free(m);
     static const unsigned char masks[] = {0x01, 0x20, 0x80};
+    ck_assert_uint_gt(n, 1000);
+    /* mask 0x01 at every byte; the others at every 5th byte (time) */
     for (size_t k = 0; k < sizeof masks; k++)
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i += k ? 5 : 1) {
             text[i] ^= masks[k];
             m = NULL;
             lmp_diag_clear(&d);
@@ -520,6 +532,297 @@ START_TEST(verify_catches_damage_synthetic)
 }
 END_TEST
 
+/* ------------------------------------------------------------- programs */
+
+static int sh(const char *cmd, char **out, char **err)
+{
+    return t_sh(cmd, out, err);
+}
+
+/* Run `lmpack verify B` and return the exit code; *first gets stdout. */
+static int verify_prog(const char *b, char **outp)
+{
+    char *argv[] = {(char *)t_bin("lmpack-verify"), (char *)b, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = t_run(argv, &out, &err);
+    free(err);
+    if (outp)
+        *outp = out;
+    else
+        free(out);
+    return rc;
+}
+
+/* Fixture model -> container -> bundle with the programs. */
+static char *make_bundle(const char *dir, const char *model, const char *name, const char *extra)
+{
+    char cmd[8192];
+    char *b = lmp_path_join(dir, name);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' -o '%s.lmpk' && '%s' '%s.lmpk' -o '%s' --name %s %s",
+             t_bin("lmpack-convert"), t_data(model), b, t_bin("lmpack-split"), b, b, model,
+             extra ? extra : "");
+    char *err = NULL;
+    int rc = sh(cmd, NULL, &err);
+    ck_assert_msg(rc == 0, "%s: %s", cmd, err);
+    free(err);
+    return b;
+}
+
+static void check_damage_everywhere(const char *b)
+{
+    lmp_manifest *m = NULL;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_manifest_load(&m, b, &d), LMP_OK);
+    size_t nf = 1 + m->n_chunks + m->n_tokenizer;
+    char **files = calloc(nf, sizeof *files);
+    files[0] = strdup("manifest.json");
+    for (size_t i = 0; i < m->n_chunks; i++) files[1 + i] = strdup(m->chunks[i].file);
+    for (size_t i = 0; i < m->n_tokenizer; i++)
+        files[1 + m->n_chunks + i] = strdup(m->tokenizer[i].file);
+    lmp_manifest_free(m);
+    char p[4096];
+    for (size_t f = 0; f < nf; f++) {
+        snprintf(p, sizeof p, "%s/%s", b, files[f]);
+        size_t n;
+        unsigned char *orig = t_slurp(p, &n);
+        size_t pos[] = {0, 1, n / 3, n / 2, n - 2, n - 1};
+        char *out = NULL;
+        for (size_t k = 0; k < sizeof pos / sizeof *pos; k++) {
+            orig[pos[k]] ^= 0x10;
+            t_write(p, orig, n);
+            int rc = verify_prog(b, &out);
+            ck_assert_msg(rc == 3, "%s: flip at %zu: exit %d", files[f], pos[k], rc);
+            ck_assert_msg(strncmp(out, files[f], strlen(files[f])) == 0,
+                          "%s: flip at %zu reported as: %s", files[f], pos[k], out);
+            free(out);
+            orig[pos[k]] ^= 0x10;
+        }
+        t_write(p, orig, n / 2); /* truncated */
+        ck_assert_int_eq(verify_prog(b, &out), 3);
+        ck_assert_msg(strstr(out, files[f]) == out, "%s truncated: %s", files[f], out);
+        free(out);
+        ck_assert_int_eq(unlink(p), 0); /* missing */
+        ck_assert_int_eq(verify_prog(b, &out), 3);
+        ck_assert_msg(strstr(out, files[f]) == out, "%s missing: %s", files[f], out);
+        free(out);
+        t_write(p, orig, n);
+        ck_assert_int_eq(verify_prog(b, NULL), 0);
+        free(orig);
+        free(files[f]);
+    }
+    free(files);
+}
+
+START_TEST(programs_stories_bundle)
+{
+    char *dir = t_tmpdir();
+    char *b = make_bundle(dir, "stories260k", "st", NULL);
+    char *out = NULL;
+    ck_assert_int_eq(verify_prog(b, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "OK"));
+    free(out);
+    /* the tokenizer files travelled with it, byte for byte */
+    char p1[4096], p2[4096];
+    snprintf(p1, sizeof p1, "%s/tokenizer/tokenizer.json", b);
+    ck_assert(files_equal(p1, t_data("stories260k/tokenizer.json")));
+    check_damage_everywhere(b);
+    /* an edited hash in the manifest: caught as an edit of the manifest */
+    snprintf(p1, sizeof p1, "%s/manifest.json", b);
+    size_t n;
+    unsigned char *text = t_slurp(p1, &n);
+    char *h = strstr((char *)text, "\"xxh3_compressed\":\t\"");
+    ck_assert_ptr_nonnull(h);
+    h += strlen("\"xxh3_compressed\":\t\"");
+    *h = *h == 'a' ? 'b' : 'a';
+    t_write(p1, text, n);
+    ck_assert_int_eq(verify_prog(b, &out), 3);
+    ck_assert_str_eq(out, "manifest.json: manifest_xxh3 mismatch (the manifest was edited or damaged)\n");
+    free(out);
+    free(text);
+    /* the same edit with the self-hash redone: the chunk's hash no longer
+     * matches, and verify names the chunk */
+    char *ex = NULL;
+    snprintf(p2, sizeof p2, "'%s' '%s'", t_bin("lmpack-manifest"), b);
+    ck_assert_int_eq(sh(p2, NULL, NULL), 0); /* regenerate, then forge via the library */
+    lmp_manifest *m = NULL;
+    lmp_diag d;
+    lmp_diag_clear(&d);
+    ck_assert_int_eq(lmp_manifest_load(&m, b, &d), LMP_OK);
+    m->chunks[2].xxh3_compressed[5] = m->chunks[2].xxh3_compressed[5] == '0' ? '1' : '0';
+    ex = lmp_manifest_print(m);
+    t_write(p1, ex, strlen(ex));
+    free(ex);
+    ck_assert_int_eq(verify_prog(b, &out), 3);
+    snprintf(p2, sizeof p2, "%s: xxh3 mismatch (compressed)\n", m->chunks[2].file);
+    ck_assert_str_eq(out, p2);
+    free(out);
+    /* a forged manifest naming ../x is rejected */
+    m->chunks[2].xxh3_compressed[5] = m->chunks[2].xxh3_compressed[5] == '0' ? '1' : '0';
+    char *save = m->tokenizer[0].file;
+    m->tokenizer[0].file = "../x";
+    ex = lmp_manifest_print(m);
+    m->tokenizer[0].file = save;
+    t_write(p1, ex, strlen(ex));
+    free(ex);
+    ck_assert_int_eq(verify_prog(b, &out), 3);
+    ck_assert_ptr_nonnull(strstr(out, "'../x' not allowed"));
+    free(out);
+    /* restore by regeneration: byte-identical to the original bundle's */
+    lmp_manifest_free(m);
+    snprintf(p2, sizeof p2, "'%s' '%s'", t_bin("lmpack-manifest"), b);
+    ck_assert_int_eq(sh(p2, NULL, NULL), 0);
+    ck_assert_int_eq(verify_prog(b, NULL), 0);
+    free(b);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(programs_determinism_and_manifest)
+{
+    char *dir = t_tmpdir();
+    char *b1 = make_bundle(dir, "tiny-smollm-bf16", "t1", "-t 1");
+    char *b2 = make_bundle(dir, "tiny-smollm-bf16", "t2", "-t 2");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "diff -r '%s' '%s'", b1, b2);
+    ck_assert_int_eq(sh(cmd, NULL, NULL), 0);
+    ck_assert_int_eq(verify_prog(b1, NULL), 0);
+    /* lmpack manifest regenerates the same bytes */
+    snprintf(cmd, sizeof cmd, "cp '%s/manifest.json' '%s/m.orig' && rm '%s/manifest.json' && "
+                              "'%s' '%s' && cmp '%s/manifest.json' '%s/m.orig'",
+             b1, dir, b1, t_bin("lmpack-manifest"), b1, b1, dir);
+    char *err = NULL;
+    ck_assert_msg(sh(cmd, NULL, &err) == 0, "%s", err);
+    free(err);
+    /* lmpack build gives the same bundle as convert + split */
+    snprintf(cmd, sizeof cmd, "'%s' '%s' -o '%s/t3' && diff -r '%s' '%s/t3' && "
+                              "test ! -e '%s/t3.lmpk'",
+             t_bin("lmpack-build"), t_data("tiny-smollm-bf16"), dir, b1, dir, dir);
+    ck_assert_msg(sh(cmd, NULL, &err) == 0, "%s", err);
+    free(err);
+    check_damage_everywhere(b1);
+    /* other layer grouping */
+    snprintf(cmd, sizeof cmd, "'%s' '%s.lmpk' -o '%s/t4' --layers-per-chunk 1 --zstd-level 9 && "
+             "ls '%s/t4/chunks' | tr '\\n' ' '", t_bin("lmpack-split"), b1, dir, dir);
+    char *out = NULL;
+    ck_assert_int_eq(sh(cmd, &out, NULL), 0);
+    ck_assert_str_eq(out, "head.zst layers-00-00.zst layers-01-01.zst layers-02-02.zst "
+                          "layers-03-03.zst ");
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/t4", dir);
+    ck_assert_int_eq(verify_prog(cmd, NULL), 0);
+    free(b1);
+    free(b2);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(programs_fault_injection_and_usage)
+{
+    char *dir = t_tmpdir();
+    char *b = make_bundle(dir, "stories260k", "st", NULL);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "LMPACK_FAULT_AFTER_CHUNKS=1 '%s' '%s.lmpk' -o '%s/crash'",
+             t_bin("lmpack-split"), b, dir);
+    ck_assert_int_eq(sh(cmd, NULL, NULL), 1);
+    snprintf(cmd, sizeof cmd, "%s/crash", dir);
+    ck_assert(!lmp_exists(cmd));
+    ck_assert_int_eq(verify_prog(cmd, NULL), 1); /* nothing there: not a bundle */
+    /* whatever the crash left behind does not verify either */
+    snprintf(cmd, sizeof cmd, "for d in '%s'/crash.tmp.*; do test -d \"$d\" || exit 9; "
+                              "'%s' \"$d\" >/dev/null 2>&1; test $? = 3 || exit 1; done",
+             dir, t_bin("lmpack-verify"));
+    ck_assert_int_eq(sh(cmd, NULL, NULL), 0);
+    /* same for build */
+    snprintf(cmd, sizeof cmd, "LMPACK_FAULT_AFTER_CHUNKS=2 '%s' '%s' -o '%s/crash2'",
+             t_bin("lmpack-build"), t_data("stories260k"), dir);
+    ck_assert_int_eq(sh(cmd, NULL, NULL), 1);
+    snprintf(cmd, sizeof cmd, "%s/crash2", dir);
+    ck_assert_int_eq(verify_prog(cmd, NULL), 1);
+    /* usage errors */
+    snprintf(cmd, sizeof cmd, "'%s'", t_bin("lmpack-verify"));
+    ck_assert_int_eq(sh(cmd, NULL, NULL), 2);
+    snprintf(cmd, sizeof cmd, "'%s' --bogus x", t_bin("lmpack-verify"));
+    ck_assert_int_eq(sh(cmd, NULL, NULL), 2);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' -o x --layers-per-chunk 0", t_bin("lmpack-split"), b);
+    ck_assert_int_eq(sh(cmd, NULL, NULL), 2);
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd, "'%s' --help", t_bin("lmpack-verify"));
+    ck_assert_int_eq(sh(cmd, &out, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: lmpack verify"));
+    free(out);
+    /* splitting onto an existing folder fails without touching it */
+    snprintf(cmd, sizeof cmd, "'%s' '%s.lmpk' -o '%s'", t_bin("lmpack-split"), b, b);
+    ck_assert_int_eq(sh(cmd, NULL, NULL), 1);
+    ck_assert_int_eq(verify_prog(b, NULL), 0);
+    /* --json report */
+    snprintf(cmd, sizeof cmd, "'%s' --json '%s'", t_bin("lmpack-verify"), b);
+    ck_assert_int_eq(sh(cmd, &out, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"ok\": true"));
+    free(out);
+    free(b);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* Logits from the bundle equal those from the container, bit for bit; a
+ * damaged chunk makes run fail naming the chunk. */
+START_TEST(programs_run_from_bundle)
+{
+    static const char *models[] = {"stories260k", "tiny-smollm-bf16"};
+    for (size_t mi = 0; mi < 2; mi++) {
+        char *dir = t_tmpdir();
+        char *b = make_bundle(dir, models[mi], "b", "--layers-per-chunk 2");
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd,
+                 "'%s' '%s' --ids '1 5 9 200 33 7' --logits '%s/a.f32' && "
+                 "'%s' '%s.lmpk' --ids '1 5 9 200 33 7' --logits '%s/b.f32' && "
+                 "'%s' '%s/manifest.json' --ids '1 5 9 200 33 7' --logits '%s/c.f32' && "
+                 "cmp '%s/a.f32' '%s/b.f32' && cmp '%s/a.f32' '%s/c.f32'",
+                 t_bin("lmpack-run"), b, dir, t_bin("lmpack-run"), b, dir, t_bin("lmpack-run"),
+                 b, dir, dir, dir, dir, dir);
+        char *err = NULL;
+        ck_assert_msg(sh(cmd, NULL, &err) == 0, "%s: %s", models[mi], err);
+        free(err);
+        /* logits file has T * vocab floats and is not all zeros */
+        size_t n;
+        snprintf(cmd, sizeof cmd, "%s/a.f32", dir);
+        unsigned char *lg = t_slurp(cmd, &n);
+        ck_assert_uint_eq(n % (6 * 4), 0);
+        int nz = 0;
+        for (size_t i = 0; i < n; i++) nz |= lg[i];
+        ck_assert(nz);
+        free(lg);
+        /* greedy ids agree too */
+        char *o1 = NULL, *o2 = NULL;
+        snprintf(cmd, sizeof cmd, "'%s' '%s' --ids 1 -n 12", t_bin("lmpack-run"), b);
+        ck_assert_int_eq(sh(cmd, &o1, NULL), 0);
+        snprintf(cmd, sizeof cmd, "'%s' '%s.lmpk' --ids 1 -n 12", t_bin("lmpack-run"), b);
+        ck_assert_int_eq(sh(cmd, &o2, NULL), 0);
+        ck_assert_str_eq(o1, o2);
+        free(o1);
+        free(o2);
+        /* damage the last chunk: run refuses, naming it */
+        snprintf(cmd, sizeof cmd, "%s/chunks/layers-02-03.zst", b);
+        unsigned char *z = t_slurp(cmd, &n);
+        z[n / 2] ^= 1;
+        t_write(cmd, z, n);
+        free(z);
+        snprintf(cmd, sizeof cmd, "'%s' '%s' --ids '1 5'", t_bin("lmpack-run"), b);
+        ck_assert_int_eq(sh(cmd, NULL, &err), 3); /* integrity failure */
+        ck_assert_msg(strstr(err, "chunks/layers-02-03.zst: xxh3 mismatch (compressed)") != NULL,
+                      "%s", err);
+        free(err);
+        free(b);
+        t_rmtree(dir);
+        free(dir);
+    }
+}
+END_TEST
+
 Suite *lmp_suite_bundle(void)
 {
     Suite *s = suite_create("bundle");
@@ -536,5 +839,12 @@ Suite *lmp_suite_bundle(void)
     tcase_add_test(tc, manifest_rejects_escaping_names);
     tcase_add_test(tc, verify_catches_damage_synthetic);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("programs");
+    tcase_set_timeout(tp, 300);
+    tcase_add_test(tp, programs_stories_bundle);
+    tcase_add_test(tp, programs_determinism_and_manifest);
+    tcase_add_test(tp, programs_fault_injection_and_usage);
+    tcase_add_test(tp, programs_run_from_bundle);
+    suite_add_tcase(s, tp);
     return s;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "manifest/manifest.h"
 #include "tokenizer/tokenizer.h"
 
 static int ends_with(const char *s, const char *suf)
@@ -17,6 +18,13 @@ lmp_status lmp_tok_open_model(lmp_tok **out, const char *model, lmp_diag *d)
 {
     *out = NULL;
     if (!lmp_exists(model)) return lmp_fail(d, LMP_ERR_IO, "%s: no such file or folder", model);
+    if (lmp_bundle_is(model)) { /* files checked against the manifest first */
+        char *dir = NULL;
+        lmp_status rc = lmp_bundle_tokenizer_path(model, &dir, d);
+        if (rc == LMP_OK) rc = lmp_tok_load(out, dir, d);
+        free(dir);
+        return rc;
+    }
     if (lmp_is_dir(model)) {
         char *p = lmp_path_join(model, "tokenizer.json");
         if (!p) return lmp_fail(d, LMP_ERR_NOMEM, "%s: out of memory", model);
