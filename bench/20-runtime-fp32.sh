@@ -22,5 +22,5 @@ for t in 1 2; do
     echo "| fp32 decode (32 steps after the prompt), $t thread(s) | $(val decode_tok_s "$line") | tok/s | smollm-360m shape |"
     echo "| fp32 time to first token (128-token prompt), $t thread(s) | $(val ttft_ms "$line") | ms | smollm-360m shape |"
     echo "| fp32 peak RSS, $t thread(s) | $(val peak_rss_mb "$line") | MB | model converted to f32 at load (~4 bytes/param) |"
-    echo "| fp32 load (bf16 safetensors -> f32), $t thread(s) | $(val load_ms "$line") | ms | page cache warm after the first run |"
+    echo "| fp32 load (bf16 safetensors -> f32), run with $t thread(s) | $(val load_ms "$line") | ms | conversion uses all CPUs; page cache warm after the first run |"
 done

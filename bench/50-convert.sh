@@ -22,12 +22,13 @@ run() { # label, then convert options
     rss=$(echo "$js" | field peak_rss_kb)
     bpw=$(echo "$js" | field bits_per_weight)
     size=$(echo "$js" | field out_bytes)
-    echo "| convert smollm-360m bf16 -> $label: wall | $secs | s | target <= 1.5 s, 2 threads |"
+    desc="$(echo "$js" | field scheme | tr -d '"') g$(echo "$js" | field group), embed $(echo "$js" | field embed | tr -d '"')"
+    echo "| convert smollm-360m bf16 -> $label: wall | $secs | s | $desc; target <= 1.5 s, 2 threads |"
     echo "| convert smollm-360m bf16 -> $label: peak RSS | $((rss / 1024)) | MB | target < 300 MB |"
-    echo "| convert smollm-360m bf16 -> $label: bits/weight | $bpw | bits | 2-D weights, embed q8 |"
+    echo "| convert smollm-360m bf16 -> $label: bits/weight | $bpw | bits | 2-D weights, all overhead |"
     echo "| convert smollm-360m bf16 -> $label: output | $((size / 1048576)) | MiB | |"
 }
-run "q4 g128 sym" --group 128
-run "q4 g64 sym" --group 64
-run "q4 g128 sym --no-search" --group 128 --no-search
+run "q4 g128" --group 128
+run "q4 g64" --group 64
+run "q4 g64 --no-search" --group 64 --no-search
 rm -f "$out"

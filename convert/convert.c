@@ -18,11 +18,12 @@
 #include "formats/lmpk.h"
 #include "formats/safetensors.h"
 
-/* THE defaults (docs/QUANT.md): one place. */
+/* THE defaults, one place: docs/QUANT.md's recommendation (asym g64 with
+ * search; the embedding / tied lm_head in the same q4 format). */
 #define DEFAULT_DTYPE LMP_MAT_Q4
-#define DEFAULT_GROUP 32
-#define DEFAULT_SCHEME LMP_Q4_SYM
-#define DEFAULT_Q4_EMBED LMP_MAT_Q8
+#define DEFAULT_GROUP LMP_Q4_DEFAULT_GROUP
+#define DEFAULT_SCHEME LMP_Q4_DEFAULT_SCHEME
+#define DEFAULT_Q4_EMBED LMP_MAT_Q4
 
 /* Slab: rows processed (in parallel) and written together; ~2 MB of f32
  * input per slab keeps memory flat and the pool busy. */
@@ -223,6 +224,20 @@ static void put16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
+/* Row to float. bf16 -> f32 is a 16-bit shift (exact); done here as a
+ * plain loop the compiler vectorizes, other types via lmp_to_f32. */
+static void row_to_f32(lmp_dtype t, const uint8_t *src, float *x, int cols)
+{
+    if (t == LMP_DT_BF16) {
+        for (int c = 0; c < cols; c++) {
+            uint32_t u = ((uint32_t)src[2 * c] | (uint32_t)src[2 * c + 1] << 8) << 16;
+            memcpy(&x[c], &u, 4);
+        }
+        return;
+    }
+    lmp_to_f32(t, src, x, (size_t)cols);
+}
+
 /* 1 if no element is NaN or infinite (all-ones exponent); written as a
  * max reduction over integers so the compiler vectorizes it. */
 static int all_finite(const float *x, int n)
@@ -248,7 +263,7 @@ static void slab_task(void *ctx, int task, int tid)
     int64_t b = a + j->rows_per_task < j->nrows ? a + j->rows_per_task : j->nrows;
     for (int64_t i = a; i < b; i++) {
         int64_t r = j->r0 + i;
-        lmp_to_f32(t->dtype, t->data + (uint64_t)r * (uint64_t)cols * esz, x, (size_t)cols);
+        row_to_f32(t->dtype, t->data + (uint64_t)r * (uint64_t)cols * esz, x, cols);
         uint8_t *o = j->out + (uint64_t)i * j->out_row_bytes;
         switch (j->kind) {
         case LMP_MAT_F32:

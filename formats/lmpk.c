@@ -138,11 +138,11 @@ static int cmp_name_idx(const void *a, const void *b)
 
 /* Names unique; exactly the tensors the config expects, shapes equal;
  * 1-D tensors f32. */
-static lmp_status check_model(const lmp_config *cfg, const lmp_lmpk_tensor *t, size_t n,
+static lmp_status check_model(const lmp_config *cfg, lmp_lmpk_tensor *t, size_t n,
                               const char *fname, lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
-    const lmp_lmpk_tensor **sorted = NULL;
+    lmp_lmpk_tensor **sorted = NULL;
     lmp_expect *ex = NULL;
     sorted = malloc((n ? n : 1) * sizeof *sorted);
     LMP_FAIL_IF(!sorted, LMP_ERR_NOMEM, "%s: out of memory", fname);
@@ -157,11 +157,12 @@ static lmp_status check_model(const lmp_config *cfg, const lmp_lmpk_tensor *t, s
     lmp_config_expected(cfg, ex, ne);
     for (size_t i = 0; i < ne; i++) {
         lmp_lmpk_tensor key = {.name = ex[i].name};
-        const lmp_lmpk_tensor *kp = &key, **hit;
+        lmp_lmpk_tensor *kp = &key, **hit;
         hit = bsearch(&kp, sorted, n, sizeof *sorted, cmp_name_idx);
         LMP_FAIL_IF(!hit, LMP_ERR_FORMAT, "%s: tensor '%s': required by the config but missing",
                     fname, ex[i].name);
-        const lmp_lmpk_tensor *h = *hit;
+        lmp_lmpk_tensor *h = *hit;
+        h->layer = ex[i].layer;
         int same = h->ndim == ex[i].ndim;
         for (int k = 0; same && k < ex[i].ndim; k++) same = h->shape[k] == ex[i].shape[k];
         LMP_FAIL_IF(!same, LMP_ERR_FORMAT,

@@ -98,6 +98,7 @@ typedef struct lmp_lmpk_tensor {
     uint64_t offset, size;
     uint64_t data_xxh3;
     const uint8_t *data;     /* into the mapping */
+    int layer;               /* decoder layer (lmp_config_expected), -1 if none */
 } lmp_lmpk_tensor;
 
 typedef struct lmp_lmpk lmp_lmpk;

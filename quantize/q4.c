@@ -131,6 +131,76 @@ static inline void wr16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
+/* Candidate scoring loops (the quantizer's hot spot): 8 independent
+ * partial sums in a fixed order so the compiler can vectorize them; the
+ * result depends only on the input, never on the machine. */
+#define LANES 8
+
+/* codes q = rne(clamp(x * is)); sums of q*x and q*q */
+static void cand_sym(const float *x, int n, float is, float lo, float hi, float *sqx, float *sqq)
+{
+    float a[LANES] = {0}, b[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float v = x[i + l] * is;
+            v = v > lo ? v : lo; /* maxps / minps semantics */
+            v = v < hi ? v : hi;
+            v = rne(v);
+            a[l] += v * x[i + l];
+            b[l] += v * v;
+        }
+    for (; i < n; i++) {
+        float v = rne(clampf(x[i] * is, lo, hi));
+        a[0] += v * x[i];
+        b[0] += v * v;
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < LANES; l++) {
+        s1 += a[l];
+        s2 += b[l];
+    }
+    *sqx = s1;
+    *sqq = s2;
+}
+
+/* asym codes u = rne(clamp((x - base) * is, 0, 15)), or 15 - that for the
+ * top anchor (base = max, is negated); sums of u, u*u, u*x */
+static void cand_asym(const float *x, int n, float base, float is, int top, float *su, float *suu,
+                      float *sux)
+{
+    float a[LANES] = {0}, b[LANES] = {0}, c[LANES] = {0};
+    const float off = top ? 15.0f : 0.0f, sg = top ? -1.0f : 1.0f;
+    volatile float lo_v = 0.0f, hi_v = 15.0f; /* keeps the clamps branch-free (max/min) */
+    const float lo = lo_v, hi = hi_v;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float v = (x[i + l] - base) * is;
+            v = v > lo ? v : lo;
+            v = v < hi ? v : hi;
+            v = off + sg * rne(v);
+            a[l] += v;
+            b[l] += v * v;
+            c[l] += v * x[i + l];
+        }
+    for (; i < n; i++) {
+        float v = off + sg * rne(clampf((x[i] - base) * is, 0.0f, 15.0f));
+        a[0] += v;
+        b[0] += v * v;
+        c[0] += v * x[i];
+    }
+    float s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    for (int l = 0; l < LANES; l++) {
+        s1 += a[l];
+        s2 += b[l];
+        s3 += c[l];
+    }
+    *su = s1;
+    *suu = s2;
+    *sux = s3;
+}
+
 /* ---- symmetric groups (SYM: codes [-8,7]; Q8: [-127,127]) ---------------- */
 
 /* Codes for the stored scale d (nearest level, clamped); returns the
@@ -194,12 +264,8 @@ static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method m
                       : (int)(sizeof k_sym_t8 / sizeof *k_sym_t8);
     float best_score = -1.0f, best_d = 0.0f;
     for (int k = 0; k < nt; k++) {
-        float is = ts[k] / M, sqx = 0.0f, sqq = 0.0f;
-        for (int i = 0; i < n; i++) {
-            float v = rne(clampf(x[i] * is, (float)lo, (float)hi));
-            sqx += v * x[i];
-            sqq += v * v;
-        }
+        float sqx, sqq;
+        cand_sym(x, n, ts[k] / M, (float)lo, (float)hi, &sqx, &sqq);
         /* error of the LS fit = sum x^2 - sqx^2/sqq: maximize sqx^2/sqq */
         if (sqq > 0.0f && sqx * sqx > best_score * sqq) {
             best_score = sqx * sqx / sqq;
@@ -286,15 +352,8 @@ static void asym_group(const float *x, int n, lmp_q4_method method, uint8_t *u, 
     int nt = (int)(sizeof k_asym_t / sizeof *k_asym_t);
     for (int k = 0; k < 2 * nt; k++) {
         float is = (15.0f + k_asym_t[k % nt]) / range;
-        int high = k >= nt; /* anchor the top of the range instead of the bottom */
-        float su = 0.0f, suu = 0.0f, sux = 0.0f;
-        for (int i = 0; i < n; i++) {
-            float v = high ? 15.0f - rne(clampf((mx - x[i]) * is, 0.0f, 15.0f))
-                           : rne(clampf((x[i] - mn) * is, 0.0f, 15.0f));
-            su += v;
-            suu += v * v;
-            sux += v * x[i];
-        }
+        float su, suu, sux;
+        cand_asym(x, n, k >= nt ? mx : mn, k >= nt ? -is : is, k >= nt, &su, &suu, &sux);
         double det = (double)n * suu - (double)su * su;
         if (det <= 0) continue;
         double dd = ((double)n * sux - (double)su * sx) / det;
@@ -436,17 +495,18 @@ out:
 
 /* ---- activations ---------------------------------------------------------- */
 
-/* Sizes of an activation buffer for n tokens of `cols` (see lmp_q4_act). */
+/* Bytes of an activation buffer for n tokens of `cols` (see lmp_q4_act). */
 static size_t act_bytes(int n, int cols, int group)
 {
     int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
     int nbp = (nblk + 7) & ~7, ngp = (ng + 7) & ~7;
-    return (size_t)n * ((size_t)nblk * 32 + 4 * (size_t)nbp + 4 * (size_t)ngp) + 64;
+    return (size_t)n * ((size_t)nbp * 32 + 4 * (size_t)nbp + 4 * (size_t)ngp) + 64;
 }
 
 /* Lay out `a` in buf (act_bytes long) and quantize x[n][cols]. Plain C, used
  * by both kernels, so both see the very same int8 activations. */
-static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int cols, int group)
+static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int cols, int group,
+                         int paired, int simd)
 {
     a->n = n;
     a->cols = cols;
@@ -455,35 +515,53 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
     a->bpg = group / 32;
     a->nblk_pad = (a->nblk + 7) & ~7;
     a->ng_pad = (a->ng + 7) & ~7;
+    a->paired = paired;
     uintptr_t p = ((uintptr_t)buf + 31) & ~(uintptr_t)31;
     a->dx = (float *)p;
     a->sx = a->dx + (size_t)n * a->nblk_pad;
     a->xq = (int8_t *)(a->sx + (size_t)n * a->ng_pad);
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * cols;
-        int8_t *q = a->xq + (size_t)t * a->nblk * 32;
+        int8_t *q = a->xq + (size_t)t * a->nblk_pad * 32;
         float *dx = a->dx + (size_t)t * a->nblk_pad, *sx = a->sx + (size_t)t * a->ng_pad;
         memset(dx, 0, sizeof(float) * (size_t)a->nblk_pad);
         memset(sx, 0, sizeof(float) * (size_t)a->ng_pad);
+        memset(q, 0, (size_t)a->nblk_pad * 32);
         for (int b = 0; b < a->nblk; b++) {
-            int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32;
+            int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32, bad = 0;
             float am = 0.0f;
-            for (int j = 0; j < nb; j++) am = fmaxf(am, fabsf(xt[c0 + j]));
+            int8_t tmp[32] = {0};
+            int vec = simd && nb == 32;
+#if defined(__x86_64__) || defined(__i386__)
+            if (vec) am = lmp_q4_absmax32_avx2(xt + c0, &bad);
+#endif
+            for (int j = 0; j < nb && !vec; j++) {
+                float v = fabsf(xt[c0 + j]);
+                bad |= !(v <= 3.4e38f); /* NaN or inf */
+                am = v > am ? v : am;
+            }
             int s = 0;
-            if (am > 0.0f && isfinite(am)) {
+            if (am > 0.0f && !bad) {
                 float id = 127.0f / am;
                 dx[b] = am / 127.0f;
-                for (int j = 0; j < nb; j++) {
-                    int v = (int)rne(clampf(xt[c0 + j] * id, -127.0f, 127.0f));
-                    q[c0 + j] = (int8_t)v;
-                    s += v;
+#if defined(__x86_64__) || defined(__i386__)
+                if (vec) s = lmp_q4_quant32_avx2(xt + c0, id, tmp);
+#endif
+                /* |x * id| <= 127 (+ rounding) by construction of am */
+                for (int j = 0; j < nb && !vec; j++) {
+                    float v = xt[c0 + j] * id;
+                    v = v > 127.0f ? 127.0f : v;
+                    v = v < -127.0f ? -127.0f : v;
+                    int iv = (int)rne(v);
+                    tmp[j] = (int8_t)iv;
+                    s += iv;
                 }
             } else {
                 /* zero block; a non-finite activation poisons the block */
-                dx[b] = am == 0.0f ? 0.0f : NAN;
-                for (int j = 0; j < nb; j++) q[c0 + j] = 0;
+                dx[b] = bad ? NAN : 0.0f;
             }
-            for (int j = nb; j < 32; j++) q[c0 + j] = 0;
+            memcpy(q + lmp_q4_xq_index(paired, b, 0), tmp, 16);
+            memcpy(q + lmp_q4_xq_index(paired, b, 16), tmp + 16, 16);
             sx[b / a->bpg] += dx[b] * (float)s;
         }
     }
@@ -494,20 +572,21 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
 static float row_dot_ref(const lmp_mat *w, const uint8_t *row, const lmp_q4_act *a, int t)
 {
     int nblk = a->nblk, ng = a->ng, bpg = a->bpg, q8 = w->kind == LMP_MAT_Q8;
-    const int8_t *xq = a->xq + (size_t)t * nblk * 32;
+    const int8_t *xq = a->xq + (size_t)t * a->nblk_pad * 32;
     const float *dx = a->dx + (size_t)t * a->nblk_pad, *sx = a->sx + (size_t)t * a->ng_pad;
     const uint8_t *sc = row + (size_t)nblk * (q8 ? 32 : 16), *mn = sc + 2 * (size_t)ng;
     float acc = 0.0f, corr = 0.0f, dg = 0.0f;
     for (int b = 0; b < nblk; b++) {
         if (b % bpg == 0) dg = lmp_f16_to_f32(rd16(sc + 2 * (b / bpg)));
-        const int8_t *xb = xq + 32 * b;
         int isum = 0;
         if (q8) {
             const int8_t *wb = (const int8_t *)row + 32 * b;
-            for (int j = 0; j < 32; j++) isum += wb[j] * xb[j];
+            for (int j = 0; j < 32; j++) isum += wb[j] * xq[lmp_q4_xq_index(a->paired, b, j)];
         } else {
             const uint8_t *wb = row + 16 * b;
-            for (int j = 0; j < 16; j++) isum += (wb[j] & 15) * xb[j] + (wb[j] >> 4) * xb[16 + j];
+            for (int j = 0; j < 16; j++)
+                isum += (wb[j] & 15) * xq[lmp_q4_xq_index(a->paired, b, j)] +
+                        (wb[j] >> 4) * xq[lmp_q4_xq_index(a->paired, b, 16 + j)];
         }
         acc += (dg * dx[b]) * (float)isum;
     }
@@ -558,10 +637,16 @@ void lmp_q4_force_scalar(int on)
     g_force_scalar = on;
 }
 
+#define MAX_MANY 8
+
+/* One pool run over the row tasks of up to MAX_MANY matrices sharing the
+ * same quantized activations. */
 typedef struct {
-    const lmp_mat *w;
+    const lmp_mat *w[MAX_MANY];
+    float *y[MAX_MANY];
+    int first[MAX_MANY + 1]; /* first task of each matrix; first[count] = total */
+    int count;
     const lmp_q4_act *a;
-    float *y;
     int simd;
 } mm_job;
 
@@ -573,14 +658,17 @@ static void mm_task(void *ctx, int task, int tid)
 {
     (void)tid;
     const mm_job *j = ctx;
-    int r0 = task * MM_ROWS, r1 = r0 + MM_ROWS < j->w->rows ? r0 + MM_ROWS : j->w->rows;
+    int i = 0;
+    while (task >= j->first[i + 1]) i++;
+    const lmp_mat *w = j->w[i];
+    int r0 = (task - j->first[i]) * MM_ROWS, r1 = r0 + MM_ROWS < w->rows ? r0 + MM_ROWS : w->rows;
 #if defined(__x86_64__) || defined(__i386__)
     if (j->simd) {
-        lmp_q4_rows_avx2(j->w, j->a, r0, r1, j->y);
+        lmp_q4_rows_avx2(w, j->a, r0, r1, j->y[i]);
         return;
     }
 #endif
-    rows_ref(j->w, j->a, r0, r1, j->y);
+    rows_ref(w, j->a, r0, r1, j->y[i]);
 }
 
 /* Activations are quantized in chunks of tokens so the buffer stays small
@@ -600,17 +688,21 @@ static int mat_ok(const lmp_mat *w)
     return rb != 0 && rb == w->row_bytes && w->data != NULL;
 }
 
-static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool, int simd)
+static void nan_fill(const lmp_mat *w, int n, float *y)
 {
-    if (n <= 0 || w->rows <= 0) return;
-    if (!mat_ok(w)) {
-        for (size_t i = 0; i < (size_t)n * w->rows; i++) y[i] = NAN;
-        return;
-    }
-    size_t per = act_bytes(1, w->cols, w->group);
+    for (size_t i = 0; i < (size_t)n * (size_t)(w->rows > 0 ? w->rows : 0); i++) y[i] = NAN;
+}
+
+/* count matrices with the same kind, cols and group (checked by callers),
+ * all valid, rows >= 1. */
+static void matmul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                        lmp_pool *pool, int simd)
+{
+    const lmp_mat *w0 = w[0];
+    size_t per = act_bytes(1, w0->cols, w0->group);
     int chunk = per >= ACT_BUDGET ? 1 : (int)(ACT_BUDGET / per);
     if (chunk > n) chunk = n;
-    void *heap = malloc(act_bytes(chunk, w->cols, w->group));
+    void *heap = malloc(act_bytes(chunk, w0->cols, w0->group));
     _Alignas(32) unsigned char stackbuf[ACT_STACK];
     void *buf = heap;
     if (!heap) { /* out of memory: fall back to a stack buffer */
@@ -619,21 +711,40 @@ static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *
         buf = stackbuf;
     }
     if (chunk == 0) { /* no memory at all for a huge row: cannot compute */
-        for (size_t i = 0; i < (size_t)n * w->rows; i++) y[i] = NAN;
+        for (int i = 0; i < count; i++) nan_fill(w[i], n, y[i]);
         return;
     }
     for (int t0 = 0; t0 < n; t0 += chunk) {
         int nt = n - t0 < chunk ? n - t0 : chunk;
         lmp_q4_act a;
-        act_quantize(&a, buf, x + (size_t)t0 * w->cols, nt, w->cols, w->group);
-        /* y for this chunk: tokens t0.. map to y + t0*rows with the same stride */
-        mm_job j = {w, &a, y + (size_t)t0 * w->rows, simd};
+        act_quantize(&a, buf, x + (size_t)t0 * w0->cols, nt, w0->cols, w0->group,
+                     simd && w0->kind == LMP_MAT_Q4, simd);
+        mm_job j = {.count = count, .a = &a, .simd = simd};
+        int tasks = 0;
+        for (int i = 0; i < count; i++) {
+            j.w[i] = w[i];
+            /* tokens t0.. map to y + t0*rows with the same stride */
+            j.y[i] = y[i] + (size_t)t0 * w[i]->rows;
+            j.first[i] = tasks;
+            tasks += (w[i]->rows + MM_ROWS - 1) / MM_ROWS;
+        }
+        j.first[count] = tasks;
         if (pool)
-            lmp_pool_run(pool, mm_task, &j, (w->rows + MM_ROWS - 1) / MM_ROWS);
+            lmp_pool_run(pool, mm_task, &j, tasks);
         else
-            for (int k = 0; k < (w->rows + MM_ROWS - 1) / MM_ROWS; k++) mm_task(&j, k, 0);
+            for (int k = 0; k < tasks; k++) mm_task(&j, k, 0);
     }
     free(heap);
+}
+
+static void matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool, int simd)
+{
+    if (n <= 0 || w->rows <= 0) return;
+    if (!mat_ok(w)) {
+        nan_fill(w, n, y);
+        return;
+    }
+    matmul_many(&w, &y, 1, x, n, pool, simd);
 }
 
 void lmp_q4_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
@@ -649,6 +760,21 @@ void lmp_q8_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *
 void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y)
 {
     matmul(w, x, n, y, NULL, 0);
+}
+
+void lmp_q4_matmul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                        lmp_pool *pool)
+{
+    if (n <= 0 || count <= 0) return;
+    int shared = count <= MAX_MANY;
+    for (int i = 0; i < count && shared; i++)
+        shared = mat_ok(w[i]) && w[i]->rows > 0 && w[i]->kind == w[0]->kind &&
+                 w[i]->cols == w[0]->cols && w[i]->group == w[0]->group;
+    if (!shared) {
+        for (int i = 0; i < count; i++) matmul(w[i], x, n, y[i], pool, lmp_q4_simd_active());
+        return;
+    }
+    matmul_many(w, y, count, x, n, pool, lmp_q4_simd_active());
 }
 
 void lmp_q4_get_row(const lmp_mat *w, int r, float *out)

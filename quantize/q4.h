@@ -92,6 +92,12 @@ typedef enum lmp_q4_method {
 
 #define LMP_Q4_BLOCK 32
 
+/* Recommended default of `--dtype q4` (docs/QUANT.md: on stories260k mean
+ * KL 0.102 vs 0.130 for llama.cpp Q4_0 at the same 4.5 bits/weight on
+ * SmolLM-360M shapes), embedding and tied lm_head in the same format. */
+#define LMP_Q4_DEFAULT_SCHEME LMP_Q4_ASYM
+#define LMP_Q4_DEFAULT_GROUP 64
+
 /* "sym", "asym", "q8"; NULL for an unknown id. */
 const char *lmp_q4_scheme_name(int scheme);
 /* Id for a name (case-sensitive), or -1. */
@@ -140,6 +146,12 @@ void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, flo
  * pool may be NULL. */
 void lmp_q4_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
 void lmp_q8_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
+/* Several matrices applied to the same x (q/k/v, gate/up): y[i] =
+ * W_i . x, the activations quantized once and one pool run for all rows.
+ * Same bits per matrix as lmp_q4_matmul / lmp_q8_matmul (falls back to them
+ * when the matrices differ in kind, cols or group, or count > 8). */
+void lmp_q4_matmul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
+                        lmp_pool *pool);
 /* The scalar reference of both (any kind Q4/Q8), single-threaded. */
 void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y);
 

@@ -1,17 +1,21 @@
 /* Hugging Face folder -> lmp_model with every tensor converted to float32.
  *
- * One anonymous mapping (huge pages requested) holds all weights (4 bytes per parameter); each
- * tensor is converted from the safetensors mapping and its source pages are
- * dropped right away (lmp_st_release), so the peak is about the float32
- * model plus one tensor of the source, and the files are closed before the
- * function returns.
+ * One anonymous mapping (huge pages requested) holds all weights, 4 bytes
+ * per parameter. A first pass checks every tensor's name, shape and dtype
+ * and sizes the buffer; the conversion then runs on all CPUs in chunks of
+ * 4M elements, and each tensor's source pages are dropped (lmp_st_release)
+ * as soon as it is converted, so the files add little to the peak RSS.
+ * The safetensors files are closed before the function returns.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "common/pool.h"
 #include "formats/config.h"
+#include "formats/dtype.h"
 #include "formats/safetensors.h"
 #include "runtime/model.h"
 
@@ -47,13 +51,26 @@ static weights *alloc_weights(size_t bytes)
     return w;
 }
 
+/* One tensor to convert in the fill pass; converted in chunks by the pool,
+ * its source pages dropped when its last chunk is done. */
+typedef struct {
+    const lmp_st_tensor *t;
+    float *dst;
+    int first_chunk, n_chunks;
+    atomic_int left;
+} conv_job;
+
 typedef struct {
     const lmp_config *c;
     const lmp_st *st;
     const char *dir;
     float *buf;    /* NULL on the sizing pass */
     size_t used;   /* floats */
+    conv_job *jobs; /* fill pass: one per tensor */
+    int n_jobs, n_chunks;
 } loader;
+
+#define CHUNK_ELEMS ((uint64_t)1 << 22)
 
 /* Size pass (L->buf NULL): count floats. Fill pass: convert into buf. */
 static lmp_status take(loader *L, const char *name, int64_t rows, int64_t cols,
@@ -84,12 +101,16 @@ static lmp_status take(loader *L, const char *name, int64_t rows, int64_t cols,
                         "%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported",
                         L->dir, name, lmp_dtype_name(t->dtype));
     if (L->buf) {
-        float *dst = L->buf + L->used;
-        lmp_status rc = lmp_st_to_f32(t, dst, d);
-        if (rc) return rc;
-        lmp_st_release(L->st, t);
-        *out = dst;
+        conv_job *j = &L->jobs[L->n_jobs];
+        j->t = t;
+        j->dst = L->buf + L->used;
+        j->first_chunk = L->n_chunks;
+        j->n_chunks = (int)((t->nelem + CHUNK_ELEMS - 1) / CHUNK_ELEMS);
+        atomic_init(&j->left, j->n_chunks);
+        *out = j->dst;
+        L->n_chunks += j->n_chunks;
     }
+    L->n_jobs++;
     L->used += (size_t)n;
     return LMP_OK;
 }
@@ -149,12 +170,35 @@ static lmp_status load_all(loader *L, lmp_model *m, lmp_diag *d)
     return LMP_OK;
 }
 
+static void conv_task(void *ctx, int task, int tid)
+{
+    (void)tid;
+    loader *L = ctx;
+    int lo = 0, hi = L->n_jobs - 1; /* job holding chunk `task` */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (L->jobs[mid].first_chunk <= task)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    conv_job *j = &L->jobs[lo];
+    uint64_t e0 = (uint64_t)(task - j->first_chunk) * CHUNK_ELEMS;
+    uint64_t n = j->t->nelem - e0 < CHUNK_ELEMS ? j->t->nelem - e0 : CHUNK_ELEMS;
+    /* dtype was checked in the sizing pass: cannot fail */
+    lmp_to_f32(j->t->dtype, j->t->data + e0 * lmp_dtype_size(j->t->dtype), j->dst + e0,
+               (size_t)n);
+    if (atomic_fetch_sub(&j->left, 1) == 1) lmp_st_release(L->st, j->t);
+}
+
 lmp_status lmp_model_load_hf(lmp_model *m, const char *dir, const lmp_model_opts *opts,
                              lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
     lmp_st *st = NULL;
     weights *buf = NULL;
+    lmp_pool *pool = NULL;
+    loader L = {0};
     memset(m, 0, sizeof *m);
     LMP_FAIL_IF(opts && opts->flags, LMP_ERR_ARG, "%s: unknown model option flags 0x%x", dir,
                 opts ? opts->flags : 0u);
@@ -164,15 +208,23 @@ lmp_status lmp_model_load_hf(lmp_model *m, const char *dir, const lmp_model_opts
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     LMP_FAIL_IF(!m->layers, LMP_ERR_NOMEM, "%s: out of memory for %d layers", dir,
                 m->cfg.n_layers);
-    loader L = {.c = &m->cfg, .st = st, .dir = dir};
+    L.c = &m->cfg;
+    L.st = st;
+    L.dir = dir;
     LMP_FORWARD(load_all(&L, m, d)); /* sizing pass, checks names/shapes/dtypes */
     LMP_FAIL_IF(L.used > SIZE_MAX / sizeof(float), LMP_ERR_NOMEM, "%s: model too large", dir);
     buf = alloc_weights(L.used * sizeof(float));
     LMP_FAIL_IF(!buf, LMP_ERR_NOMEM, "%s: out of memory for %zu MB of float32 weights", dir,
                 L.used * sizeof(float) >> 20);
+    L.jobs = calloc((size_t)L.n_jobs, sizeof *L.jobs);
+    LMP_FAIL_IF(!L.jobs, LMP_ERR_NOMEM, "%s: out of memory", dir);
     L.buf = buf->p;
     L.used = 0;
+    L.n_jobs = 0;
     LMP_FORWARD(load_all(&L, m, d));
+    /* convert with every CPU: page faults and conversion run in parallel */
+    LMP_FORWARD(lmp_pool_create(&pool, 0, d));
+    lmp_pool_run(pool, conv_task, &L, L.n_chunks);
     const lmp_st_tensor *t0 = lmp_st_find(st, "model.embed_tokens.weight");
     snprintf(m->source, sizeof m->source, "hf-%s",
              t0 && t0->dtype == LMP_DT_BF16 ? "bf16" : t0 && t0->dtype == LMP_DT_F16 ? "f16" : "f32");
@@ -181,6 +233,8 @@ lmp_status lmp_model_load_hf(lmp_model *m, const char *dir, const lmp_model_opts
     buf = NULL;
     LMP_FORWARD(lmp_model_check(m, dir, d));
 out:
+    lmp_pool_close(pool);
+    free(L.jobs);
     lmp_st_close(st);
     release_weights(buf);
     if (rc != LMP_OK) lmp_model_close(m);

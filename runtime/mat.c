@@ -160,6 +160,13 @@ void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const
     if (n <= 0 || count <= 0) return;
     int plain = count <= MAX_MANY;
     for (int i = 0; i < count; i++) plain = plain && plain_kind(w[i]->kind);
+    int quant = !plain && count <= MAX_MANY && atomic_load(&simd_allowed);
+    for (int i = 0; i < count && quant; i++)
+        quant = w[i]->kind == LMP_MAT_Q4 || w[i]->kind == LMP_MAT_Q8;
+    if (quant) { /* shared activation quantization, one pool run */
+        lmp_q4_matmul_many(w, y, count, x, n, pool);
+        return;
+    }
     if (!plain) { /* other kinds go through lmp_mat_mul one by one */
         for (int i = 0; i < count; i++) lmp_mat_mul(w[i], x, n, y[i], pool);
         return;

@@ -663,9 +663,11 @@ START_TEST(open_errors)
     snprintf(p, sizeof p, "%s/x.lmpk", tmp);
     t_write(p, "LMPK", 4);
     lmp_diag_clear(&d);
-    /* a 4-byte "container": the .lmpk loader rejects it (truncated header) */
+    /* a truncated container: the .lmpk loader rejects it as malformed,
+     * naming the file, nothing to close */
     ck_assert_int_eq(lmp_model_open(&m, p, NULL, &d), LMP_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(d.msg, "x.lmpk"));
+    ck_assert(m.layers == NULL && m.release == NULL);
     /* config present but no weights */
     snprintf(p, sizeof p, "%s/config.json", tmp);
     char *cfg = NULL;
