@@ -715,6 +715,7 @@ START_TEST(int4_model_end_to_end)
             agree += ap == aq;
         }
         kl /= N;
+        if (getenv("LMP_Q4_VERBOSE")) fprintf(stderr, "int4 stories260k: KL %.4f top-1 %d/%d\n", kl, agree, N);
         ck_assert_msg(kl < 0.25, "mean KL %g", kl);
         ck_assert_msg(agree >= N * 7 / 10, "top-1 agreement %d of %d", agree, N);
     }
