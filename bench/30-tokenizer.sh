@@ -3,3 +3,4 @@
 set -e
 here=$(dirname "$0")
 "${LMP_BENCH_BIN:-build/release/bench}/bench_tokenizer" "$here/../tests/data/smollm-tokenizer" 8
+"${LMP_BENCH_BIN:-build/release/bench}/bench_sample"

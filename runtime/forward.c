@@ -273,6 +273,10 @@ lmp_status lmp_forward(lmp_state *s, const int *ids, int n, int pos, float *logi
         for (int t = 0; t < b; t++) lmp_mat_get_row(&m->embed, ids[p0 + t], s->x + (size_t)t * hid);
         if (s->hook) s->hook(s->hook_ctx, 0, at, b, s->x);
         for (int l = 0; l < c->n_layers; l++) {
+            if (m->acquire_layer) { /* streamed model: bring layer l in */
+                lmp_status st = m->acquire_layer(m->owner, l, d);
+                if (st != LMP_OK) return st;
+            }
             layer_forward(s, l, b, at);
             if (s->hook && l + 1 < c->n_layers) s->hook(s->hook_ctx, l + 1, at, b, s->x);
         }

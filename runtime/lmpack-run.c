@@ -34,6 +34,7 @@ typedef struct run_opts {
     int greedy;           /* --greedy (the only chooser so far; also the default) */
     long threads;         /* -t, 0 = online CPUs */
     long ctx;             /* --ctx, 0 = prompt + n_new (capped by the model) */
+    long stream;          /* --stream K: bundles keep at most K layers resident */
     int stats, json;
     const char *prompt;   /* --prompt TEXT: tokenize, generate text */
     int chat;             /* --chat: wrap --prompt in the chat template */
@@ -74,6 +75,8 @@ static void usage(FILE *f)
             "  --repeat-last-n N tokens the penalty looks back over (default 64, -1 = all)\n"
             "  --seed S          random seed (default 0): same seed, same text\n"
             "  -t, --threads N   worker threads (default: online CPUs)\n"
+            "  --stream K        bundles: keep at most K layers' weights resident, re-read\n"
+            "                    (and re-verify) the others from their chunks when needed\n"
             "  --ctx N           KV cache positions (default: prompt + N, at most the\n"
             "                    model's max_position_embeddings)\n"
             "  --stats           one line on stderr after the run: load time, prefill and\n"
@@ -118,6 +121,9 @@ static void parse_args(int argc, char **argv, run_opts *o)
         } else if ((v = opt_value(argc, argv, &i, "--threads", "-t"))) {
             if (lmp_parse_int(v, 1, 256, &o->threads))
                 lmp_cli_usage_error(PROG, "--threads wants a number in [1, 256], got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--stream", NULL))) {
+            if (lmp_parse_int(v, 1, 1 << 20, &o->stream))
+                lmp_cli_usage_error(PROG, "--stream wants a layer count >= 1, got '%s'", v);
         } else if ((v = opt_value(argc, argv, &i, "--ctx", NULL))) {
             if (lmp_parse_int(v, 1, 1 << 24, &o->ctx))
                 lmp_cli_usage_error(PROG, "--ctx wants a positive position count, got '%s'", v);
@@ -335,7 +341,9 @@ int main(int argc, char **argv)
     print_ctx pc = {.d = d};
 
     double t0 = lmp_now_ms();
-    LMP_FORWARD(lmp_model_open(&m, o.model, NULL, d));
+    lmp_model_opts mo = {0};
+    mo.stream_layers = (int)o.stream;
+    LMP_FORWARD(lmp_model_open(&m, o.model, &mo, d));
     double load_ms = lmp_now_ms() - t0;
     const lmp_config *c = &m.cfg;
     if (o.prompt) {

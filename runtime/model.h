@@ -56,6 +56,13 @@ typedef struct lmp_model {
     void (*release)(void *owner);
     void *owner;
     char source[64];          /* "hf-f32", "hf-bf16", "lmpk-q4", ... (info) */
+    /* Optional layer streaming (bundle loader with stream_layers > 0): the
+     * forward pass calls acquire_layer(owner, l, d) before it uses
+     * layers[l]; the loader then makes layer l's views valid (reading and
+     * verifying its chunk again if needed, possibly evicting another
+     * layer, whose views become NULL). NULL for fully resident models.
+     * A model with this hook must not be used by two states at once. */
+    lmp_status (*acquire_layer)(void *owner, int layer, lmp_diag *d);
 } lmp_model;
 
 typedef struct lmp_model_opts {
@@ -63,6 +70,10 @@ typedef struct lmp_model_opts {
      * Reserved for now (e.g. keeping F16/BF16 weights unconverted, or a
      * bundle's streaming policy); must be 0. */
     unsigned flags;
+    /* Bundles only (ignored by other loaders): keep at most this many
+     * transformer layers' weights resident, re-reading the rest from their
+     * compressed chunks when the forward pass needs them. 0 = all resident. */
+    int stream_layers;
 } lmp_model_opts;
 
 /* Open a model from `path` and fill *m. Dispatch on what path is:

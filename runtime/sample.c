@@ -153,8 +153,38 @@ static int cand_cmp(const void *pa, const void *pb)
     return a->id - b->id;
 }
 
-/* Fill cands[0..*nc) with the kept tokens, prob[i] their normalized
- * probabilities (sorted by decreasing probability). */
+/* Heap with the worst candidate at the root. */
+static void sift_worst(cand *c, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && cand_cmp(&c[l], &c[w]) > 0) w = l;
+        if (r < n && cand_cmp(&c[r], &c[w]) > 0) w = r;
+        if (w == i) return;
+        cand t = c[i];
+        c[i] = c[w];
+        c[w] = t;
+        i = w;
+    }
+}
+
+/* Move the k best candidates (cand_cmp order) to c[0..k) in O(n log k):
+ * a heap whose root is the worst of the kept ones. Returns k. */
+static int select_top(cand *c, int n, int k)
+{
+    for (int i = k / 2 - 1; i >= 0; i--) sift_worst(c, k, i);
+    for (int i = k; i < n; i++) {
+        if (cand_cmp(&c[i], &c[0]) < 0) { /* better than the worst kept */
+            c[0] = c[i];
+            sift_worst(c, k, 0);
+        }
+    }
+    return k;
+}
+
+/* Fill cands[0..nc) with the kept tokens (the most likely first; sorted by
+ * decreasing probability when top-k or top-p needs it) and prob[i] their
+ * normalized probabilities. Returns nc. */
 static int filter(lmp_sampler *s, const float *logits)
 {
     penalize(s, logits);
@@ -170,27 +200,55 @@ static int filter(lmp_sampler *s, const float *logits)
         s->prob[0] = 1;
         return 1;
     }
-    qsort(s->cands, (size_t)nc, sizeof *s->cands, cand_cmp);
-    if (s->p.top_k > 0 && s->p.top_k < nc) nc = s->p.top_k;
-    double mx = s->cands[0].logit, sum = 0;
-    for (int i = 0; i < nc; i++) sum += s->prob[i] = exp((double)s->cands[i].logit - mx);
-    for (int i = 0; i < nc; i++) s->prob[i] /= sum;
-    if (s->p.top_p < 1.0f) {
-        double cum = 0;
-        int keep = nc;
-        for (int i = 0; i < nc; i++) {
-            cum += s->prob[i];
-            if (cum >= s->p.top_p) {
-                keep = i + 1;
+    double mx, sum = 0;
+    if (s->p.top_k > 0 || s->p.top_p < 1.0f) {
+        if (s->p.top_k > 0 && s->p.top_k < nc) nc = select_top(s->cands, nc, s->p.top_k);
+        /* top-p over a large set: the normalizer needs every candidate, but
+         * only the head has to be sorted; grow the head until it reaches p */
+        int head = s->p.top_k > 0 || nc <= 256 ? nc : 256;
+        mx = -INFINITY;
+        for (int i = 0; i < nc; i++)
+            if (s->cands[i].logit > mx) mx = s->cands[i].logit;
+        for (int i = 0; i < nc; i++) sum += exp((double)s->cands[i].logit - mx);
+        for (;;) {
+            if (head < nc) select_top(s->cands, nc, head);
+            qsort(s->cands, (size_t)head, sizeof *s->cands, cand_cmp);
+            double cum = 0;
+            int keep = 0;
+            for (int i = 0; i < head; i++) {
+                s->prob[i] = exp((double)s->cands[i].logit - mx) / sum;
+                cum += s->prob[i];
+                if (s->p.top_p < 1.0f && cum >= s->p.top_p) {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            if (keep) {
+                nc = keep;
                 break;
             }
+            if (head == nc) break; /* rounding: keep them all */
+            head = head < nc / 4 ? head * 4 : nc;
         }
-        nc = keep;
+    } else { /* no order needed beyond the best first (min-p uses it) */
+        int b = 0;
+        for (int i = 1; i < nc; i++)
+            if (cand_cmp(&s->cands[i], &s->cands[b]) < 0) b = i;
+        cand tmp = s->cands[0];
+        s->cands[0] = s->cands[b];
+        s->cands[b] = tmp;
+        mx = s->cands[0].logit;
+        for (int i = 0; i < nc; i++) sum += s->prob[i] = exp((double)s->cands[i].logit - mx);
+        for (int i = 0; i < nc; i++) s->prob[i] /= sum;
     }
-    if (s->p.min_p > 0) {
+    if (s->p.min_p > 0) { /* prob[0] is the largest; keep the order of the rest */
         double thr = s->p.min_p * s->prob[0];
         int keep = 1;
-        while (keep < nc && s->prob[keep] >= thr) keep++;
+        for (int i = 1; i < nc; i++)
+            if (s->prob[i] >= thr) {
+                s->cands[keep] = s->cands[i];
+                s->prob[keep++] = s->prob[i];
+            }
         nc = keep;
     }
     sum = 0;

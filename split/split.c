@@ -97,6 +97,12 @@ static void compress_one(void *ctx, int i, int tid)
     }
     LMP_FORWARD(lmp_chunk_encode(j->role, j->first, j->last, sel, n, meta, meta ? strlen(meta) : 0,
                                  &raw, &rn, d));
+    if (s->release)
+        for (size_t k = 0; k < s->n_tensors; k++) {
+            int l = lmp_split_layer_of(s->tensors[k].name);
+            if (j->role == LMP_CHUNK_HEAD ? l < 0 : (l >= j->first && l <= j->last))
+                s->release(s->release_ctx, k);
+        }
     LMP_FORWARD(lmp_chunk_compress(raw, rn, j->level, &j->z, &j->zn, d));
 out:
     (void)rc;

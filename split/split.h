@@ -37,6 +37,11 @@ typedef struct lmp_split_src {
     const lmp_chunk_tensor *tensors; /* name/kind/shape/group/scheme/size/data */
     size_t n_files;
     const lmp_split_file *files;     /* tokenizer files */
+    /* Optional: called once per tensor (index into tensors) after its bytes
+     * were copied into a chunk, so a mapped source can drop its pages and
+     * memory stays bounded by a few chunks. May run on a worker thread. */
+    void (*release)(void *ctx, size_t tensor);
+    void *release_ctx;
 } lmp_split_src;
 
 typedef struct lmp_split_opts {
@@ -49,7 +54,7 @@ typedef struct lmp_split_opts {
 } lmp_split_opts;
 
 #define LMP_SPLIT_DEFAULT_LAYERS 3
-#define LMP_SPLIT_DEFAULT_LEVEL 3
+#define LMP_SPLIT_DEFAULT_LEVEL 1
 
 void lmp_split_opts_default(lmp_split_opts *o);
 
@@ -69,7 +74,8 @@ void lmp_split_remove_tree(const char *dir);
 /* ---- from an .lmpk container ------------------------------------------- */
 
 /* A split source over an open container (tensors in container order, its
- * config.json bytes, its carried files). Arrays are malloc'd into *tensors
+ * config.json bytes, its carried files; pages of each tensor are released
+ * once it is in a chunk). Arrays are malloc'd into *tensors
  * and *files (free() both); data points into pk, which must stay open. */
 lmp_status lmp_split_src_from_lmpk(const lmp_lmpk *pk, const char *name, lmp_split_src *src,
                                    lmp_chunk_tensor **tensors, lmp_split_file **files,

@@ -57,6 +57,6 @@ static int split_parse_opt(const char *prog, int argc, char **argv, int *i, lmp_
 
 #define SPLIT_OPTS_HELP                                                                     \
     "  --layers-per-chunk N  transformer layers per chunk (default 3)\n"                  \
-    "  --zstd-level L        zstd level 1..19 (default 3); output is identical for any -t\n"
+    "  --zstd-level L        zstd level 1..19 (default 1); output is identical for any -t\n"
 
 #endif

@@ -5,6 +5,12 @@
 
 #include "split/split.h"
 
+static void release_tensor(void *ctx, size_t i)
+{
+    const lmp_lmpk *pk = ctx;
+    lmp_lmpk_release(pk, lmp_lmpk_at(pk, i));
+}
+
 lmp_status lmp_split_src_from_lmpk(const lmp_lmpk *pk, const char *name, lmp_split_src *src,
                                    lmp_chunk_tensor **tensors, lmp_split_file **files,
                                    lmp_diag *d)
@@ -37,6 +43,8 @@ lmp_status lmp_split_src_from_lmpk(const lmp_lmpk *pk, const char *name, lmp_spl
     src->tensors = t;
     src->n_files = nf;
     src->files = f;
+    src->release = release_tensor;
+    src->release_ctx = (void *)pk;
     *tensors = t;
     *files = f;
     t = NULL;

@@ -191,6 +191,39 @@ START_TEST(repeat_penalty)
 }
 END_TEST
 
+START_TEST(top_k_large_vocab)
+{
+    /* 1000 random logits, top-k 10: the 10 largest keep softmax weights
+     * among themselves (found here by repeated max search), the rest 0 */
+    enum { V = 1000, K = 10 };
+    lmp_sample_params p = plain();
+    p.top_k = K;
+    lmp_sampler *s = mk(&p, V);
+    float *l = malloc(V * sizeof *l), *got = malloc(V * sizeof *got);
+    srand(11);
+    for (int i = 0; i < V; i++) l[i] = (float)rand() / RAND_MAX * 8 - 4;
+    int top[K];
+    char used[V] = {0};
+    for (int k = 0; k < K; k++) {
+        int b = -1;
+        for (int i = 0; i < V; i++)
+            if (!used[i] && (b < 0 || l[i] > l[b])) b = i;
+        used[b] = 1;
+        top[k] = b;
+    }
+    double z = 0;
+    for (int k = 0; k < K; k++) z += exp((double)l[top[k]] - l[top[0]]);
+    lmp_sampler_probs(s, l, got);
+    for (int i = 0; i < V; i++) {
+        double want = used[i] ? exp((double)l[i] - l[top[0]]) / z : 0;
+        ck_assert_msg(fabs(got[i] - want) < 1e-6, "p[%d] = %g, want %g", i, got[i], want);
+    }
+    free(l);
+    free(got);
+    lmp_sampler_close(s);
+}
+END_TEST
+
 Suite *lmp_suite_sample(void)
 {
     Suite *s = suite_create("sample");
@@ -200,6 +233,7 @@ Suite *lmp_suite_sample(void)
     tcase_add_test(tc, seed_reproduces);
     tcase_add_test(tc, frequencies_match_softmax);
     tcase_add_test(tc, repeat_penalty);
+    tcase_add_test(tc, top_k_large_vocab);
     suite_add_tcase(s, tc);
     return s;
 }

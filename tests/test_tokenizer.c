@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tests/testutil.h"
+#include "tokenizer/tok_internal.h"
 #include "tokenizer/tokenizer.h"
 
 static lmp_tok *load(const char *rel)
@@ -352,6 +353,12 @@ START_TEST(unsupported_components)
         ck_assert_msg(strstr(d.msg, cases[i].word), "message \"%s\" lacks \"%s\"", d.msg,
                       cases[i].word);
     }
+    lmp_diag d2 = {0};
+    ck_assert_int_eq(load_edited("smollm-tokenizer/tokenizer.json", "pre_tokenizer",
+                                 "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\w+\"},"
+                                 "\"behavior\":\"Isolated\",\"invert\":false}", &d2),
+                     LMP_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(d2.msg, "Split regex"));
     /* and the unedited copy loads */
     lmp_diag d = {0};
     ck_assert_int_eq(load_edited("stories260k/tokenizer.json", "truncation", "null", &d), LMP_OK);
@@ -481,6 +488,122 @@ START_TEST(bytelevel_prefix_space)
     ck_assert_int_eq(lmp_tok_load_mem(&t, out, strlen(out), NULL, "edited", &d), LMP_OK);
     free(out);
     expect_ids(t, "Hello", want, want_n);
+    free(want);
+    lmp_tok_close(t);
+}
+END_TEST
+
+/* Generated with Python's re on the ASCII equivalents of the patterns
+ * (\p{L} -> [A-Za-z], \p{N} -> [0-9], re.ASCII): an independent regex engine. */
+static const struct {
+    int re;
+    const char *text;
+    const char *pieces[24];
+} SPLITS[] = {
+    {TOK_RE_GPT2, "Hello world's 12345 ab\n\n  cd  ",
+     {"Hello", " world", "'s", " 12345", " ab", "\n\n ", " cd", "  ", NULL}},
+    {TOK_RE_GPT2, "I'M DON'T you'RE x'll",
+     {"I", "'", "M", " DON", "'", "T", " you", "'", "RE", " x", "'ll", NULL}},
+    {TOK_RE_GPT2, "  (foo) [bar]!! \t\tbaz\r\n\r\nq",
+     {" ", " (", "foo", ")", " [", "bar", "]!!", " \t", "\t", "baz", "\r\n\r", "\n", "q", NULL}},
+    {TOK_RE_GPT2, "a1b22c333d4444 e55555",
+     {"a", "1", "b", "22", "c", "333", "d", "4444", " e", "55555", NULL}},
+    {TOK_RE_GPT2, "  \n  x ,,\n\ny",
+     {"  \n ", " x", " ,,", "\n", "\n", "y", NULL}},
+    {TOK_RE_GPT2, "...\n\n\tz  ",
+     {"...", "\n\n", "\t", "z", "  ", NULL}},
+    {TOK_RE_GPT2, "'hello 'S ''s",
+     {"'", "hello", " '", "S", " ''", "s", NULL}},
+    {TOK_RE_LLAMA3, "Hello world's 12345 ab\n\n  cd  ",
+     {"Hello", " world", "'s", " ", "123", "45", " ab", "\n\n", " ", " cd", "  ", NULL}},
+    {TOK_RE_LLAMA3, "I'M DON'T you'RE x'll",
+     {"I", "'M", " DON", "'T", " you", "'RE", " x", "'ll", NULL}},
+    {TOK_RE_LLAMA3, "  (foo) [bar]!! \t\tbaz\r\n\r\nq",
+     {" ", " (", "foo", ")", " [", "bar", "]!!", " \t", "\tbaz", "\r\n\r\n", "q", NULL}},
+    {TOK_RE_LLAMA3, "a1b22c333d4444 e55555",
+     {"a", "1", "b", "22", "c", "333", "d", "444", "4", " e", "555", "55", NULL}},
+    {TOK_RE_LLAMA3, "  \n  x ,,\n\ny",
+     {"  \n", " ", " x", " ,,\n\n", "y", NULL}},
+    {TOK_RE_LLAMA3, "...\n\n\tz  ",
+     {"...\n\n", "\tz", "  ", NULL}},
+    {TOK_RE_LLAMA3, "'hello 'S ''s",
+     {"'hello", " '", "S", " ''", "s", NULL}},
+    {TOK_RE_QWEN2, "Hello world's 12345 ab\n\n  cd  ",
+     {"Hello", " world", "'s", " ", "1", "2", "3", "4", "5", " ab", "\n\n", " ", " cd", "  ", NULL}},
+    {TOK_RE_QWEN2, "I'M DON'T you'RE x'll",
+     {"I", "'M", " DON", "'T", " you", "'RE", " x", "'ll", NULL}},
+    {TOK_RE_QWEN2, "  (foo) [bar]!! \t\tbaz\r\n\r\nq",
+     {" ", " (", "foo", ")", " [", "bar", "]!!", " \t", "\tbaz", "\r\n\r\n", "q", NULL}},
+    {TOK_RE_QWEN2, "a1b22c333d4444 e55555",
+     {"a", "1", "b", "2", "2", "c", "3", "3", "3", "d", "4", "4", "4", "4", " e", "5", "5", "5", "5", "5", NULL}},
+    {TOK_RE_QWEN2, "  \n  x ,,\n\ny",
+     {"  \n", " ", " x", " ,,\n\n", "y", NULL}},
+    {TOK_RE_QWEN2, "...\n\n\tz  ",
+     {"...\n\n", "\tz", "  ", NULL}},
+    {TOK_RE_QWEN2, "'hello 'S ''s",
+     {"'hello", " '", "S", " ''", "s", NULL}},
+};
+
+START_TEST(split_regexes)
+{
+    for (size_t k = 0; k < sizeof SPLITS / sizeof *SPLITS; k++) {
+        const uint8_t *s = (const uint8_t *)SPLITS[k].text;
+        size_t n = strlen(SPLITS[k].text), i = 0, p = 0;
+        while (i < n) {
+            size_t j = tok_regex_next(SPLITS[k].re, s, n, i);
+            const char *want = SPLITS[k].pieces[p++];
+            ck_assert_msg(want && j - i == strlen(want) && !memcmp(s + i, want, j - i),
+                          "regex %d on \"%s\": piece %zu is \"%.*s\", want \"%s\"",
+                          SPLITS[k].re, SPLITS[k].text, p - 1, (int)(j - i), s + i,
+                          want ? want : "(end)");
+            i = j;
+        }
+        ck_assert_ptr_null(SPLITS[k].pieces[p]);
+    }
+    /* non-ASCII classes: U+3000 is a space, U+00E9 a letter, U+0663 a digit */
+    const char *u = "caf\xc3\xa9\xe3\x80\x80\xd9\xa3\xd9\xa3";
+    size_t n = strlen(u);
+    ck_assert_uint_eq(tok_regex_next(TOK_RE_GPT2, (const uint8_t *)u, n, 0), 5);
+    ck_assert_uint_eq(tok_regex_next(TOK_RE_GPT2, (const uint8_t *)u, n, 5), 8);
+    ck_assert_uint_eq(tok_regex_next(TOK_RE_GPT2, (const uint8_t *)u, n, 8), n);
+}
+END_TEST
+
+START_TEST(llama3_style_pretokenizer)
+{
+    /* Llama-3 layout: Split(Llama-3 regex) then ByteLevel without its own
+     * regex. On text where both patterns give the same pieces the ids must
+     * equal the GPT-2-regex tokenizer's. */
+    lmp_tok *bl = load("smollm-tokenizer");
+    const char *text = "Hello world, this is a test";
+    size_t want_n;
+    int *want = enc(bl, text, strlen(text), &want_n);
+    lmp_tok_close(bl);
+    size_t len;
+    char *s = (char *)t_slurp(t_data("smollm-tokenizer/tokenizer.json"), &len);
+    cJSON *root = cJSON_ParseWithLength(s, len);
+    free(s);
+    cJSON *pre = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(pre, "pretokenizers");
+    cJSON_AddStringToObject(pre, "type", "Sequence");
+    cJSON *split = cJSON_CreateObject(), *pat = cJSON_AddObjectToObject(split, "pattern");
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(pat, "Regex",
+                            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+                            "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+                            "\\s+(?!\\S)|\\s+");
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddBoolToObject(split, "invert", 0);
+    cJSON_AddItemToArray(arr, split);
+    cJSON_AddItemToArray(arr, cJSON_Parse("{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+                                          "\"trim_offsets\":true,\"use_regex\":false}"));
+    cJSON_ReplaceItemInObject(root, "pre_tokenizer", pre);
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    lmp_tok *t = NULL;
+    lmp_diag d = {0};
+    ck_assert_msg(lmp_tok_load_mem(&t, out, strlen(out), NULL, "llama3", &d) == LMP_OK, "%s", d.msg);
+    free(out);
+    expect_ids(t, text, want, want_n);
     free(want);
     lmp_tok_close(t);
 }
@@ -643,6 +766,43 @@ START_TEST(cli_run_prompt)
     free(want16);
     free(out);
     free(err);
+    /* --chat: a copy whose tokenizer_config has a ChatML template. The reply
+     * (not echoed) must be what `run --ids` of the chat prompt's ids
+     * (tokenize --chat --bos) generates, detokenized */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && rm '%s/tokenizer_config.json' && sed 's/\"eos_token_id\": *432/"
+             "\"eos_token_id\": 2/' '%s/config.json' > '%s/c.json' && mv '%s/c.json' "
+             "'%s/config.json' && printf '%%s' '{\"add_bos_token\": true, \"bos_token\": \"<s>\", "
+             "\"chat_template\": \"{%% for m in messages %%}<|im_start|>{{ m.role }}{%% endfor %%}\"}' "
+             "> '%s/tokenizer_config.json'",
+             model, dir, dir, dir, dir, dir, dir);
+    ck_assert_int_eq(t_sh(cmd, NULL, NULL), 0);
+    char *a6[] = {(char *)t_bin("lmpack-tokenize"), path, "--chat", "--bos", "--text", "Hi", NULL};
+    ck_assert_int_eq(t_run(a6, &out, &err), 0);
+    char *chat_ids = out;
+    free(err);
+    ck_assert_ptr_nonnull(strstr(chat_ids, "1 ")); /* BOS first */
+    chat_ids[strcspn(chat_ids, "\n")] = '\0';
+    char *a7[] = {(char *)t_bin("lmpack-run"), path, "--ids", chat_ids, "-n", "12", "--greedy",
+                  NULL};
+    ck_assert_int_eq(t_run(a7, &out, &err), 0);
+    char *gen_ids = out;
+    free(err);
+    gen_ids[strcspn(gen_ids, "\n")] = '\0';
+    char *a8[] = {(char *)t_bin("lmpack-detokenize"), path, "--ids", gen_ids, NULL};
+    ck_assert_int_eq(t_run(a8, &out, &err), 0);
+    char *want_chat = out;
+    free(err);
+    char *a9[] = {(char *)t_bin("lmpack-run"), path, "--chat", "--prompt", "Hi", "-n", "12",
+                  "--temperature", "0", "--ignore-eos", NULL};
+    ck_assert_int_eq(t_run(a9, &out, &err), 0);
+    ck_assert_str_eq(out, want_chat);
+    ck_assert_uint_gt(strlen(out), 0);
+    free(out);
+    free(err);
+    free(want_chat);
+    free(gen_ids);
+    free(chat_ids);
     /* no chat template / bad flags */
     char *a4[] = {(char *)t_bin("lmpack-run"), model, "--prompt", "Hi", "--chat", NULL};
     ck_assert_int_eq(t_run(a4, &out, &err), 1);
@@ -676,6 +836,8 @@ Suite *lmp_suite_tokenizer(void)
     tcase_add_test(tc, chat_format);
     tcase_add_test(tc, hand_built_bpe);
     tcase_add_test(tc, bytelevel_prefix_space);
+    tcase_add_test(tc, split_regexes);
+    tcase_add_test(tc, llama3_style_pretokenizer);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("programs");
     tcase_set_timeout(tp, 60);

@@ -26,6 +26,11 @@ static size_t toks_end(const toks *l, size_t i) { return i + 1 < l->n ? l->st[i 
 
 static int toks_new(toks *l)
 {
+    if (!l->b) { /* never leave b NULL once a token exists (b + offset) */
+        l->b = malloc(256);
+        if (!l->b) return -1;
+        l->cap = 256;
+    }
     if (l->n == l->ncap) {
         size_t c = l->ncap ? l->ncap * 2 : 64;
         size_t *q = realloc(l->st, c * sizeof *q);
@@ -307,6 +312,7 @@ static int stream_emit(lmp_tok_stream *s, int finish)
 {
     toks *p = &s->pend;
     size_t skip = 0;
+    if (p->len == 0) return 0; /* nothing pending (p->b may still be NULL) */
     const tok_stage *st = s->strip;
     while (s->strip_left > 0 && skip < p->len) {
         size_t have = p->len - skip;
@@ -339,7 +345,7 @@ static int stream_emit(lmp_tok_stream *s, int finish)
     size_t emit_to = finish ? e : keep_from;
     if (app_lossy(&s->out, p->b + skip, emit_to - skip)) return -1;
     size_t rest = finish ? 0 : p->len - emit_to;
-    memmove(p->b, p->b + emit_to, rest);
+    if (rest) memmove(p->b, p->b + emit_to, rest);
     p->len = rest;
     return 0;
 }

@@ -91,7 +91,7 @@ static void cache_put(tok_cache *c, const uint8_t *s, size_t n, uint64_t h, cons
     size_t i = h & c->mask;
     while (c->ent[i].key_len) i = (i + 1) & c->mask;
     memcpy(c->keys + c->keys_len, s, n);
-    memcpy(c->ids + c->ids_len, ids, nid * sizeof *ids);
+    if (nid) memcpy(c->ids + c->ids_len, ids, nid * sizeof *ids);
     c->ent[i] = (tok_cache_ent){h, (uint32_t)c->keys_len, (uint32_t)n, (uint32_t)c->ids_len,
                                 (uint32_t)nid};
     c->keys_len += n;
@@ -186,7 +186,8 @@ static lmp_status bpe_word(enc *e, const uint8_t *s, size_t n)
         if (ce) {
             LMP_FAIL_IF(grow((void **)&e->ids, &e->cap, e->n + ce->n_ids, sizeof *e->ids),
                         LMP_ERR_NOMEM, "%s: out of memory encoding", t->name);
-            memcpy(e->ids + e->n, t->cache.ids + ce->ids_off, ce->n_ids * sizeof *e->ids);
+            if (ce->n_ids)
+                memcpy(e->ids + e->n, t->cache.ids + ce->ids_off, ce->n_ids * sizeof *e->ids);
             e->n += ce->n_ids;
             return LMP_OK;
         }
@@ -263,7 +264,8 @@ static lmp_status bpe_word(enc *e, const uint8_t *s, size_t n)
     }
     for (int32_t i = 0; i >= 0; i = e->sy[i].next) LMP_FORWARD(push_id(e, e->sy[i].id));
 cache:
-    if (n <= CACHE_MAX_WORD) cache_put(&t->cache, s, n, h, e->ids + first_out, e->n - first_out);
+    if (n <= CACHE_MAX_WORD)
+        cache_put(&t->cache, s, n, h, e->ids ? e->ids + first_out : NULL, e->n - first_out);
 out:
     return rc;
 }
@@ -282,22 +284,42 @@ static int class_at(const uint8_t *s, size_t n, size_t i, size_t *len)
     return lmp_uc_class(cp);
 }
 
-/* End of the GPT-2 regex match starting at i:
- * 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+/* Contraction at i ('s 't 're 've 'm 'll 'd; any case when ci): its length or 0. */
+static size_t contraction(const uint8_t *s, size_t n, size_t i, int ci)
+{
+    if (s[i] != '\'' || i + 1 >= n) return 0;
+    uint8_t c1 = s[i + 1], c2 = i + 2 < n ? s[i + 2] : 0;
+    if (ci) {
+        c1 = (uint8_t)(c1 >= 'A' && c1 <= 'Z' ? c1 + 32 : c1);
+        c2 = (uint8_t)(c2 >= 'A' && c2 <= 'Z' ? c2 + 32 : c2);
+    }
+    if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') return 2;
+    if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) return 3;
+    return 0;
+}
+
+/* Whitespace alternatives shared by all patterns, at a whitespace char i:
+ * [\s*[\r\n]+ when nl_rule] | \s+(?!\S) | \s+ */
+static size_t space_next(const uint8_t *s, size_t n, size_t i, int nl_rule)
+{
+    size_t l, j = i, last = i, after_nl = 0;
+    while (j < n && class_at(s, n, j, &l) == LMP_UC_SPACE) {
+        last = j;
+        if (s[j] == '\r' || s[j] == '\n') after_nl = j + 1;
+        j += l;
+    }
+    if (nl_rule && after_nl) return after_nl; /* up to the last newline of the run */
+    if (j == n || last == i) return j;        /* at the end, or one char: \s+ */
+    return last;                              /* \s+(?!\S): leave the last one */
+}
+
 static size_t gpt2_next(const uint8_t *s, size_t n, size_t i)
 {
-    if (s[i] == '\'' && i + 1 < n) {
-        uint8_t c1 = s[i + 1];
-        if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') return i + 2;
-        if (i + 2 < n) {
-            uint8_t c2 = s[i + 2];
-            if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l'))
-                return i + 3;
-        }
-    }
+    size_t k = contraction(s, n, i, 0);
+    if (k) return i + k;
     size_t l, j = i;
     int cls = class_at(s, n, i, &l);
-    if (s[i] == ' ' && i + 1 < n) {
+    if (s[i] == ' ' && i + 1 < n) { /* " ?X+" forms */
         size_t l1;
         int c1 = class_at(s, n, i + 1, &l1);
         if (c1 != LMP_UC_SPACE) {
@@ -306,29 +328,58 @@ static size_t gpt2_next(const uint8_t *s, size_t n, size_t i)
             l = l1;
         }
     }
-    if (cls != LMP_UC_SPACE) {
-        j += l;
-        while (j < n && class_at(s, n, j, &l) == cls) j += l;
+    if (cls == LMP_UC_SPACE) return space_next(s, n, i, 0);
+    j += l;
+    while (j < n && class_at(s, n, j, &l) == cls) j += l;
+    return j;
+}
+
+static size_t llama3_next(const uint8_t *s, size_t n, size_t i, int max_digits)
+{
+    size_t k = contraction(s, n, i, 1);
+    if (k) return i + k;
+    size_t l0, l1 = 0, l, j;
+    int c0 = class_at(s, n, i, &l0);
+    int c1 = i + l0 < n ? class_at(s, n, i + l0, &l1) : -1;
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    if (c0 == LMP_UC_LETTER || (c1 == LMP_UC_LETTER && c0 != LMP_UC_NUMBER && s[i] != '\r' &&
+                                s[i] != '\n')) {
+        j = c0 == LMP_UC_LETTER ? i : i + l0;
+        while (j < n && class_at(s, n, j, &l) == LMP_UC_LETTER) j += l;
         return j;
     }
-    /* whitespace run [i, j); last char starts at last */
-    size_t last = i;
-    j = i;
-    while (j < n && class_at(s, n, j, &l) == LMP_UC_SPACE) {
-        last = j;
-        j += l;
+    if (c0 == LMP_UC_NUMBER) { /* \p{N}{1,max} */
+        j = i + l0;
+        for (int d = 1; d < max_digits && j < n && class_at(s, n, j, &l) == LMP_UC_NUMBER; d++)
+            j += l;
+        return j;
     }
-    if (j == n || last == i) return j; /* at the end, or a single char: \s+ */
-    return last;                      /* \s+(?!\S): leave the last one */
+    /* " ?[^\s\p{L}\p{N}]+[\r\n]*" */
+    j = i;
+    if (c0 == LMP_UC_OTHER)
+        j = i;
+    else if (s[i] == ' ' && c1 == LMP_UC_OTHER)
+        j = i + 1;
+    else
+        return space_next(s, n, i, 1);
+    while (j < n && class_at(s, n, j, &l) == LMP_UC_OTHER) j += l;
+    while (j < n && (s[j] == '\r' || s[j] == '\n')) j++;
+    return j;
+}
+
+size_t tok_regex_next(int re, const uint8_t *s, size_t n, size_t i)
+{
+    if (re == TOK_RE_GPT2) return gpt2_next(s, n, i);
+    return llama3_next(s, n, i, re == TOK_RE_LLAMA3 ? 3 : 1);
 }
 
 static lmp_status run_pre(enc *e, int stage, const uint8_t *s, size_t n);
 
-static lmp_status split_gpt2(enc *e, int stage, const uint8_t *s, size_t n)
+static lmp_status split_regex(enc *e, int stage, int re, const uint8_t *s, size_t n)
 {
     lmp_status rc = LMP_OK;
     for (size_t i = 0; i < n;) {
-        size_t j = gpt2_next(s, n, i);
+        size_t j = tok_regex_next(re, s, n, i);
         LMP_FORWARD(run_pre(e, stage + 1, s + i, j - i));
         i = j;
     }
@@ -375,8 +426,8 @@ static lmp_status run_pre(enc *e, int stage, const uint8_t *s, size_t n)
         LMP_FORWARD(run_pre(e, stage + 1, s + start, n - start));
         break;
     }
-    case PRE_SPLIT_GPT2:
-        LMP_FORWARD(split_gpt2(e, stage, s, n));
+    case PRE_SPLIT_REGEX:
+        LMP_FORWARD(split_regex(e, stage, st->f2, s, n));
         break;
     case PRE_BYTELEVEL:
         if (st->f1 && s[0] != ' ') { /* add_prefix_space */
@@ -388,7 +439,7 @@ static lmp_status run_pre(enc *e, int stage, const uint8_t *s, size_t n)
             n++;
         }
         if (st->f2)
-            LMP_FORWARD(split_gpt2(e, stage, s, n));
+            LMP_FORWARD(split_regex(e, stage, TOK_RE_GPT2, s, n));
         else
             LMP_FORWARD(run_pre(e, stage + 1, s, n));
         break;

@@ -43,7 +43,10 @@ typedef struct tok_cache {
 } tok_cache;
 
 enum { NORM_PREPEND = 1, NORM_REPLACE };
-enum { PRE_BYTELEVEL = 1, PRE_DIGITS, PRE_SPLIT_STR, PRE_SPLIT_GPT2 };
+enum { PRE_BYTELEVEL = 1, PRE_DIGITS, PRE_SPLIT_STR, PRE_SPLIT_REGEX };
+
+/* Hand-written split regexes (see tok_regex_next). */
+enum { TOK_RE_GPT2 = 0, TOK_RE_LLAMA3, TOK_RE_QWEN2 };
 enum { DEC_BYTELEVEL = 1, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP };
 
 typedef struct tok_stage {
@@ -53,7 +56,7 @@ typedef struct tok_stage {
     char *b; /* replacement (owned) */
     size_t blen;
     int f1, f2; /* flags: ByteLevel add_prefix_space/use_regex; Digits individual;
-                   Split removed(1)/isolated(0); Strip start/stop */
+                   Split removed(1)/isolated(0) and regex (TOK_RE_*); Strip start/stop */
 } tok_stage;
 
 typedef struct tok_added {
@@ -105,9 +108,13 @@ const tok_merge *tok_merge_get(const tok_mergemap *m, int32_t a, int32_t b);
 uint32_t tok_byte_to_cp(uint8_t b);
 int tok_cp_to_byte(uint32_t cp); /* -1 if cp is not in the map */
 
-/* GPT-2 regex split of s[0..n): calls emit(ctx, off, len) for each match in
- * order (the matches cover the input). */
-void tok_gpt2_split(const uint8_t *s, size_t n, void (*emit)(void *, size_t, size_t), void *ctx);
+/* End of the match of split regex `re` (TOK_RE_*) starting at i < n in the
+ * valid UTF-8 s[0..n); the matches of successive calls cover the input.
+ *  GPT2:   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *  LLAMA3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ *  QWEN2:  the same with \p{N} instead of \p{N}{1,3} */
+size_t tok_regex_next(int re, const uint8_t *s, size_t n, size_t i);
 
 void tok_cache_free(tok_cache *c);
 

@@ -14,6 +14,12 @@
 
 static const char GPT2_REGEX[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char LLAMA3_REGEX[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char QWEN2_REGEX[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /* ---- hashing ------------------------------------------------------------ */
 
@@ -244,10 +250,17 @@ static lmp_status parse_pre(lmp_tok *t, const cJSON *o, lmp_diag *d)
             st.alen = strlen(p);
             LMP_FAIL_IF(!st.a, LMP_ERR_NOMEM, "%s: out of memory", t->name);
         } else {
-            LMP_FAIL_IF(!re || strcmp(re, GPT2_REGEX) || st.f1, LMP_ERR_UNSUPPORTED,
+            int which = !re ? -1
+                        : !strcmp(re, GPT2_REGEX)   ? TOK_RE_GPT2
+                        : !strcmp(re, LLAMA3_REGEX) ? TOK_RE_LLAMA3
+                        : !strcmp(re, QWEN2_REGEX)  ? TOK_RE_QWEN2
+                                                    : -1;
+            LMP_FAIL_IF(which < 0 || st.f1, LMP_ERR_UNSUPPORTED,
                         "%s: pre_tokenizer Split regex \"%.80s\" is not supported (only the "
-                        "GPT-2 pattern, Isolated)", t->name, re ? re : "(missing)");
-            st.kind = PRE_SPLIT_GPT2;
+                        "GPT-2, Llama-3 and Qwen2 patterns, Isolated)", t->name,
+                        re ? re : "(missing)");
+            st.kind = PRE_SPLIT_REGEX;
+            st.f2 = which;
         }
         LMP_FORWARD(add_stage(t->pre, &t->n_pre, st, "pre_tokenizer", t->name, d));
     } else {
