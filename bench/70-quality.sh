@@ -20,7 +20,7 @@ fi
 q4="$dir/quality-bench.lmpk"
 tok="$dir/quality-bench.tokens"
 rep="$dir/quality-bench.json"
-"$bin/lmpack" convert "$model" -o "$q4" -t 2 >/dev/null
+"$bin/lmpack" convert "$model" -o "$q4" --dtype q4 --group 32 --scheme sym --embed q8 -t 2 >/dev/null
 field() { sed -n "s/^	\"$1\":	\([^,]*\),*$/\1/p" "$rep"; }
 # wall seconds and peak RSS (MB) of a command, via GNU time if present
 timed() {
@@ -45,5 +45,5 @@ timed "$bin/lmpack" verify "$q4" --quality --against "$model" --tokens "$tok" --
 echo "| verify --quality --tokens (512 tokens, smollm-360m q4 vs fp32): wall | $secs | s | $pos positions, prefill pieces of 32, 2 threads |"
 echo "| verify --quality --tokens: throughput | $(awk -v p="$pos" -v s="$secs" 'BEGIN { printf "%.1f", p / s }') | positions/s | |"
 echo "| verify --quality --tokens: peak RSS | $rss | MB | |"
-echo "| verify --quality (smollm-360m q4 g32 sym, random weights): KLD mean | $(field kld_mean) | nats | top-1 $(field top1_agreement), ppl ratio $(field ppl_ratio) |"
+echo "| verify --quality (smollm-360m q4 g32 sym, embed q8, random weights): KLD mean | $(field kld_mean) | nats | top-1 $(field top1_agreement), ppl ratio $(field ppl_ratio) |"
 rm -f "$q4" "$tok" "$rep" "$dir/quality-bench.time"

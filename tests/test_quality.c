@@ -306,7 +306,9 @@ static void fixture_up(void)
          "--scheme", "sym", "--embed", "q8", "-t", "1", (char *)NULL);
     prog("lmpack-convert", NULL, NULL, g_ref, "-o", g_f32, "--dtype", "f32", "-t", "1",
          (char *)NULL);
-    prog("lmpack-build", NULL, NULL, g_ref, "-o", g_bundle, "-t", "1", (char *)NULL);
+    /* the same q4 settings as g_lmpk: the two must give the same numbers */
+    prog("lmpack-build", NULL, NULL, g_ref, "-o", g_bundle, "--dtype", "q4", "--group", "32",
+         "--scheme", "sym", "--embed", "q8", "-t", "1", (char *)NULL);
     /* 3 sequences of 100 (BOS + 99 sampled) = 297 positions */
     prog("lmpack-verify", NULL, NULL, g_bundle, "--quality", "--against", g_ref, "--self", "300",
          "--ctx", "100", "--seed", "7", "--save-tokens", g_tokens, "--json", g_report, "-t", "2",
