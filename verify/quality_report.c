@@ -192,13 +192,20 @@ static const char *source_name(lmp_quality_source s)
     return s == LMP_QSRC_TEXT ? "text" : s == LMP_QSRC_TOKENS ? "tokens" : "self";
 }
 
-/* cJSON has no NaN / infinity: those become null. */
+/* cJSON has no NaN / infinity: those become null. Finite numbers are
+ * written with %.17g as raw JSON: cJSON's own printing accepts a 15-digit
+ * form that reads back within an epsilon, not exactly, and a baseline
+ * report must compare equal to the run that wrote it. Integers print as
+ * integers ("2040"). */
 static void add_num(cJSON *o, const char *k, double v)
 {
-    if (isfinite(v))
-        cJSON_AddNumberToObject(o, k, v);
-    else
+    char buf[40];
+    if (!isfinite(v)) {
         cJSON_AddNullToObject(o, k);
+        return;
+    }
+    snprintf(buf, sizeof buf, "%.17g", v);
+    cJSON_AddRawToObject(o, k, buf);
 }
 
 static void add_str(cJSON *o, const char *k, const char *v)
