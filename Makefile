@@ -184,4 +184,4 @@ help:
 	@echo "make deps       install missing Debian build dependencies"
 	@echo "make clean      remove build/, bin/, dist/"
 
--include $(LIB_O:.o=.d) $(TEST_O:.o=.d)
+-include $(LIB_O:.o=.d) $(TEST_O:.o=.d) $(PROG_C:%.c=$(B)/obj/%.d) $(B)/obj/tools/lmpack.d

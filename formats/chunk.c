@@ -85,13 +85,14 @@ static uint64_t entry_bytes(size_t name_len)
     return LMP_CHUNK_ENTRY + align_up(name_len, 8);
 }
 
-/* 64-byte aligned zeroed buffer of n bytes (n may be 0). */
-static uint8_t *alloc_aligned(size_t n)
+/* 64-byte aligned buffer of n bytes (n may be 0), zeroed if asked (the
+ * encoder relies on zero padding; decompression writes every byte). */
+static uint8_t *alloc_aligned(size_t n, int zero)
 {
     size_t m = (size_t)align_up(n ? n : 1, 64);
     if (m < n) return NULL;
     uint8_t *p = aligned_alloc(64, m);
-    if (p) memset(p, 0, m);
+    if (p && zero) memset(p, 0, m);
     return p;
 }
 
@@ -133,7 +134,7 @@ lmp_status lmp_chunk_encode(int role, int first_layer, int last_layer,
     uint64_t total = data_off + data;
     LMP_FAIL_IF(total > SIZE_MAX / 2, LMP_ERR_NOMEM, "chunk: %llu bytes too large",
                 (unsigned long long)total);
-    buf = alloc_aligned((size_t)total);
+    buf = alloc_aligned((size_t)total, 1);
     LMP_FAIL_IF(!buf, LMP_ERR_NOMEM, "chunk: out of memory for %llu bytes",
                 (unsigned long long)total);
     memcpy(buf, LMP_CHUNK_MAGIC, 8);
@@ -238,7 +239,7 @@ lmp_status lmp_chunk_decompress(const uint8_t *z, size_t zn, uint64_t expect_raw
                     fname, cs, zn, (unsigned long long)max_raw);
     }
     LMP_FAIL_IF(cs > SIZE_MAX / 2, LMP_ERR_NOMEM, "%s: content size %llu too large", fname, cs);
-    buf = alloc_aligned((size_t)cs);
+    buf = alloc_aligned((size_t)cs, 0);
     LMP_FAIL_IF(!buf, LMP_ERR_NOMEM, "%s: out of memory for %llu bytes", fname, cs);
     size_t r = ZSTD_decompress(buf, (size_t)cs, z, zn);
     LMP_FAIL_IF(ZSTD_isError(r), LMP_ERR_FORMAT, "%s: zstd decompression failed: %s", fname,

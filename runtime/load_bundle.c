@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "common/pool.h"
 #include "formats/chunk.h"
 #include "formats/lmpk.h"
 #include "manifest/manifest.h"
@@ -164,6 +165,45 @@ static lmp_status load_chunk(const bundle_owner *o, size_t c, lmp_chunk *out, lm
     }
 out:
     free(path);
+    return rc;
+}
+
+typedef struct load_job {
+    bundle_owner *o;
+    lmp_diag *diags;
+} load_job;
+
+static void load_one(void *ctx, int i, int tid)
+{
+    (void)tid;
+    load_job *j = ctx;
+    load_chunk(j->o, (size_t)i, &j->o->chunks[i], &j->diags[i]);
+}
+
+/* Read and verify chunks [0, n) on all CPUs (hashing and decompression
+ * dominate the load time); the first failure in load order is reported. */
+static lmp_status load_resident(bundle_owner *o, size_t n, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    lmp_pool *pool = NULL;
+    lmp_diag *diags = calloc(n, sizeof *diags);
+    LMP_FAIL_IF(!diags, LMP_ERR_NOMEM, "%s: out of memory", o->dir);
+    for (size_t i = 0; i < n; i++) lmp_diag_clear(&diags[i]);
+    load_job j = {o, diags};
+    if (n > 1 && lmp_pool_create(&pool, n < 8 ? (int)n : 0, NULL) == LMP_OK)
+        lmp_pool_run(pool, load_one, &j, (int)n);
+    else
+        for (size_t i = 0; i < n; i++) load_one(&j, (int)i, 0);
+    o->n = n; /* failed slots are zeroed: freeing them is a no-op */
+    for (size_t i = 0; i < n; i++)
+        if (diags[i].status != LMP_OK) {
+            if (d && d->status == LMP_OK) *d = diags[i];
+            rc = diags[i].status;
+            goto out;
+        }
+out:
+    lmp_pool_close(pool);
+    free(diags);
     return rc;
 }
 
@@ -314,10 +354,7 @@ lmp_status lmp_model_load_bundle(lmp_model *m, const char *dir, const lmp_model_
     own->chunks = calloc(resident, sizeof *own->chunks);
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     LMP_FAIL_IF(!own->chunks || !m->layers, LMP_ERR_NOMEM, "%s: out of memory", dir);
-    for (size_t c = 0; c < resident; c++) {
-        LMP_FORWARD(load_chunk(own, c, &own->chunks[c], d));
-        own->n++;
-    }
+    LMP_FORWARD(load_resident(own, resident, d));
     char name[128];
     if (k == 0) {
         for (int l = 0; l < m->cfg.n_layers; l++) {

@@ -113,6 +113,7 @@ int main(int argc, char **argv)
     if (!out) lmp_cli_usage_error(PROG, "missing -o BUNDLE_DIR");
     co.threads = (int)threads;
     split_install_fault_hook(&so, &fault);
+    split_malloc_policy();
     char defname[256];
     lmp_split_default_name(in, defname, sizeof defname);
 

@@ -60,6 +60,7 @@ int main(int argc, char **argv)
     if (!in) lmp_cli_usage_error("split", "missing IN.lmpk");
     if (!out) lmp_cli_usage_error("split", "missing -o BUNDLE_DIR");
     split_install_fault_hook(&o, &fault);
+    split_malloc_policy();
     char defname[256];
     lmp_split_default_name(in, defname, sizeof defname);
     lmp_diag d;

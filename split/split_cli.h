@@ -3,6 +3,7 @@
 #ifndef LMP_SPLIT_CLI_H
 #define LMP_SPLIT_CLI_H
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,14 @@ static void split_install_fault_hook(lmp_split_opts *o, long *after)
         o->on_chunk = split_fault_hook;
         o->ctx = after;
     }
+}
+
+/* Chunk buffers are tens of MB each, allocated and freed per chunk on
+ * several threads; glibc's adaptive mmap threshold would move them onto
+ * the heap, where freed memory stays counted in RSS. Keep them mmap'ed. */
+static void split_malloc_policy(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
 }
 
 /* Parse one split option at argv[*i]; 1 if consumed. */

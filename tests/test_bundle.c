@@ -759,6 +759,18 @@ START_TEST(programs_fault_injection_and_usage)
     snprintf(cmd, sizeof cmd, "'%s' '%s.lmpk' -o '%s'", t_bin("lmpack-split"), b, b);
     ck_assert_int_eq(sh(cmd, NULL, NULL), 1);
     ck_assert_int_eq(verify_prog(b, NULL), 0);
+    /* default model name: the container's file name without .lmpk */
+    snprintf(cmd, sizeof cmd, "'%s' '%s.lmpk' -o '%s/named' -t 2", t_bin("lmpack-split"), b, dir);
+    ck_assert_int_eq(sh(cmd, NULL, NULL), 0);
+    {
+        lmp_manifest *m = NULL;
+        lmp_diag d;
+        lmp_diag_clear(&d);
+        snprintf(cmd, sizeof cmd, "%s/named", dir);
+        ck_assert_int_eq(lmp_manifest_load(&m, cmd, &d), LMP_OK);
+        ck_assert_str_eq(m->name, "st");
+        lmp_manifest_free(m);
+    }
     /* --json report */
     snprintf(cmd, sizeof cmd, "'%s' --json '%s'", t_bin("lmpack-verify"), b);
     ck_assert_int_eq(sh(cmd, &out, NULL), 0);
