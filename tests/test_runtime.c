@@ -663,7 +663,7 @@ START_TEST(open_errors)
     snprintf(p, sizeof p, "%s/x.lmpk", tmp);
     t_write(p, "LMPK", 4);
     lmp_diag_clear(&d);
-    /* a truncated container: the .lmpk loader rejects it as malformed,
+    /* a 4-byte "container": the .lmpk loader rejects it (truncated header),
      * naming the file, nothing to close */
     ck_assert_int_eq(lmp_model_open(&m, p, NULL, &d), LMP_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(d.msg, "x.lmpk"));

@@ -13,6 +13,8 @@ echo "== lmpack build tests/data/stories260k -o $bundle" >&2
 "$bin/lmpack" build "$here/tests/data/stories260k" -o "$bundle"
 echo "== lmpack verify $bundle" >&2
 "$bin/lmpack" verify "$bundle"
+echo "== lmpack verify $bundle --quality --against tests/data/stories260k" >&2
+"$bin/lmpack" verify "$bundle" --quality --against "$here/tests/data/stories260k"
 echo "== lmpack run $bundle --prompt 'Once upon a time' -n 120 --temperature 0" >&2
 "$bin/lmpack" run "$bundle" --prompt "Once upon a time" -n 120 --temperature 0
 echo
