@@ -1,6 +1,8 @@
 /* Sampler (see sample.h for the contract). */
 #include "runtime/sample.h"
 
+#include "common/rng.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,28 +35,6 @@ void lmp_sample_defaults(lmp_sample_params *p)
     p->seed = 0;
 }
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t xoshiro(uint64_t *s)
-{
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-}
-
 lmp_status lmp_sampler_create(lmp_sampler **out, const lmp_sample_params *p, int n_vocab,
                               lmp_diag *d)
 {
@@ -84,7 +64,7 @@ lmp_status lmp_sampler_create(lmp_sampler **out, const lmp_sample_params *p, int
     LMP_FAIL_IF(!s->work || !s->seen || !s->cands || !s->prob, LMP_ERR_NOMEM,
                 "sampler: out of memory for %d tokens", n_vocab);
     uint64_t x = p->seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) s->rng[i] = lmp_splitmix64(&x);
     *out = s;
     s = NULL;
 out:
@@ -264,7 +244,7 @@ int lmp_sampler_sample(lmp_sampler *s, const float *logits)
         return argmax(s->work, s->n_vocab);
     }
     int nc = filter(s, logits);
-    double u = (double)(xoshiro(s->rng) >> 11) * 0x1.0p-53, cum = 0;
+    double u = (double)(lmp_xoshiro256ss(s->rng) >> 11) * 0x1.0p-53, cum = 0;
     for (int i = 0; i < nc; i++) {
         cum += s->prob[i];
         if (u < cum) return s->cands[i].id;

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/rng.h"
 #include "common/cli.h"
 #include "common/fileio.h"
 #include "common/pool.h"
@@ -80,45 +81,24 @@ static void usage(FILE *f)
 
 /* ---- PRNG ---------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 typedef struct rng {
     uint64_t s[4];
 } rng;
 
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
 static uint64_t xoshiro_next(rng *r)
 {
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
+    return lmp_xoshiro256ss(r->s);
 }
 
 /* Stream for row `row` of tensor `tensor`. */
 static void rng_seed(rng *r, uint64_t seed, uint64_t tensor, uint64_t row)
 {
     uint64_t sm = seed;
-    uint64_t a = splitmix64(&sm);
+    uint64_t a = lmp_splitmix64(&sm);
     sm = a ^ (tensor * 0xd1b54a32d192ed03ull);
-    uint64_t b = splitmix64(&sm);
+    uint64_t b = lmp_splitmix64(&sm);
     sm = b ^ (row * 0x8cb92ba72f3d8dd7ull);
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&sm);
+    for (int i = 0; i < 4; i++) r->s[i] = lmp_splitmix64(&sm);
 }
 
 /* Uniform in [-1, 1). */
