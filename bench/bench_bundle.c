@@ -6,11 +6,7 @@
 
 #include "manifest/manifest.h"
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench/bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -33,7 +29,7 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < m->chunks[i].n_tensors; k++)
             tensor_bytes += m->chunks[i].tensors[k].size;
     }
-    qsort(r, m->n_chunks, sizeof *r, cmp_d);
+    qsort(r, m->n_chunks, sizeof *r, bench_cmp_double);
     size_t n = m->n_chunks;
     double med = n % 2 ? r[n / 2] : (r[n / 2 - 1] + r[n / 2]) / 2;
     printf("| bundle smollm-360m: size | %.1f | MB | %zu chunks + %zu tokenizer files |\n",

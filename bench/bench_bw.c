@@ -17,6 +17,8 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+
+#include "bench/bench_util.h"
 __attribute__((target("avx2"))) static uint64_t sum_avx2(const uint8_t *p, size_t n)
 {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
@@ -67,26 +69,6 @@ static void *run_slice(void *arg)
     return NULL;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv)
 {
     long mb = 512;
@@ -122,7 +104,7 @@ int main(int argc, char **argv)
     double gbs[64], cgbs[64];
     uint64_t check = 0;
     for (int r = 0; r < reps; r++) {
-        double t0 = now(), c0 = cpu_now();
+        double t0 = bench_wall_s(), c0 = bench_process_cpu_s();
         for (int i = 0; i < threads; i++) {
             sl[i] = (slice){buf + (size_t)i * per, per, avx2, 0};
             if (i > 0 && pthread_create(&th[i], NULL, run_slice, &sl[i]) != 0) {
@@ -132,13 +114,13 @@ int main(int argc, char **argv)
         }
         run_slice(&sl[0]);
         for (int i = 1; i < threads; i++) pthread_join(th[i], NULL);
-        double dt = now() - t0, dc = cpu_now() - c0;
+        double dt = bench_wall_s() - t0, dc = bench_process_cpu_s() - c0;
         for (int i = 0; i < threads; i++) check += sl[i].out;
         gbs[r] = (double)per * threads / dt / 1e9;
         cgbs[r] = (double)per * threads / (dc / threads) / 1e9;
     }
-    qsort(gbs, (size_t)reps, sizeof *gbs, cmp_d);
-    qsort(cgbs, (size_t)reps, sizeof *cgbs, cmp_d);
+    qsort(gbs, (size_t)reps, sizeof *gbs, bench_cmp_double);
+    qsort(cgbs, (size_t)reps, sizeof *cgbs, bench_cmp_double);
     printf("| memory read bandwidth, %d thread(s) | %.1f | GB/s | wall clock, median of %d passes "
            "over %ld MiB (spread %.1f..%.1f)%s |\n",
            threads, gbs[reps / 2], reps, mb, gbs[0], gbs[reps - 1], check == 1 ? " " : "");

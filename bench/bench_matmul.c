@@ -7,12 +7,7 @@
 
 #include "runtime/mat.h"
 
-static double cpu_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+#include "bench/bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -31,9 +26,9 @@ int main(int argc, char **argv)
     lmp_mat m = {LMP_MAT_F32, R, C, 0, 0, (size_t)C * 4, w};
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = cpu_ms();
+        double t0 = (1e3 * bench_thread_cpu_s());
         lmp_mat_mul(&m, x, N, y, NULL);
-        double t = cpu_ms() - t0;
+        double t = (1e3 * bench_thread_cpu_s()) - t0;
         if (t < best) best = t;
     }
     printf("| matmul f32 prefill %dx%d, %d tokens, 1 thread (cpu time) | %.1f | GFLOP/s | simd %d |\n", R, C, N,
@@ -41,13 +36,13 @@ int main(int argc, char **argv)
     /* decode: stream 8 different matrices (78 MB) so nothing stays cached */
     best = 1e30;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = cpu_ms();
+        double t0 = (1e3 * bench_thread_cpu_s());
         for (int k = 0; k < 8; k++) {
             lmp_mat mk = m;
             mk.data = w + (size_t)k * R * C;
             lmp_mat_mul(&mk, x, 1, y, NULL);
         }
-        double t = cpu_ms() - t0;
+        double t = (1e3 * bench_thread_cpu_s()) - t0;
         if (t < best) best = t;
     }
     printf("| matmul f32 decode (n=1), 1 thread (cpu time) | %.1f | GB/s | weights streamed from RAM |\n",

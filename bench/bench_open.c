@@ -18,24 +18,13 @@
 #include "formats/config.h"
 #include "formats/safetensors.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench/bench_util.h"
 
 static long faults(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_minflt + ru.ru_majflt;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 static int die(const lmp_diag *d)
@@ -91,11 +80,11 @@ int main(int argc, char **argv)
         lmp_config c;
         lmp_st *st = NULL;
         long f0 = faults();
-        double t0 = now();
+        double t0 = bench_wall_s();
         if (lmp_config_load(&c, dir, &d) != LMP_OK || lmp_st_open(&st, dir, &d) != LMP_OK ||
             lmp_config_check(&c, st, &d) != LMP_OK)
             return die(&d);
-        t[r] = now() - t0;
+        t[r] = bench_wall_s() - t0;
         long pf = faults() - f0;
         if (pf > pf_max) pf_max = pf;
         n_tensors = lmp_st_count(st);
@@ -103,7 +92,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n_tensors; i++) file_bytes += (double)lmp_st_at(st, i)->nbytes;
         lmp_st_close(st);
     }
-    qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    qsort(t, (size_t)runs, sizeof *t, bench_cmp_double);
     printf("| open+validate %s (%zu tensors, %.0f MB) | %.2f | ms | median of %d runs "
            "(config.json + safetensors header + config check); max %ld page faults per run, "
            "so tensor data is not read |\n",
@@ -116,10 +105,10 @@ int main(int argc, char **argv)
     double sum = 0, best = 1e30, bytes = 0;
     if (convert_all(st, buf, &sum, &d) < 0) return die(&d); /* warm-up: page cache */
     for (int r = 0; r < 3; r++) {
-        double t0 = now();
+        double t0 = bench_wall_s();
         bytes = convert_all(st, buf, &sum, &d);
         if (bytes < 0) return die(&d);
-        double dt = now() - t0;
+        double dt = bench_wall_s() - t0;
         if (dt < best) best = dt;
     }
     const char *dt_name = lmp_st_count(st) ? lmp_dtype_name(lmp_st_at(st, 0)->dtype) : "?";

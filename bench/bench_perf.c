@@ -22,25 +22,7 @@
 #include "runtime/generate.h"
 #include "runtime/model.h"
 
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench/bench_util.h"
 
 #define MAXR 32
 
@@ -49,7 +31,7 @@ static void print_rate(const char *name, double units, double *v, int n, int las
 {
     double r[MAXR];
     for (int i = 0; i < n; i++) r[i] = units / v[i];
-    qsort(r, (size_t)n, sizeof *r, cmp_d);
+    qsort(r, (size_t)n, sizeof *r, bench_cmp_double);
     printf("\"%s\": {\"med\": %.2f, \"min\": %.2f, \"max\": %.2f}%s", name, r[n / 2], r[0],
            r[n - 1], last ? "" : ", ");
 }
@@ -58,7 +40,7 @@ static void print_ms(const char *name, double *v, int n, int last)
 {
     double r[MAXR];
     for (int i = 0; i < n; i++) r[i] = 1e3 * v[i];
-    qsort(r, (size_t)n, sizeof *r, cmp_d);
+    qsort(r, (size_t)n, sizeof *r, bench_cmp_double);
     printf("\"%s\": {\"med\": %.2f, \"min\": %.2f, \"max\": %.2f}%s", name, r[n / 2], r[0],
            r[n - 1], last ? "" : ", ");
 }
@@ -87,12 +69,12 @@ int main(int argc, char **argv)
     lmp_model m;
     lmp_pool *pool = NULL;
     lmp_state *s = NULL;
-    double t0 = wall_s();
+    double t0 = bench_wall_s();
     if (lmp_model_open(&m, model, NULL, &d) != LMP_OK) {
         fprintf(stderr, "bench_perf: %s\n", d.msg);
         return 1;
     }
-    double load = wall_s() - t0;
+    double load = bench_wall_s() - t0;
     int maxp = 0;
     for (int i = 0; i < np; i++) maxp = prompts[i] > maxp ? prompts[i] : maxp;
     int ctx = maxp + ndec;
@@ -115,17 +97,17 @@ int main(int argc, char **argv)
         if (P + dec > ctx) dec = ctx - P;
         double pw[MAXR], pc[MAXR], ttft[MAXR], dw[MAXR], dc[MAXR];
         for (int r = 0; r < reps; r++) {
-            double w0 = wall_s(), c0 = cpu_s();
+            double w0 = bench_wall_s(), c0 = bench_process_cpu_s();
             if (lmp_forward(s, ids, P, 0, logits, LMP_LOGITS_LAST, &d) != LMP_OK) {
                 fprintf(stderr, "bench_perf: %s\n", d.msg);
                 return 1;
             }
             int tok = lmp_argmax(logits, V);
-            pw[r] = wall_s() - w0;
-            pc[r] = cpu_s() - c0;
+            pw[r] = bench_wall_s() - w0;
+            pc[r] = bench_process_cpu_s() - c0;
             ttft[r] = pw[r];
-            w0 = wall_s();
-            c0 = cpu_s();
+            w0 = bench_wall_s();
+            c0 = bench_process_cpu_s();
             for (int i = 0; i < dec; i++) {
                 if (lmp_forward(s, &tok, 1, P + i, logits, LMP_LOGITS_LAST, &d) != LMP_OK) {
                     fprintf(stderr, "bench_perf: %s\n", d.msg);
@@ -133,8 +115,8 @@ int main(int argc, char **argv)
                 }
                 tok = lmp_argmax(logits, V);
             }
-            dw[r] = wall_s() - w0;
-            dc[r] = cpu_s() - c0;
+            dw[r] = bench_wall_s() - w0;
+            dc[r] = bench_process_cpu_s() - c0;
         }
         printf("{\"prompt\": %d, ", P);
         print_rate("prefill_tok_s", P, pw, reps, 0);

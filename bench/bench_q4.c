@@ -15,12 +15,7 @@
 #include "common/pool.h"
 #include "quantize/q4.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench/bench_util.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static float rnd_gauss(void)
@@ -35,19 +30,6 @@ static float rnd_gauss(void)
     return (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
 }
 
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median seconds per matmul over `reps` calls cycling through the copies;
  * *cpu: median CPU time of the calling thread (meaningful with 1 thread on a
  * loaded machine, where wall time includes waiting for a core). */
@@ -59,17 +41,17 @@ static double time_mm(const lmp_mat *mats, int ncopy, const float *x, int n, flo
     lmp_q4_force_scalar(scalar);
     for (int i = 0; i < reps; i++) {
         const lmp_mat *m = &mats[i % ncopy];
-        double c0 = cpu_now(), t0 = now();
+        double c0 = bench_thread_cpu_s(), t0 = bench_wall_s();
         if (m->kind == LMP_MAT_Q8)
             lmp_q8_matmul(m, x, n, y, pool);
         else
             lmp_q4_matmul(m, x, n, y, pool);
-        t[i] = now() - t0;
-        c[i] = cpu_now() - c0;
+        t[i] = bench_wall_s() - t0;
+        c[i] = bench_thread_cpu_s() - c0;
     }
     lmp_q4_force_scalar(0);
-    qsort(t, (size_t)reps, sizeof *t, cmp_d);
-    qsort(c, (size_t)reps, sizeof *c, cmp_d);
+    qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
+    qsort(c, (size_t)reps, sizeof *c, bench_cmp_double);
     *cpu = c[reps / 2];
     return t[reps / 2];
 }
@@ -136,9 +118,9 @@ static void bench_quantize(int rows, int cols, int group, int scheme, lmp_pool *
     for (int th = 1; th <= 2; th++)
         for (int m = LMP_Q4_MINMAX; m <= LMP_Q4_SEARCH; m++) {
             lmp_diag d;
-            double t0 = now(), c0 = cpu_now();
+            double t0 = bench_wall_s(), c0 = bench_thread_cpu_s();
             lmp_q4_quantize(w, rows, cols, group, scheme, (lmp_q4_method)m, q, pools[th - 1], "w", &d);
-            double s = now() - t0, c = cpu_now() - c0;
+            double s = bench_wall_s() - t0, c = bench_thread_cpu_s() - c0;
             if (th == 1) s = c; /* one thread: CPU time, robust to a loaded machine */
             printf("| q4 quantize %s g%d [%d x %d] %s %dT | %.0f | MB/s f32 in | %.2f s per 1e9 "
                    "weights%s |\n",

@@ -17,6 +17,8 @@
 #include "runtime/generate.h"
 #include "runtime/model.h"
 
+#include "bench/bench_util.h"
+
 typedef struct {
     void *bufs[1024];
     int n;
@@ -30,13 +32,6 @@ static void release_list(void *p)
 }
 
 static int g_method = LMP_Q4_SEARCH;
-
-static double cpu_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
 
 static lmp_mat qmat(const lmp_mat *src, int scheme, int group, owner_list *o, lmp_pool *pool,
                     double *bytes)
@@ -136,13 +131,13 @@ int main(int argc, char **argv)
         double w0 = lmp_now_ms();
         if (lmp_forward(s, prompt, 16, 0, logits, LMP_LOGITS_LAST, &d) != LMP_OK)
             return lmp_cli_fail("bench", &d);
-        double w1 = lmp_now_ms(), c1 = cpu_ms();
+        double w1 = lmp_now_ms(), c1 = (1e3 * bench_thread_cpu_s());
         for (int i = 0; i < steps; i++) {
             int tok = lmp_argmax(logits, fp.cfg.vocab);
             if (lmp_forward(s, &tok, 1, 16 + i, logits, LMP_LOGITS_LAST, &d) != LMP_OK)
                 return lmp_cli_fail("bench", &d);
         }
-        double w2 = lmp_now_ms(), c2 = cpu_ms();
+        double w2 = lmp_now_ms(), c2 = (1e3 * bench_thread_cpu_s());
         char extra[64] = "";
         if (th == 1) /* CPU time of the only thread: robust to a loaded machine */
             snprintf(extra, sizeof extra, "; %.1f tok/s by CPU time", steps / (c2 - c1) * 1e3);

@@ -13,6 +13,8 @@
 
 #include "quantize/q4.h"
 
+#include "bench/bench_util.h"
+
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static float rnd_gauss(void)
 {
@@ -26,19 +28,6 @@ static float rnd_gauss(void)
     return (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
 }
 
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median CPU seconds of quantizing all rows, over reps runs. */
 static double run(const float *w, int rows, int cols, int group, int scheme, lmp_q4_method m,
                   uint8_t *q, int scalar, int reps)
@@ -47,13 +36,13 @@ static double run(const float *w, int rows, int cols, int group, int scheme, lmp
     size_t rb = lmp_q4_row_bytes(cols, group, scheme);
     lmp_q4_force_scalar(scalar);
     for (int r = 0; r < reps; r++) {
-        double c0 = cpu_now();
+        double c0 = bench_thread_cpu_s();
         for (int i = 0; i < rows; i++)
             lmp_q4_quantize_row(w + (size_t)i * cols, cols, group, scheme, m, q + (size_t)i * rb);
-        t[r] = cpu_now() - c0;
+        t[r] = bench_thread_cpu_s() - c0;
     }
     lmp_q4_force_scalar(0);
-    qsort(t, (size_t)reps, sizeof *t, cmp_d);
+    qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
     return t[reps / 2];
 }
 

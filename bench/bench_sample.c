@@ -7,12 +7,7 @@
 
 #include "runtime/sample.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench/bench_util.h"
 
 static double run(const lmp_sample_params *p, const float *l, int v, int iters)
 {
@@ -22,10 +17,10 @@ static double run(const lmp_sample_params *p, const float *l, int v, int iters)
         fprintf(stderr, "bench_sample: %s\n", d.msg);
         exit(1);
     }
-    double t0 = now_s();
+    double t0 = bench_wall_s();
     long sum = 0;
     for (int i = 0; i < iters; i++) sum += lmp_sampler_sample(s, l);
-    double dt = (now_s() - t0) / iters;
+    double dt = (bench_wall_s() - t0) / iters;
     lmp_sampler_close(s);
     if (sum < 0) printf("impossible\n");
     return dt * 1e6;

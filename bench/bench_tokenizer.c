@@ -10,6 +10,8 @@
 
 #include "tokenizer/tokenizer.h"
 
+#include "bench/bench_util.h"
+
 static const char *WORDS[] = {
     "the", "of", "and", "to", "a", "in", "is", "it", "that", "was", "for", "on", "are", "with",
     "as", "I", "his", "they", "be", "at", "one", "have", "this", "from", "or", "had", "by",
@@ -32,13 +34,6 @@ static unsigned rnd(unsigned n)
 {
     lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
     return (unsigned)((lcg >> 33) % n);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int main(int argc, char **argv)
@@ -90,12 +85,12 @@ int main(int argc, char **argv)
     size_t ntok = 0;
     for (int pass = 0; pass < 3; pass++) {
         int *ids = NULL;
-        double t0 = now_s();
+        double t0 = bench_wall_s();
         if (lmp_tok_encode(t, text, n, 0, &ids, &ntok, &d) != LMP_OK) {
             fprintf(stderr, "bench_tokenizer: %s\n", d.msg);
             return 1;
         }
-        double dt = now_s() - t0;
+        double dt = bench_wall_s() - t0;
         if (dt < best) best = dt;
         if (pass == 0) first = dt;
         free(ids);
