@@ -3,7 +3,8 @@
 # Layout: every .c file in a library folder goes into build/<variant>/liblmpack.a,
 # except <folder>/lmpack-<cmd>.c, which becomes the program bin/lmpack-<cmd>.
 # tools/lmpack.c is the git-style dispatcher bin/lmpack. Files named *_avx2.c
-# are compiled with AVX2/FMA/F16C enabled; callers pick them at run time.
+# are compiled with AVX2/FMA/F16C enabled, *_avx512.c with AVX-512
+# F/BW/VL/VNNI on top; callers pick them at run time (common/cpu.h).
 # Tests: tests/test_<name>.c defines `Suite *lmp_suite_<name>(void)`; the
 # runner finds the suites from the file names. Fuzz targets: fuzz/fuzz_<name>.c.
 #
@@ -67,6 +68,7 @@ CFLAGS_ALL := $(BASE_CFLAGS) $(OPT) $(CFLAGS)
 LDFLAGS_ALL := $(filter-out -fsanitize=fuzzer-no-link%,$(filter -fsanitize=%,$(OPT))) -pthread $(LDFLAGS)
 LIBS_ALL := $(PKG_LIBS) -lm $(LIBS)
 SIMD_FLAGS := -mavx2 -mfma -mf16c
+SIMD512_FLAGS := $(SIMD_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512vnni
 
 # --- sources ----------------------------------------------------------------
 LIBDIRS := common formats tokenizer quantize convert split manifest verify runtime
@@ -98,6 +100,11 @@ $(B)/obj/%_avx2.o: %_avx2.c
 	@mkdir -p $(@D)
 	@echo "  CC    $@"
 	@$(CC) $(CFLAGS_ALL) $(SIMD_FLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(B)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(@D)
+	@echo "  CC    $@"
+	@$(CC) $(CFLAGS_ALL) $(SIMD512_FLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(B)/obj/tests/%.o: tests/%.c $(B)/suites.h
 	@mkdir -p $(@D)

@@ -20,7 +20,7 @@ EMAR := NODE_PATH=/usr/share/nodejs emar
 WEB_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(WEB_INC) -I$(WEB_SRC) $(WARN) -O3 -msimd128 -DLMP_WASM=1 '-D__builtin_cpu_supports(x)=0' \
   -Werror=incompatible-pointer-types -Werror=int-conversion -Werror=implicit-function-declaration
 # Library files never needed in the browser or not portable to wasm.
-WEB_LIB_EXCLUDE ?= %_avx2.c convert/% split/% verify/%
+WEB_LIB_EXCLUDE ?= %_avx2.c %_avx512.c convert/% split/% verify/%
 WEB_LIB_C := $(filter-out $(WEB_LIB_EXCLUDE),$(LIB_C))
 WEB_LIB_O := $(WEB_LIB_C:%.c=$(WEB_B)/obj/%.o)
 WEB_OWN_O := $(WEB_B)/obj/web/wasm_api.o $(WEB_B)/obj/web/wasm_hash.o \
