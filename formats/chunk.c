@@ -3,9 +3,18 @@
 #include "formats/chunk.h"
 
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
+/* The block-by-block ("buffer-less") decoder, ZSTD_decompressContinue, is in
+ * zstd's static-linking section; libzstd exports it (Debian 1.5.x) and the
+ * browser build compiles zstd's decoder from source, which defines it too. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #include "common/fileio.h"
@@ -448,12 +457,148 @@ out:
     return rc;
 }
 
+/* Thread CPU seconds (phase timings of lmp_chunk_load_into). */
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+lmp_status lmp_chunk_decompress_hashed(const uint8_t *z, size_t zn, uint8_t *dst, size_t raw,
+                                       char raw_hex[LMP_HASH_HEX], const char *fname,
+                                       lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    ZSTD_DCtx *dc = NULL;
+    XXH3_state_t *hs = NULL;
+    size_t fsz = ZSTD_findFrameCompressedSize(z, zn);
+    LMP_FAIL_IF(ZSTD_isError(fsz), LMP_ERR_FORMAT, "%s: not a zstd frame (%s)", fname,
+                ZSTD_getErrorName(fsz));
+    LMP_FAIL_IF(fsz != zn, LMP_ERR_FORMAT,
+                "%s: %zu bytes after the zstd frame (a chunk is exactly one frame)", fname,
+                zn - fsz);
+    unsigned long long cs = ZSTD_getFrameContentSize(z, zn);
+    LMP_FAIL_IF(cs == ZSTD_CONTENTSIZE_UNKNOWN || cs == ZSTD_CONTENTSIZE_ERROR, LMP_ERR_FORMAT,
+                "%s: zstd frame header does not record the content size", fname);
+    LMP_FAIL_IF(cs != (unsigned long long)raw, LMP_ERR_INTEGRITY,
+                "%s: raw size mismatch (frame says %llu bytes, manifest %llu)", fname, cs,
+                (unsigned long long)raw);
+    dc = ZSTD_createDCtx();
+    hs = XXH3_createState();
+    LMP_FAIL_IF(!dc || !hs || XXH3_128bits_reset(hs) != XXH_OK, LMP_ERR_NOMEM,
+                "%s: out of memory", fname);
+    size_t r = ZSTD_decompressBegin(dc);
+    LMP_FAIL_IF(ZSTD_isError(r), LMP_ERR_INTERNAL, "%s: zstd: %s", fname, ZSTD_getErrorName(r));
+    /* Each call decodes one block (<= 128 KiB) straight into its final place
+     * (earlier output serves as the match window), and the block is hashed
+     * while it is still in cache: one pass over the raw bytes, no copy. */
+    size_t ip = 0, op = 0;
+    for (;;) {
+        size_t need = ZSTD_nextSrcSizeToDecompress(dc);
+        if (need == 0) break;
+        LMP_FAIL_IF(need > zn - ip, LMP_ERR_FORMAT, "%s: zstd frame truncated", fname);
+        r = ZSTD_decompressContinue(dc, dst + op, raw - op, z + ip, need);
+        LMP_FAIL_IF(ZSTD_isError(r), LMP_ERR_FORMAT, "%s: zstd decompression failed: %s",
+                    fname, ZSTD_getErrorName(r));
+        if (r) XXH3_128bits_update(hs, dst + op, r);
+        ip += need;
+        op += r;
+    }
+    LMP_FAIL_IF(op != raw || ip != zn, LMP_ERR_FORMAT,
+                "%s: frame decompressed to %zu bytes, header says %llu", fname, op, cs);
+    XXH128_canonical_t cn;
+    XXH128_canonicalFromHash(&cn, XXH3_128bits_digest(hs));
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        raw_hex[2 * i] = hx[cn.digest[i] >> 4];
+        raw_hex[2 * i + 1] = hx[cn.digest[i] & 15];
+    }
+    raw_hex[32] = '\0';
+out:
+    XXH3_freeState(hs);
+    ZSTD_freeDCtx(dc);
+    return rc;
+}
+
+lmp_status lmp_chunk_load_into(lmp_chunk *c, const char *path, const char *fname,
+                               lmp_chunk_expect *e, uint8_t *dst, size_t cap,
+                               lmp_chunk_times *times, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    int fd = -1;
+    void *map = MAP_FAILED;
+    size_t zn = 0;
+    char h[LMP_HASH_HEX];
+    double t0 = times ? thread_cpu_s() : 0, t1 = t0;
+    memset(c, 0, sizeof *c);
+    LMP_FAIL_IF(e->raw_size == UINT64_MAX || e->raw_size > cap || ((uintptr_t)dst & 63),
+                LMP_ERR_ARG, "%s: raw size %llu unknown or above the %zu-byte buffer (or buffer "
+                "not 64-byte aligned)", fname, (unsigned long long)e->raw_size, cap);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    LMP_FAIL_IF(fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode), LMP_ERR_INTEGRITY,
+                "%s: missing or unreadable (%s: not a readable file)", fname, path);
+    zn = (size_t)st.st_size;
+    /* size first: a truncated or grown file is refused before any read */
+    LMP_FAIL_IF(e->compressed_size != UINT64_MAX && (uint64_t)st.st_size != e->compressed_size,
+                LMP_ERR_INTEGRITY, "%s: size mismatch (%zu bytes, manifest says %llu)", fname,
+                zn, (unsigned long long)e->compressed_size);
+    static const uint8_t empty[1];
+    const uint8_t *z = empty;
+    if (zn) {
+        /* MAP_POPULATE: the page-cache pages are mapped in one call instead
+         * of one fault per 64 KiB while hashing */
+        map = mmap(NULL, zn, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        LMP_FAIL_IF(map == MAP_FAILED, LMP_ERR_INTEGRITY, "%s: missing or unreadable (%s: mmap failed)",
+                    fname, path);
+        z = map;
+    }
+    if (times) t1 = thread_cpu_s(), times->read_s += t1 - t0, t0 = t1;
+    /* The compressed hash is checked before a single byte is decompressed. */
+    lmp_hash_hex(z, zn, h);
+    if (e->xxh3_compressed[0])
+        LMP_FAIL_IF(strcmp(h, e->xxh3_compressed) != 0, LMP_ERR_INTEGRITY,
+                    "%s: xxh3 mismatch (compressed)", fname);
+    else
+        memcpy(e->xxh3_compressed, h, sizeof h);
+    if (times) t1 = thread_cpu_s(), times->hash_s += t1 - t0, t0 = t1;
+    rc = lmp_chunk_decompress_hashed(z, zn, dst, (size_t)e->raw_size, h, fname, d);
+    if (times) t1 = thread_cpu_s(), times->decompress_s += t1 - t0, t0 = t1;
+    if (rc != LMP_OK) goto out;
+    if (e->xxh3_raw[0])
+        LMP_FAIL_IF(strcmp(h, e->xxh3_raw) != 0, LMP_ERR_INTEGRITY, "%s: xxh3 mismatch (raw)",
+                    fname);
+    else
+        memcpy(e->xxh3_raw, h, sizeof h);
+    e->compressed_size = zn;
+    LMP_FORWARD(lmp_chunk_parse(c, dst, (size_t)e->raw_size, fname, d));
+    if (times) times->parse_s += thread_cpu_s() - t0;
+out:
+    if (map != MAP_FAILED) munmap(map, zn);
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
 lmp_status lmp_chunk_load(lmp_chunk *c, const char *path, const char *fname,
                           lmp_chunk_expect *e, lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
     lmp_map m = {0};
     memset(c, 0, sizeof *c);
+    if (e->raw_size != UINT64_MAX && e->raw_size <= ((uint64_t)1 << 40)) {
+        /* raw size known (from a manifest): decompress and hash in one pass */
+        uint8_t *raw = alloc_aligned((size_t)e->raw_size, 0);
+        LMP_FAIL_IF(!raw, LMP_ERR_NOMEM, "%s: out of memory for %llu bytes", fname,
+                    (unsigned long long)e->raw_size);
+        rc = lmp_chunk_load_into(c, path, fname, e, raw, (size_t)e->raw_size, NULL, d);
+        if (rc != LMP_OK) {
+            free(raw);
+            goto out;
+        }
+        c->owned = raw;
+        goto out;
+    }
     lmp_diag sub;
     lmp_diag_clear(&sub);
     rc = lmp_map_open(&m, path, &sub);

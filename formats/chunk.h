@@ -148,6 +148,33 @@ lmp_status lmp_chunk_load(lmp_chunk *c, const char *path, const char *fname,
 lmp_status lmp_chunk_load_mem(lmp_chunk *c, const uint8_t *z, size_t zn, const char *fname,
                               lmp_chunk_expect *e, lmp_diag *d);
 
+/* Decompress the single zstd frame z[0, zn) into dst[0, raw) -- the frame
+ * must record exactly `raw` as its content size (else LMP_ERR_INTEGRITY
+ * "raw size mismatch") -- and write the XXH3-128 hex of the output to
+ * raw_hex. Block by block: each block is hashed right after it is decoded,
+ * while still in cache (one pass over the raw bytes, no extra buffer). */
+lmp_status lmp_chunk_decompress_hashed(const uint8_t *z, size_t zn, uint8_t *dst, size_t raw,
+                                       char raw_hex[LMP_HASH_HEX], const char *fname,
+                                       lmp_diag *d);
+
+/* Thread CPU seconds spent in the phases of lmp_chunk_load_into (added to). */
+typedef struct lmp_chunk_times {
+    double read_s;        /* open, size check, map (MAP_POPULATE) */
+    double hash_s;        /* XXH3 of the compressed bytes */
+    double decompress_s;  /* decompression + raw XXH3 (fused) */
+    double parse_s;       /* header/table validation */
+} lmp_chunk_times;
+
+/* lmp_chunk_load into a caller-owned buffer: e->raw_size must be known and
+ * <= cap, dst 64-byte aligned. Same checks in the same order (size before
+ * reading, compressed hash before decompressing, raw size and raw hash, then
+ * parse) and the same messages; on success c points into dst (c->owned
+ * stays NULL: dst must outlive c). On failure dst holds garbage that must
+ * not be used. times may be NULL. */
+lmp_status lmp_chunk_load_into(lmp_chunk *c, const char *path, const char *fname,
+                               lmp_chunk_expect *e, uint8_t *dst, size_t cap,
+                               lmp_chunk_times *times, lmp_diag *d);
+
 /* Free tensors (and the owned image). Zeroed / NULL: no-op. */
 void lmp_chunk_free(lmp_chunk *c);
 

@@ -7,6 +7,20 @@
 
 #include "quantize/q4.h"
 
+long lmp_bind_layer_of(const char *name)
+{
+    static const char pre[] = "model.layers.";
+    if (strncmp(name, pre, sizeof pre - 1) != 0) return -1;
+    const char *p = name + sizeof pre - 1;
+    long l = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        if (l > 100000000L) return -1;
+        l = l * 10 + (*p - '0');
+    }
+    return digits && *p == '.' ? l : -1;
+}
+
 static size_t float_size(int kind)
 {
     switch (kind) {
@@ -92,12 +106,11 @@ lmp_status lmp_model_bind(lmp_model *m, const lmp_bind_tensor *t, const char *wh
     } else if (!strcmp(nm, "model.norm.weight")) {
         LMP_FORWARD(bind_norm(&m->final_norm, t, h, what, d));
     } else if (!strncmp(nm, "model.layers.", 13)) {
-        char *end = NULL;
-        long l = strtol(nm + 13, &end, 10);
-        LMP_FAIL_IF(end == nm + 13 || *end != '.' || l < 0 || l >= c->n_layers, LMP_ERR_MODEL,
+        long l = lmp_bind_layer_of(nm);
+        LMP_FAIL_IF(l < 0 || l >= c->n_layers, LMP_ERR_MODEL,
                     "%s: tensor '%s': layer index outside [0, %d)", what, nm, c->n_layers);
         lmp_layer *L = &m->layers[l];
-        const char *s = end + 1;
+        const char *s = strchr(nm + 13, '.') + 1;
         if (!strcmp(s, "self_attn.q_proj.weight")) LMP_FORWARD(bind_mat(&L->wq, t, q, h, what, d));
         else if (!strcmp(s, "self_attn.k_proj.weight")) LMP_FORWARD(bind_mat(&L->wk, t, kv, h, what, d));
         else if (!strcmp(s, "self_attn.v_proj.weight")) LMP_FORWARD(bind_mat(&L->wv, t, kv, h, what, d));

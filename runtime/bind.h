@@ -4,9 +4,9 @@
  *   model.layers.N.self_attn.{q,k,v,o}_proj.weight,
  *   model.layers.N.mlp.{gate,up,down}_proj.weight,
  *   model.layers.N.{input,post_attention}_layernorm.weight.
- * Shared by loaders that receive tensors one by one (the streamed browser
- * bundle loader in web/wasm_api.c; native bundle/.lmpk loaders may use it
- * too), so the name -> slot mapping exists once.
+ * The one name -> slot mapping of the project: the .lmpk loader
+ * (runtime/load_lmpk.c), the bundle loader (runtime/load_bundle.c) and the
+ * streamed browser bundle loader (web/wasm_api.c) all bind through it.
  *
  * Contract: m->cfg is filled and m->layers allocated (cfg.n_layers entries,
  * zeroed) before the first call. The data is borrowed: it must stay valid
@@ -40,5 +40,11 @@ typedef struct lmp_bind_tensor {
 
 lmp_status lmp_model_bind(lmp_model *m, const lmp_bind_tensor *t, const char *what,
                           lmp_diag *d);
+
+/* The decoder layer a tensor name belongs to: N for "model.layers.N.<rest>"
+ * (N plain decimal), -1 for any other name (embedding, final norm,
+ * lm_head, or not a layer name). The one parser of layer names that
+ * lmp_model_bind and the bundle loader's per-layer streaming share. */
+long lmp_bind_layer_of(const char *name);
 
 #endif

@@ -343,6 +343,7 @@ int main(int argc, char **argv)
     double t0 = lmp_now_ms();
     lmp_model_opts mo = {0};
     mo.stream_layers = (int)o.stream;
+    mo.threads = (int)o.threads; /* bundles: chunks verified/decompressed in parallel */
     LMP_FORWARD(lmp_model_open(&m, o.model, &mo, d));
     double load_ms = lmp_now_ms() - t0;
     const lmp_config *c = &m.cfg;

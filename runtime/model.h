@@ -65,6 +65,24 @@ typedef struct lmp_model {
     lmp_status (*acquire_layer)(void *owner, int layer, lmp_diag *d);
 } lmp_model;
 
+/* Where a bundle load spent its time (lmp_model_opts.stats; bundles only).
+ * The *_cpu_ms phases are thread CPU time summed over the loading threads
+ * (on a shared machine they do not include waiting for a core). */
+typedef struct lmp_load_stats {
+    int threads;               /* threads that loaded chunks */
+    size_t chunks;             /* chunk files read and verified */
+    uint64_t compressed_bytes, raw_bytes;
+    double manifest_ms;        /* wall: manifest.json read + validated, config parsed */
+    double chunks_ms;          /* wall: all resident chunks read, verified, decompressed */
+    double read_cpu_ms;        /* open + map the compressed files */
+    double hash_cpu_ms;        /* XXH3 of the compressed bytes (before decompressing) */
+    double decompress_cpu_ms;  /* zstd + XXH3 of the raw bytes (one fused pass) */
+    double parse_cpu_ms;       /* chunk header validation */
+    double bind_ms;            /* wall: header vs manifest, views, shape checks */
+    double total_ms;           /* wall: the whole load */
+    double cpu_ms;             /* process CPU time during the load (all threads) */
+} lmp_load_stats;
+
 typedef struct lmp_model_opts {
     /* Loader choices; a zeroed struct (or NULL) means the defaults.
      * Reserved for now (e.g. keeping F16/BF16 weights unconverted, or a
@@ -74,6 +92,11 @@ typedef struct lmp_model_opts {
      * transformer layers' weights resident, re-reading the rest from their
      * compressed chunks when the forward pass needs them. 0 = all resident. */
     int stream_layers;
+    /* Bundles: threads that read/verify/decompress chunks in parallel
+     * (0 = online CPUs). The model is the same bytes for any count. */
+    int threads;
+    /* Bundles: if not NULL, filled with the load's timings (zeroed first). */
+    lmp_load_stats *stats;
 } lmp_model_opts;
 
 /* Open a model from `path` and fill *m. Dispatch on what path is:
