@@ -13,6 +13,15 @@
 # prefill runs once) with the min..max spread; "cpu" figures divide by the
 # process CPU time instead of the wall clock (on a shared machine wall time
 # includes waiting for a core). LMP_PERF_QUICK=1 skips the 2048-token prompt.
+#
+# Bundle load (the issue item "load time of the bundle (verify + decompress +
+# ready)"): $LMP_BENCH_DIR/b360, the bundle of the same q4 model (made with
+# `lmpack split` from perf-q4.lmpk if absent; `lmpack build` gives the same
+# bytes), opened LMP_LOAD_REPS times (default 5) by `bench_perf --load-reps`
+# until ready to run the first token, at 1 and 2 loader threads; rows: wall
+# time to ready, process CPU time, the breakdown (thread CPU summed over the
+# threads: hash of the compressed bytes, zstd + raw hash fused, parse; wall:
+# manifest, bind) and peak RSS. Page cache warm.
 set -e
 bin="${LMP_BIN:-bin}"
 bb="${LMP_BENCH_BIN:-build/release/bench}"
@@ -72,4 +81,18 @@ for t in 1 2; do
         r=$(printf '%s\n' "$out" | tail -n 1)
         echo "| int4 peak RSS, 2048-token context, $t thread(s) | $(num peak_rss_mb "$r") | MB | f32 KV cache (2 x 32 x 2048 x 320 x 4 B = 168 MB) included |"
     fi
+done
+
+bundle="$bd/b360"
+if [ ! -e "$bundle/manifest.json" ]; then
+    "$bin/lmpack" split "$model" -o "$bundle" >/dev/null
+fi
+lreps="${LMP_LOAD_REPS:-5}"
+for t in 1 2; do
+    l=$("$bb/bench_perf" "$bundle" --load-reps "$lreps" --threads "$t")
+    r=$(stat3 ready_ms "$l"); m=${r%% *}; rest=${r#* }
+    echo "| bundle load to ready (verify + decompress + bind, $(num compressed_mb "$l") MB zstd -> $(num raw_mb "$l") MB), $t thread(s) | $m | ms | median of $lreps, spread ${rest%% *}..${rest#* }; page cache warm; $(num raw_gb_s "$l") GB/s of raw image |"
+    c=$(stat3 load_cpu_ms "$l")
+    echo "| bundle load CPU time, $t thread(s) | ${c%% *} | ms | process CPU, all threads; breakdown (thread CPU, medians): compressed hash $(num hash_cpu_ms "$l") ms, zstd + raw hash $(num decompress_cpu_ms "$l") ms, map $(num read_cpu_ms "$l") ms, parse $(num parse_cpu_ms "$l") ms; wall: manifest $(num manifest_ms "$l") ms, bind $(num bind_ms "$l") ms |"
+    echo "| bundle load peak RSS, $t thread(s) | $(num peak_rss_mb "$l") | MB | one resident model (decompressed images in one huge-page arena) |"
 done
