@@ -19,6 +19,18 @@ void lmp_cli_usage_error(const char *prog, const char *fmt, ...)
     exit(LMP_EXIT_USAGE);
 }
 
+void lmp_cli_other_arg(const char *prog, const char *a, const char **positional,
+                       void (*usage)(FILE *))
+{
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        usage(stdout);
+        exit(LMP_EXIT_OK);
+    }
+    if (a[0] == '-' && a[1]) lmp_cli_usage_error(prog, "unknown option '%s'", a);
+    if (*positional) lmp_cli_usage_error(prog, "unexpected argument '%s'", a);
+    *positional = a;
+}
+
 int lmp_cli_fail(const char *prog, const lmp_diag *d)
 {
     fprintf(stderr, "lmpack-%s: %s\n", prog,

@@ -8,6 +8,8 @@
 #ifndef LMP_CLI_H
 #define LMP_CLI_H
 
+#include <stdio.h>
+
 #include "common/status.h"
 
 enum {
@@ -25,6 +27,14 @@ void lmp_cli_usage_error(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn))
 #endif
     ;
+
+/* The common end of an argument loop, for an argument no program-specific
+ * option took: "-h"/"--help" -> usage(stdout), exit 0; any other "-x" ->
+ * usage error "unknown option"; else the first such argument goes to
+ * *positional and a second one is a usage error "unexpected argument"
+ * ("-" alone counts as positional). */
+void lmp_cli_other_arg(const char *prog, const char *a, const char **positional,
+                       void (*usage)(FILE *));
 
 /* Print "lmpack-<prog>: <diag message>" to stderr; return the exit code for
  * the status (1, or 3 for LMP_ERR_INTEGRITY, 4 for LMP_ERR_QUALITY). */

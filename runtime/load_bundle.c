@@ -21,9 +21,10 @@
  * Streaming mode (opts->stream_layers = K > 0): only the head chunk stays
  * resident. Layer weights live in K slots; when the forward pass asks for a
  * layer that is not in a slot (acquire_layer), its chunk is read and
- * verified again into one reused scratch buffer, and that layer plus the
- * following ones of the same chunk (up to K) are copied into slots,
- * evicting the oldest (their views become NULL). The bytes are the same, so
+ * verified again into one reused scratch buffer (unless it is the chunk
+ * already there), and that layer plus the following ones of the same chunk
+ * (up to K) are copied into slots, evicting the oldest (their views become
+ * NULL). The bytes are the same, so
  * the logits are the same as resident.
  */
 #include <stdio.h>
@@ -60,6 +61,8 @@ typedef struct bundle_owner {
     size_t slot_bytes;
     uint8_t *scratch;    /* one decompressed layer chunk, reused */
     size_t scratch_bytes;
+    int scratch_chunk;   /* manifest chunk verified into scratch, or -1 */
+    lmp_chunk scratch_ch; /* its parse (views into scratch) */
     int next;            /* FIFO victim */
 } bundle_owner;
 
@@ -87,6 +90,7 @@ static void release_bundle(void *p)
     if (o->slot_buf)
         for (int i = 0; i < o->k; i++) free(o->slot_buf[i]);
     free(o->slot_buf);
+    lmp_chunk_free(&o->scratch_ch);
     free(o->scratch);
     free(o->chunk_of);
     free(o->slot_of);
@@ -296,13 +300,21 @@ static lmp_status acquire_layer(void *owner, int l, lmp_diag *d)
 {
     bundle_owner *o = owner;
     lmp_status rc = LMP_OK;
-    lmp_chunk ch;
-    memset(&ch, 0, sizeof ch);
     if (l < 0 || l >= o->n_layers)
         return lmp_fail(d, LMP_ERR_INTERNAL, "%s: layer %d out of range", o->dir, l);
     if (o->slot_of[l] >= 0) return LMP_OK;
     int c = o->chunk_of[l];
-    LMP_FORWARD(load_chunk(o, (size_t)c, o->scratch, o->scratch_bytes, &ch, NULL, d));
+    if (o->scratch_chunk != c) {
+        /* The scratch keeps the last chunk verified into it: a chunk whose
+         * layers do not all fit in the slots is read and verified once per
+         * pass, not once per slot refill. */
+        lmp_chunk_free(&o->scratch_ch);
+        o->scratch_chunk = -1;
+        LMP_FORWARD(
+            load_chunk(o, (size_t)c, o->scratch, o->scratch_bytes, &o->scratch_ch, NULL, d));
+        o->scratch_chunk = c;
+    }
+    const lmp_chunk ch = o->scratch_ch;
     int last = ch.last_layer < l + o->k - 1 ? ch.last_layer : l + o->k - 1;
     for (int j = l; j <= last; j++) {
         if (o->slot_of[j] >= 0) continue;
@@ -333,7 +345,6 @@ static lmp_status acquire_layer(void *owner, int l, lmp_diag *d)
         o->slot_layer[s] = j;
     }
 out:
-    lmp_chunk_free(&ch);
     return rc;
 }
 
@@ -378,6 +389,7 @@ static lmp_status setup_stream(lmp_model *m, bundle_owner *o, int k, lmp_diag *d
     }
     LMP_FORWARD(lmp_model_check(&chk, o->dir, d));
     for (int l = 0; l < L; l++) o->slot_of[l] = -1;
+    o->scratch_chunk = -1;
     for (int s = 0; s < o->k; s++) {
         o->slot_layer[s] = -1;
         o->slot_buf[s] = aligned_alloc(64, o->slot_bytes ? (o->slot_bytes + 63) / 64 * 64 : 64);

@@ -26,20 +26,13 @@ int main(int argc, char **argv)
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--ids")) {
+        if (!strcmp(a, "--ids")) {
             if (i + 1 >= argc) lmp_cli_usage_error(PROG, "--ids needs a value");
             ids_arg = argv[++i];
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (a[0] == '-' && a[1]) {
-            lmp_cli_usage_error(PROG, "unknown option '%s'", a);
-        } else if (!model) {
-            model = a;
         } else {
-            lmp_cli_usage_error(PROG, "unexpected argument '%s'", a);
+            lmp_cli_other_arg(PROG, a, &model, usage); /* --help, MODEL, errors */
         }
     }
     if (!model) lmp_cli_usage_error(PROG, "missing MODEL");

@@ -30,10 +30,7 @@ int main(int argc, char **argv)
     int bos = 0, json = 0, chat = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--text") || !strcmp(a, "--file")) {
+        if (!strcmp(a, "--text") || !strcmp(a, "--file")) {
             if (i + 1 >= argc) lmp_cli_usage_error(PROG, "%s needs a value", a);
             if (text || file) lmp_cli_usage_error(PROG, "give one of --text or --file");
             if (a[2] == 't')
@@ -46,12 +43,8 @@ int main(int argc, char **argv)
             json = 1;
         } else if (!strcmp(a, "--chat")) {
             chat = 1;
-        } else if (a[0] == '-' && a[1]) {
-            lmp_cli_usage_error(PROG, "unknown option '%s'", a);
-        } else if (!model) {
-            model = a;
         } else {
-            lmp_cli_usage_error(PROG, "unexpected argument '%s'", a);
+            lmp_cli_other_arg(PROG, a, &model, usage); /* --help, MODEL, errors */
         }
     }
     if (!model) lmp_cli_usage_error(PROG, "missing MODEL");
