@@ -24,9 +24,13 @@
  * verified again into one reused scratch buffer (unless it is the chunk
  * already there), and that layer plus the following ones of the same chunk
  * (up to K) are copied into slots, evicting the oldest (their views become
- * NULL). The bytes are the same, so
+ * NULL). When K < layers a helper thread reads ahead: while the layers of
+ * chunk c are computed it verifies chunk c+1 (wrapping to the first layer
+ * chunk) into a second buffer, which is swapped in when the pass gets
+ * there; a damaged chunk is reported when (and as) a direct read would. The bytes are the same, so
  * the logits are the same as resident.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +46,24 @@
 
 #define PAGE ((size_t)4096)
 #define HUGE_PAGE ((size_t)2 << 20)
+
+/* Streaming read-ahead: a helper thread verifies the next chunk into a
+ * second buffer while the forward pass computes the current one. Protocol
+ * (under mu): the main thread sets req = chunk, done = 0, go = 1 only when
+ * no request is in flight (req < 0 or done); the helper clears go, loads,
+ * then sets done = 1. buf, ch, rc, diag belong to the helper while a
+ * request is in flight and to the main thread once done is seen. */
+typedef struct prefetch {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int req, done, go, quit;
+    uint8_t *buf;        /* same size as the owner's scratch */
+    lmp_chunk ch;        /* parse of buf when done and rc == LMP_OK */
+    lmp_status rc;
+    lmp_diag diag;
+    struct bundle_owner *o;
+} prefetch;
 
 typedef struct bundle_owner {
     char *dir;
@@ -63,6 +85,7 @@ typedef struct bundle_owner {
     size_t scratch_bytes;
     int scratch_chunk;   /* manifest chunk verified into scratch, or -1 */
     lmp_chunk scratch_ch; /* its parse (views into scratch) */
+    prefetch *pf;        /* read-ahead of the next chunk, or NULL */
     int next;            /* FIFO victim */
 } bundle_owner;
 
@@ -80,10 +103,13 @@ static double cpu_ms(void)
     return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
 }
 
+static void pf_stop(prefetch *pf);
+
 static void release_bundle(void *p)
 {
     bundle_owner *o = p;
     if (!o) return;
+    pf_stop(o->pf);
     for (size_t i = 0; i < o->n; i++) lmp_chunk_free(&o->chunks[i]);
     free(o->chunks);
     if (o->map) munmap(o->map, o->map_bytes);
@@ -296,6 +322,123 @@ static size_t layer_bytes(const lmp_manifest_chunk *mc, int l)
     return n;
 }
 
+static lmp_status load_chunk(const bundle_owner *o, size_t c, uint8_t *dst, size_t cap,
+                             lmp_chunk *out, lmp_chunk_times *times, lmp_diag *d);
+
+static void *pf_main(void *arg)
+{
+    prefetch *pf = arg;
+    pthread_mutex_lock(&pf->mu);
+    for (;;) {
+        while (!pf->quit && !pf->go) pthread_cond_wait(&pf->cv, &pf->mu);
+        if (pf->quit) break;
+        pf->go = 0;
+        int c = pf->req;
+        pthread_mutex_unlock(&pf->mu);
+        lmp_chunk_free(&pf->ch);
+        lmp_diag_clear(&pf->diag);
+        pf->rc = load_chunk(pf->o, (size_t)c, pf->buf, pf->o->scratch_bytes, &pf->ch, NULL,
+                            &pf->diag);
+        pthread_mutex_lock(&pf->mu);
+        pf->done = 1;
+        pthread_cond_broadcast(&pf->cv);
+    }
+    pthread_mutex_unlock(&pf->mu);
+    return NULL;
+}
+
+/* Start the read-ahead thread; NULL when it cannot (then no read-ahead). */
+static prefetch *pf_start(bundle_owner *o)
+{
+    prefetch *pf = calloc(1, sizeof *pf);
+    if (!pf) return NULL;
+    pf->o = o;
+    pf->req = -1;
+    pf->buf = aligned_alloc(64, (o->scratch_bytes + 63) / 64 * 64 + 64);
+    if (!pf->buf || pthread_mutex_init(&pf->mu, NULL) != 0) goto fail;
+    if (pthread_cond_init(&pf->cv, NULL) != 0) {
+        pthread_mutex_destroy(&pf->mu);
+        goto fail;
+    }
+    if (pthread_create(&pf->th, NULL, pf_main, pf) != 0) {
+        pthread_cond_destroy(&pf->cv);
+        pthread_mutex_destroy(&pf->mu);
+        goto fail;
+    }
+    return pf;
+fail:
+    free(pf->buf);
+    free(pf);
+    return NULL;
+}
+
+static void pf_stop(prefetch *pf)
+{
+    if (!pf) return;
+    pthread_mutex_lock(&pf->mu);
+    pf->quit = 1;
+    pthread_cond_broadcast(&pf->cv);
+    pthread_mutex_unlock(&pf->mu);
+    pthread_join(pf->th, NULL);
+    pthread_cond_destroy(&pf->cv);
+    pthread_mutex_destroy(&pf->mu);
+    lmp_chunk_free(&pf->ch);
+    free(pf->buf);
+    free(pf);
+}
+
+/* Wait until the request in flight (if any) is done. */
+static void pf_wait(prefetch *pf)
+{
+    pthread_mutex_lock(&pf->mu);
+    while (pf->req >= 0 && !pf->done) pthread_cond_wait(&pf->cv, &pf->mu);
+    pthread_mutex_unlock(&pf->mu);
+}
+
+static void pf_request(prefetch *pf, int c)
+{
+    pthread_mutex_lock(&pf->mu);
+    pf->req = c;
+    pf->done = 0;
+    pf->go = 1;
+    pthread_cond_broadcast(&pf->cv);
+    pthread_mutex_unlock(&pf->mu);
+}
+
+/* Make manifest chunk c the verified content of the scratch buffer: from
+ * the read-ahead when it holds c, else read and verified now. */
+static lmp_status scratch_get(bundle_owner *o, int c, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    prefetch *pf = o->pf;
+    if (o->scratch_chunk == c) return LMP_OK;
+    lmp_chunk_free(&o->scratch_ch);
+    o->scratch_chunk = -1;
+    if (pf) {
+        pf_wait(pf);
+        int hit = pf->req == c;
+        pf->req = -1;
+        if (hit && pf->rc != LMP_OK) {
+            /* the same error a read now would give, naming the chunk */
+            if (d && d->status == LMP_OK) *d = pf->diag;
+            return pf->rc;
+        }
+        if (hit) {
+            uint8_t *b = o->scratch;
+            o->scratch = pf->buf;
+            pf->buf = b;
+            o->scratch_ch = pf->ch;
+            memset(&pf->ch, 0, sizeof pf->ch);
+            o->scratch_chunk = c;
+            return LMP_OK;
+        }
+    }
+    LMP_FORWARD(load_chunk(o, (size_t)c, o->scratch, o->scratch_bytes, &o->scratch_ch, NULL, d));
+    o->scratch_chunk = c;
+out:
+    return rc;
+}
+
 static lmp_status acquire_layer(void *owner, int l, lmp_diag *d)
 {
     bundle_owner *o = owner;
@@ -304,15 +447,16 @@ static lmp_status acquire_layer(void *owner, int l, lmp_diag *d)
         return lmp_fail(d, LMP_ERR_INTERNAL, "%s: layer %d out of range", o->dir, l);
     if (o->slot_of[l] >= 0) return LMP_OK;
     int c = o->chunk_of[l];
-    if (o->scratch_chunk != c) {
-        /* The scratch keeps the last chunk verified into it: a chunk whose
-         * layers do not all fit in the slots is read and verified once per
-         * pass, not once per slot refill. */
-        lmp_chunk_free(&o->scratch_ch);
-        o->scratch_chunk = -1;
-        LMP_FORWARD(
-            load_chunk(o, (size_t)c, o->scratch, o->scratch_bytes, &o->scratch_ch, NULL, d));
-        o->scratch_chunk = c;
+    /* The scratch keeps the last chunk verified into it: a chunk whose
+     * layers do not all fit in the slots is read and verified once per
+     * pass, not once per slot refill. */
+    int had = o->scratch_chunk;
+    LMP_FORWARD(scratch_get(o, c, d));
+    if (o->pf && had != c) {
+        /* read ahead the chunk the pass needs next (after the last one, the
+         * next pass starts again at chunk 1) */
+        int nc = (size_t)c + 1 < o->man->n_chunks ? c + 1 : 1;
+        if (nc != c) pf_request(o->pf, nc);
     }
     const lmp_chunk ch = o->scratch_ch;
     int last = ch.last_layer < l + o->k - 1 ? ch.last_layer : l + o->k - 1;
@@ -397,6 +541,10 @@ static lmp_status setup_stream(lmp_model *m, bundle_owner *o, int k, lmp_diag *d
     }
     o->scratch = aligned_alloc(64, (o->scratch_bytes + 63) / 64 * 64 + 64);
     LMP_FAIL_IF(!o->scratch, LMP_ERR_NOMEM, "%s: out of memory for a chunk buffer", o->dir);
+    /* Read-ahead only when layers really are re-read (K < layers) and there
+     * is more than one layer chunk; it is an optimisation: without a thread
+     * the loads simply happen in acquire_layer. */
+    if (o->k < L && o->man->n_chunks > 2) o->pf = pf_start(o);
 out:
     free(chk.layers);
     return rc;

@@ -296,6 +296,52 @@ START_TEST(load_into_fused_hash)
 }
 END_TEST
 
+/* Streaming (K = 1, read-ahead on): layers before a damaged chunk load;
+ * acquiring a layer of the damaged chunk fails naming it, with the message
+ * a resident load gives; the model still serves other layers afterwards. */
+START_TEST(stream_damaged_chunk)
+{
+    char *dir = t_tmpdir();
+    char *b = make_bundle(dir, "stories260k");
+    lmp_manifest *man = NULL;
+    lmp_diag d = {0};
+    ck_assert_int_eq(lmp_manifest_load(&man, b, &d), LMP_OK);
+    size_t bad = man->n_chunks - 2; /* a layer chunk, not the last */
+    int bad_layer = man->chunks[bad].first_layer;
+    char p[4200], resident[LMP_DIAG_MAX];
+    size_t n;
+    snprintf(p, sizeof p, "%s/%s", b, man->chunks[bad].file);
+    unsigned char *z = t_slurp(p, &n);
+    z[n - 3] ^= 0x01;
+    t_write(p, z, n);
+    free(z);
+    ck_assert_int_eq(load_msg(b, 2, resident, sizeof resident), LMP_ERR_INTEGRITY);
+    lmp_model_opts o = {0};
+    o.stream_layers = 1;
+    lmp_model m;
+    ck_assert_msg(lmp_model_open(&m, b, &o, &d) == LMP_OK, "%s", d.msg);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int l = 0; l < m.cfg.n_layers; l++) {
+            lmp_diag_clear(&d);
+            lmp_status rc = m.acquire_layer(m.owner, l, &d);
+            if (l == bad_layer) {
+                ck_assert_int_eq(rc, LMP_ERR_INTEGRITY);
+                ck_assert_str_eq(d.msg, resident);
+                ck_assert_ptr_null(m.layers[l].wq.data);
+            } else {
+                ck_assert_msg(rc == LMP_OK, "pass %d layer %d: %s", pass, l, d.msg);
+                ck_assert_ptr_nonnull(m.layers[l].wq.data);
+            }
+        }
+    }
+    lmp_model_close(&m);
+    lmp_manifest_free(man);
+    free(b);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *lmp_suite_load(void)
 {
     Suite *s = suite_create("load");
@@ -304,6 +350,7 @@ Suite *lmp_suite_load(void)
     tcase_add_test(tc, load_into_fused_hash);
     tcase_add_test(tc, parallel_load_same_bytes);
     tcase_add_test(tc, damaged_chunk_same_error_any_threads);
+    tcase_add_test(tc, stream_damaged_chunk);
     suite_add_tcase(s, tc);
     return s;
 }
