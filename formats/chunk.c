@@ -189,6 +189,12 @@ out:
 lmp_status lmp_chunk_compress(const uint8_t *raw, size_t n, int level, uint8_t **out,
                               size_t *out_size, lmp_diag *d)
 {
+    return lmp_chunk_compress_opts(raw, n, level, 0, out, out_size, d);
+}
+
+lmp_status lmp_chunk_compress_opts(const uint8_t *raw, size_t n, int level, int raw_literals,
+                                   uint8_t **out, size_t *out_size, lmp_diag *d)
+{
     lmp_status rc = LMP_OK;
     ZSTD_CCtx *cc = NULL;
     uint8_t *buf = NULL;
@@ -206,6 +212,8 @@ lmp_status lmp_chunk_compress(const uint8_t *raw, size_t n, int level, uint8_t *
     if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 1);
     if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 0);
     if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(cc, ZSTD_c_nbWorkers, 0);
+    if (!ZSTD_isError(r) && raw_literals)
+        r = ZSTD_CCtx_setParameter(cc, ZSTD_c_literalCompressionMode, ZSTD_ps_disable);
     if (!ZSTD_isError(r)) r = ZSTD_compress2(cc, buf, cap, raw, n);
     LMP_FAIL_IF(ZSTD_isError(r), LMP_ERR_INTERNAL, "zstd compression failed: %s",
                 ZSTD_getErrorName(r));

@@ -114,6 +114,10 @@ lmp_status lmp_chunk_encode(int role, int first_layer, int last_layer,
  * level). *out is malloc'd. */
 lmp_status lmp_chunk_compress(const uint8_t *raw, size_t n, int level, uint8_t **out,
                               size_t *out_size, lmp_diag *d);
+/* Same, with raw_literals = 1: literals stored uncompressed
+ * (ZSTD_c_literalCompressionMode = off); lmp_chunk_compress is raw_literals 0. */
+lmp_status lmp_chunk_compress_opts(const uint8_t *raw, size_t n, int level, int raw_literals,
+                                   uint8_t **out, size_t *out_size, lmp_diag *d);
 
 /* Decompress one zstd frame. The frame must hold exactly one frame with
  * its content size; when expect_raw != UINT64_MAX that size must equal it,

@@ -67,7 +67,7 @@ void lmp_split_remove_tree(const char *dir)
 typedef struct job {
     const lmp_split_src *src;
     int role, first, last;
-    int level;
+    int level, raw_literals;
     uint8_t *z;
     size_t zn;
     lmp_diag d;
@@ -103,7 +103,7 @@ static void compress_one(void *ctx, int i, int tid)
             if (j->role == LMP_CHUNK_HEAD ? l < 0 : (l >= j->first && l <= j->last))
                 s->release(s->release_ctx, k);
         }
-    LMP_FORWARD(lmp_chunk_compress(raw, rn, j->level, &j->z, &j->zn, d));
+    LMP_FORWARD(lmp_chunk_compress_opts(raw, rn, j->level, j->raw_literals, &j->z, &j->zn, d));
 out:
     (void)rc;
     free(meta);
@@ -198,6 +198,7 @@ lmp_status lmp_split_write(const lmp_split_src *src, const char *out_dir,
         job *j = &jobs[i];
         j->src = src;
         j->level = o->zstd_level;
+        j->raw_literals = o->raw_literals;
         lmp_diag_clear(&j->d);
         if (i == 0) {
             j->role = LMP_CHUNK_HEAD;

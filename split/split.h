@@ -47,6 +47,12 @@ typedef struct lmp_split_src {
 typedef struct lmp_split_opts {
     int layers_per_chunk;    /* >= 1 (default 3) */
     int zstd_level;          /* 1..19 (default LMP_SPLIT_DEFAULT_LEVEL) */
+    /* 1: zstd stores literals uncompressed (ZSTD_c_literalCompressionMode
+     * off). Int4 weights are near-random bytes, so Huffman-coding them gains
+     * ~5 % of size but costs most of the load time; raw literals make the
+     * chunks ~5 % larger and loading/verifying ~3x cheaper in CPU. Standard
+     * zstd frames either way (readers need no change). Default 0. */
+    int raw_literals;
     /* Called after each chunk file is written (n = chunks written so far);
      * programs use it for fault injection in tests. May be NULL. */
     void (*on_chunk)(void *ctx, size_t n);

@@ -342,6 +342,49 @@ START_TEST(stream_damaged_chunk)
 }
 END_TEST
 
+/* split --zstd-raw-literals: different chunk bytes (literals stored, not
+ * Huffman-coded), still a valid bundle for verify, and the loaded model is
+ * the .lmpk's bytes. */
+START_TEST(raw_literals_bundle)
+{
+    char *dir = t_tmpdir();
+    char *b = make_bundle(dir, "tiny-smollm-bf16");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' '%s.lmpk' -o '%s/r' --layers-per-chunk 1 --zstd-raw-literals && '%s' '%s/r'",
+             t_bin("lmpack-split"), b, dir, t_bin("lmpack-verify"), dir);
+    char *err = NULL;
+    ck_assert_msg(t_sh(cmd, NULL, &err) == 0, "%s", err);
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s/r", dir);
+    lmp_manifest *m1 = NULL, *m2 = NULL;
+    lmp_diag d = {0};
+    ck_assert_int_eq(lmp_manifest_load(&m1, b, &d), LMP_OK);
+    ck_assert_int_eq(lmp_manifest_load(&m2, cmd, &d), LMP_OK);
+    ck_assert_uint_eq(m1->n_chunks, m2->n_chunks);
+    int differ = 0;
+    for (size_t c = 0; c < m1->n_chunks; c++) {
+        ck_assert_str_eq(m1->chunks[c].xxh3_raw, m2->chunks[c].xxh3_raw); /* same images */
+        differ |= strcmp(m1->chunks[c].xxh3_compressed, m2->chunks[c].xxh3_compressed) != 0;
+    }
+    ck_assert_msg(differ, "--zstd-raw-literals produced the default chunk bytes");
+    lmp_model ref, m;
+    char lp[4200];
+    snprintf(lp, sizeof lp, "%s.lmpk", b);
+    ck_assert_msg(lmp_model_open(&ref, lp, NULL, &d) == LMP_OK, "%s", d.msg);
+    lmp_model_opts o = {0};
+    o.threads = 2;
+    ck_assert_msg(lmp_model_open(&m, cmd, &o, &d) == LMP_OK, "%s", d.msg);
+    same_model(&m, &ref);
+    lmp_model_close(&m);
+    lmp_model_close(&ref);
+    lmp_manifest_free(m1);
+    lmp_manifest_free(m2);
+    free(b);
+    t_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *lmp_suite_load(void)
 {
     Suite *s = suite_create("load");
@@ -351,6 +394,7 @@ Suite *lmp_suite_load(void)
     tcase_add_test(tc, parallel_load_same_bytes);
     tcase_add_test(tc, damaged_chunk_same_error_any_threads);
     tcase_add_test(tc, stream_damaged_chunk);
+    tcase_add_test(tc, raw_literals_bundle);
     suite_add_tcase(s, tc);
     return s;
 }
