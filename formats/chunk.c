@@ -54,9 +54,8 @@ static int chunk_size_ok(const lmp_chunk_tensor *t)
     return want != 0 && want == t->size;
 }
 
-void lmp_hash_hex(const void *buf, size_t n, char out[LMP_HASH_HEX])
+static void hash_to_hex(XXH128_hash_t h, char out[LMP_HASH_HEX])
 {
-    XXH128_hash_t h = XXH3_128bits(buf, n);
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, h);
     static const char hx[] = "0123456789abcdef";
@@ -65,6 +64,11 @@ void lmp_hash_hex(const void *buf, size_t n, char out[LMP_HASH_HEX])
         out[2 * i + 1] = hx[c.digest[i] & 15];
     }
     out[32] = '\0';
+}
+
+void lmp_hash_hex(const void *buf, size_t n, char out[LMP_HASH_HEX])
+{
+    hash_to_hex(XXH3_128bits(buf, n), out);
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -226,14 +230,13 @@ out:
     return rc;
 }
 
-lmp_status lmp_chunk_decompress(const uint8_t *z, size_t zn, uint64_t expect_raw,
-                                uint64_t max_raw, uint8_t **out, size_t *out_size,
-                                const char *fname, lmp_diag *d)
+/* z[0, zn) must be exactly one zstd frame recording its content size *cs;
+ * expect_raw (unless UINT64_MAX) must equal it, else it must be possible
+ * for zn compressed bytes and <= max_raw. */
+static lmp_status frame_check(const uint8_t *z, size_t zn, uint64_t expect_raw, uint64_t max_raw,
+                              unsigned long long *cs_out, const char *fname, lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
-    uint8_t *buf = NULL;
-    *out = NULL;
-    *out_size = 0;
     size_t fsz = ZSTD_findFrameCompressedSize(z, zn);
     LMP_FAIL_IF(ZSTD_isError(fsz), LMP_ERR_FORMAT, "%s: not a zstd frame (%s)", fname,
                 ZSTD_getErrorName(fsz));
@@ -255,6 +258,21 @@ lmp_status lmp_chunk_decompress(const uint8_t *z, size_t zn, uint64_t expect_raw
                     "%s: content size %llu impossible for %zu compressed bytes (or above %llu)",
                     fname, cs, zn, (unsigned long long)max_raw);
     }
+    *cs_out = cs;
+out:
+    return rc;
+}
+
+lmp_status lmp_chunk_decompress(const uint8_t *z, size_t zn, uint64_t expect_raw,
+                                uint64_t max_raw, uint8_t **out, size_t *out_size,
+                                const char *fname, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    uint8_t *buf = NULL;
+    *out = NULL;
+    *out_size = 0;
+    unsigned long long cs = 0;
+    LMP_FORWARD(frame_check(z, zn, expect_raw, max_raw, &cs, fname, d));
     LMP_FAIL_IF(cs > SIZE_MAX / 2, LMP_ERR_NOMEM, "%s: content size %llu too large", fname, cs);
     buf = alloc_aligned((size_t)cs, 0);
     LMP_FAIL_IF(!buf, LMP_ERR_NOMEM, "%s: out of memory for %llu bytes", fname, cs);
@@ -480,18 +498,8 @@ lmp_status lmp_chunk_decompress_hashed(const uint8_t *z, size_t zn, uint8_t *dst
     lmp_status rc = LMP_OK;
     ZSTD_DCtx *dc = NULL;
     XXH3_state_t *hs = NULL;
-    size_t fsz = ZSTD_findFrameCompressedSize(z, zn);
-    LMP_FAIL_IF(ZSTD_isError(fsz), LMP_ERR_FORMAT, "%s: not a zstd frame (%s)", fname,
-                ZSTD_getErrorName(fsz));
-    LMP_FAIL_IF(fsz != zn, LMP_ERR_FORMAT,
-                "%s: %zu bytes after the zstd frame (a chunk is exactly one frame)", fname,
-                zn - fsz);
-    unsigned long long cs = ZSTD_getFrameContentSize(z, zn);
-    LMP_FAIL_IF(cs == ZSTD_CONTENTSIZE_UNKNOWN || cs == ZSTD_CONTENTSIZE_ERROR, LMP_ERR_FORMAT,
-                "%s: zstd frame header does not record the content size", fname);
-    LMP_FAIL_IF(cs != (unsigned long long)raw, LMP_ERR_INTEGRITY,
-                "%s: raw size mismatch (frame says %llu bytes, manifest %llu)", fname, cs,
-                (unsigned long long)raw);
+    unsigned long long cs = 0;
+    LMP_FORWARD(frame_check(z, zn, raw, raw, &cs, fname, d));
     dc = ZSTD_createDCtx();
     hs = XXH3_createState();
     LMP_FAIL_IF(!dc || !hs || XXH3_128bits_reset(hs) != XXH_OK, LMP_ERR_NOMEM,
@@ -515,14 +523,7 @@ lmp_status lmp_chunk_decompress_hashed(const uint8_t *z, size_t zn, uint8_t *dst
     }
     LMP_FAIL_IF(op != raw || ip != zn, LMP_ERR_FORMAT,
                 "%s: frame decompressed to %zu bytes, header says %llu", fname, op, cs);
-    XXH128_canonical_t cn;
-    XXH128_canonicalFromHash(&cn, XXH3_128bits_digest(hs));
-    static const char hx[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        raw_hex[2 * i] = hx[cn.digest[i] >> 4];
-        raw_hex[2 * i + 1] = hx[cn.digest[i] & 15];
-    }
-    raw_hex[32] = '\0';
+    hash_to_hex(XXH3_128bits_digest(hs), raw_hex);
 out:
     XXH3_freeState(hs);
     ZSTD_freeDCtx(dc);

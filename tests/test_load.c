@@ -133,11 +133,24 @@ static lmp_status load_msg(const char *b, int t, char *msg, size_t cap)
     return rc;
 }
 
+/* Loading b fails with LMP_ERR_INTEGRITY and one message, naming `file`
+ * and `what`, whatever the thread count (1, 2, 3). */
+static void same_error_any_threads(const char *b, const char *file, const char *what)
+{
+    char msg[3][LMP_DIAG_MAX], want[600];
+    snprintf(want, sizeof want, "%s: %s", file, what);
+    for (int t = 1; t <= 3; t++) {
+        ck_assert_int_eq(load_msg(b, t, msg[t - 1], sizeof msg[0]), LMP_ERR_INTEGRITY);
+        ck_assert_msg(strstr(msg[t - 1], want) != NULL, "%d threads: %s", t, msg[t - 1]);
+        ck_assert_str_eq(msg[t - 1], msg[0]);
+    }
+}
+
 START_TEST(damaged_chunk_same_error_any_threads)
 {
     char *dir = t_tmpdir();
     char *b = make_bundle(dir, "stories260k");
-    char p[4200], msg[3][LMP_DIAG_MAX];
+    char p[4200];
     size_t n;
     /* a flipped byte in the last chunk and a truncated earlier one: the
      * earlier one (load order) is reported, by every thread count */
@@ -151,32 +164,15 @@ START_TEST(damaged_chunk_same_error_any_threads)
     z[n / 2] ^= 0x10;
     t_write(p, z, n);
     free(z);
-    for (int t = 1; t <= 3; t++) {
-        ck_assert_int_eq(load_msg(b, t, msg[t - 1], sizeof msg[0]), LMP_ERR_INTEGRITY);
-        char want[600];
-        snprintf(want, sizeof want, "%s: xxh3 mismatch (compressed)", man->chunks[last].file);
-        ck_assert_msg(strstr(msg[t - 1], want) != NULL, "%d threads: %s", t, msg[t - 1]);
-    }
+    same_error_any_threads(b, man->chunks[last].file, "xxh3 mismatch (compressed)");
     snprintf(p, sizeof p, "%s/%s", b, man->chunks[1].file);
     z = t_slurp(p, &n);
     t_write(p, z, n - 1);
     free(z);
-    for (int t = 1; t <= 3; t++) {
-        ck_assert_int_eq(load_msg(b, t, msg[t - 1], sizeof msg[0]), LMP_ERR_INTEGRITY);
-        char want[600];
-        snprintf(want, sizeof want, "%s: size mismatch", man->chunks[1].file);
-        ck_assert_msg(strstr(msg[t - 1], want) != NULL, "%d threads: %s", t, msg[t - 1]);
-        ck_assert_str_eq(msg[t - 1], msg[0]);
-    }
+    same_error_any_threads(b, man->chunks[1].file, "size mismatch");
     /* a missing chunk file */
     ck_assert_int_eq(remove(p), 0);
-    for (int t = 1; t <= 3; t++) {
-        ck_assert_int_eq(load_msg(b, t, msg[t - 1], sizeof msg[0]), LMP_ERR_INTEGRITY);
-        char want[600];
-        snprintf(want, sizeof want, "%s: missing or unreadable", man->chunks[1].file);
-        ck_assert_msg(strstr(msg[t - 1], want) != NULL, "%d threads: %s", t, msg[t - 1]);
-        ck_assert_str_eq(msg[t - 1], msg[0]);
-    }
+    same_error_any_threads(b, man->chunks[1].file, "missing or unreadable");
     lmp_manifest_free(man);
     free(b);
     t_rmtree(dir);
