@@ -447,6 +447,20 @@ void lmp_chunk_free(lmp_chunk *c)
     memset(c, 0, sizeof *c);
 }
 
+/* A computed hash against the manifest's: mismatch is LMP_ERR_INTEGRITY
+ * "<fname>: xxh3 mismatch (<which>)"; an expected "" learns the hash. */
+static lmp_status check_hash(const char *got, char want[LMP_HASH_HEX], const char *which,
+                             const char *fname, lmp_diag *d)
+{
+    if (!want[0]) {
+        memcpy(want, got, LMP_HASH_HEX);
+        return LMP_OK;
+    }
+    if (strcmp(got, want) != 0)
+        return lmp_fail(d, LMP_ERR_INTEGRITY, "%s: xxh3 mismatch (%s)", fname, which);
+    return LMP_OK;
+}
+
 lmp_status lmp_chunk_load_mem(lmp_chunk *c, const uint8_t *z, size_t zn, const char *fname,
                               lmp_chunk_expect *e, lmp_diag *d)
 {
@@ -460,19 +474,11 @@ lmp_status lmp_chunk_load_mem(lmp_chunk *c, const uint8_t *z, size_t zn, const c
                 (unsigned long long)e->compressed_size);
     /* The compressed hash is checked before a single byte is decompressed. */
     lmp_hash_hex(z, zn, h);
-    if (e->xxh3_compressed[0])
-        LMP_FAIL_IF(strcmp(h, e->xxh3_compressed) != 0, LMP_ERR_INTEGRITY,
-                    "%s: xxh3 mismatch (compressed)", fname);
-    else
-        memcpy(e->xxh3_compressed, h, sizeof h);
+    LMP_FORWARD(check_hash(h, e->xxh3_compressed, "compressed", fname, d));
     rc = lmp_chunk_decompress(z, zn, e->raw_size, (uint64_t)1 << 40, &raw, &rn, fname, d);
     if (rc != LMP_OK) goto out;
     lmp_hash_hex(raw, rn, h);
-    if (e->xxh3_raw[0])
-        LMP_FAIL_IF(strcmp(h, e->xxh3_raw) != 0, LMP_ERR_INTEGRITY, "%s: xxh3 mismatch (raw)",
-                    fname);
-    else
-        memcpy(e->xxh3_raw, h, sizeof h);
+    LMP_FORWARD(check_hash(h, e->xxh3_raw, "raw", fname, d));
     e->raw_size = rn;
     e->compressed_size = zn;
     LMP_FORWARD(lmp_chunk_parse(c, raw, rn, fname, d));
@@ -566,20 +572,12 @@ lmp_status lmp_chunk_load_into(lmp_chunk *c, const char *path, const char *fname
     if (times) t1 = thread_cpu_s(), times->read_s += t1 - t0, t0 = t1;
     /* The compressed hash is checked before a single byte is decompressed. */
     lmp_hash_hex(z, zn, h);
-    if (e->xxh3_compressed[0])
-        LMP_FAIL_IF(strcmp(h, e->xxh3_compressed) != 0, LMP_ERR_INTEGRITY,
-                    "%s: xxh3 mismatch (compressed)", fname);
-    else
-        memcpy(e->xxh3_compressed, h, sizeof h);
+    LMP_FORWARD(check_hash(h, e->xxh3_compressed, "compressed", fname, d));
     if (times) t1 = thread_cpu_s(), times->hash_s += t1 - t0, t0 = t1;
     rc = lmp_chunk_decompress_hashed(z, zn, dst, (size_t)e->raw_size, h, fname, d);
     if (times) t1 = thread_cpu_s(), times->decompress_s += t1 - t0, t0 = t1;
     if (rc != LMP_OK) goto out;
-    if (e->xxh3_raw[0])
-        LMP_FAIL_IF(strcmp(h, e->xxh3_raw) != 0, LMP_ERR_INTEGRITY, "%s: xxh3 mismatch (raw)",
-                    fname);
-    else
-        memcpy(e->xxh3_raw, h, sizeof h);
+    LMP_FORWARD(check_hash(h, e->xxh3_raw, "raw", fname, d));
     e->compressed_size = zn;
     LMP_FORWARD(lmp_chunk_parse(c, dst, (size_t)e->raw_size, fname, d));
     if (times) times->parse_s += thread_cpu_s() - t0;
