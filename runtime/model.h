@@ -102,8 +102,8 @@ typedef struct lmp_model_opts {
 /* Open a model from `path` and fill *m. Dispatch on what path is:
  *   a folder holding config.json -> Hugging Face checkpoint (load_hf.c):
  *   safetensors (single or sharded), F32/F16/BF16, converted to float32;
- *   anything else (a .lmpk container, a bundle's manifest.json) ->
- *   LMP_ERR_UNSUPPORTED for now (other loaders plug in here).
+ *   a .lmpk container -> lmp_model_load_lmpk; a folder holding
+ *   manifest.json, or that manifest.json -> lmp_model_load_bundle.
  * opts may be NULL. On failure *m is zeroed (nothing to close) and d names
  * the file and problem. On success the caller owns m (lmp_model_close). */
 lmp_status lmp_model_open(lmp_model *m, const char *path, const lmp_model_opts *opts,
