@@ -167,5 +167,13 @@ void lmp_q8_get_row(const lmp_mat *w, int r, float *out);
  * not thread-safe against concurrent matmuls). */
 int lmp_q4_simd_active(void);
 void lmp_q4_force_scalar(int on);
+/* 1 if Q4 matmuls use the AVX-512 VNNI kernel (quantize/q4_avx512.c): the
+ * SIMD path is active, lmp_cpu_avx512() (so not with LMP_CPU=avx2) and it
+ * was not forbidden. lmp_q4_allow_avx512(0) makes Q4 fall back to the AVX2
+ * kernel, (1) restores the default; returns the previous setting. For tests
+ * and benchmarks comparing both paths on one machine; process-wide, call it
+ * only while no matmul runs. */
+int lmp_q4_avx512_active(void);
+int lmp_q4_allow_avx512(int on);
 
 #endif
