@@ -33,9 +33,16 @@
 /* Tokens per weight-row pass in prefill: the nibble unpack, scale
  * conversion and permutes of a quad are shared by TILE tokens (8 tokens:
  * 8 accumulators + per-token temporaries fit the 32 zmm registers). */
+#ifndef TILE
 #define TILE 8
+#endif
 /* Software prefetch distance (bytes ahead of the current row). */
+#ifndef PF_BYTES
 #define PF_BYTES 4096
+#endif
+#ifndef PF_PREFILL
+#define PF_PREFILL 1
+#endif
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -125,29 +132,45 @@ ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int
     for (int tt = 0; tt < T; tt++) y[(size_t)(t0 + tt) * rows + r] = _mm512_reduce_add_ps(acc[tt]);
 }
 
-/* Rows [r0, r1) with compile-time group size and scheme. */
-ALWAYS_INLINE void rows_spec(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
-                             const int bpg, const int asym)
+/* Tokens t0.. (T of them) against rows [r0, r1); prefetch: also fetch
+ * the weights PF_BYTES ahead (first pass over these rows only). */
+ALWAYS_INLINE void rows_pass(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
+                             int t0, int T, int prefetch, const int bpg, const int asym)
 {
     const uint8_t *base = w->data;
     const size_t total = (size_t)w->rows * w->row_bytes;
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = base + (size_t)r * w->row_bytes;
-        if ((size_t)r * w->row_bytes + PF_BYTES + w->row_bytes <= total)
+        if (PF_BYTES && prefetch && (size_t)r * w->row_bytes + PF_BYTES + w->row_bytes <= total)
             for (size_t o = 0; o < w->row_bytes; o += 64)
                 _mm_prefetch((const char *)(row + PF_BYTES + o), _MM_HINT_T0);
+        row_tile(row, a, t0, T, r, w->rows, y, bpg, asym);
+    }
+}
+
+/* Weight bytes per row block in prefill: the block's rows are re-read from
+ * L2 once per tile of tokens, while the tile's activations stay in L1
+ * (rows outer, all tokens inner would stream every token's activations
+ * from L2 for every row: ~190 bytes per 128 weights per token). */
+#define ROWBLOCK_BYTES (128 * 1024)
+
+/* Rows [r0, r1) with compile-time group size and scheme. */
+ALWAYS_INLINE void rows_spec(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
+                             const int bpg, const int asym)
+{
+    int rb = (int)(ROWBLOCK_BYTES / w->row_bytes);
+    if (rb < 1) rb = 1;
+    for (int b0 = r0; b0 < r1; b0 += rb) {
+        const int b1 = r1 - b0 < rb ? r1 : b0 + rb;
         int t = 0;
-        for (; t + TILE <= a->n; t += TILE) row_tile(row, a, t, TILE, r, w->rows, y, bpg, asym);
+        for (; t + TILE <= a->n; t += TILE) rows_pass(w, a, b0, b1, y, t, TILE, t == 0 && (PF_PREFILL || a->n == 1), bpg, asym);
         /* the rest in tiles of 4, 2, 1: same operations per token */
-        if (a->n - t >= 4) {
-            row_tile(row, a, t, 4, r, w->rows, y, bpg, asym);
-            t += 4;
-        }
+        for (; t + 4 <= a->n; t += 4) rows_pass(w, a, b0, b1, y, t, 4, t == 0 && (PF_PREFILL || a->n == 1), bpg, asym);
         if (a->n - t >= 2) {
-            row_tile(row, a, t, 2, r, w->rows, y, bpg, asym);
+            rows_pass(w, a, b0, b1, y, t, 2, t == 0 && (PF_PREFILL || a->n == 1), bpg, asym);
             t += 2;
         }
-        if (a->n - t >= 1) row_tile(row, a, t, 1, r, w->rows, y, bpg, asym);
+        if (a->n - t >= 1) rows_pass(w, a, b0, b1, y, t, 1, t == 0 && (PF_PREFILL || a->n == 1), bpg, asym);
     }
 }
 
