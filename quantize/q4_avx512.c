@@ -31,17 +31,18 @@
 #include "quantize/q4_internal.h"
 
 /* Tokens per weight-row pass in prefill: the nibble unpack, scale
- * conversion and permutes of a quad are shared by TILE tokens (8 tokens:
- * 8 accumulators + per-token temporaries fit the 32 zmm registers). */
+ * conversion and permutes of a quad are shared by TILE tokens. Measured
+ * (256 x 960 ASYM g64, 128 tokens, in cache, loaded VM): ns per 64 weights
+ * per token 2.1 (4 tokens), 1.6 (8), 1.8 (12), 1.8 (16). */
 #ifndef TILE
 #define TILE 8
 #endif
-/* Software prefetch distance (bytes ahead of the current row). */
+/* Software prefetch distance (bytes ahead of the current row), as in the
+ * AVX2 kernel: without it a single-thread decode matvec streams at ~5-6
+ * instead of ~8-9 GB/s on the (loaded) development VM; 8 KB measured the
+ * same as 4 KB, one prefetch per quad inside the loop no better. */
 #ifndef PF_BYTES
 #define PF_BYTES 4096
-#endif
-#ifndef PF_PREFILL
-#define PF_PREFILL 1
 #endif
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -141,7 +142,7 @@ ALWAYS_INLINE void rows_pass(const lmp_mat *w, const lmp_q4_act *a, int r0, int 
     const size_t total = (size_t)w->rows * w->row_bytes;
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = base + (size_t)r * w->row_bytes;
-        if (PF_BYTES && prefetch && (size_t)r * w->row_bytes + PF_BYTES + w->row_bytes <= total)
+        if (prefetch && (size_t)r * w->row_bytes + PF_BYTES + w->row_bytes <= total)
             for (size_t o = 0; o < w->row_bytes; o += 64)
                 _mm_prefetch((const char *)(row + PF_BYTES + o), _MM_HINT_T0);
         row_tile(row, a, t0, T, r, w->rows, y, bpg, asym);
@@ -163,14 +164,14 @@ ALWAYS_INLINE void rows_spec(const lmp_mat *w, const lmp_q4_act *a, int r0, int 
     for (int b0 = r0; b0 < r1; b0 += rb) {
         const int b1 = r1 - b0 < rb ? r1 : b0 + rb;
         int t = 0;
-        for (; t + TILE <= a->n; t += TILE) rows_pass(w, a, b0, b1, y, t, TILE, t == 0 && (PF_PREFILL || a->n == 1), bpg, asym);
+        for (; t + TILE <= a->n; t += TILE) rows_pass(w, a, b0, b1, y, t, TILE, t == 0, bpg, asym);
         /* the rest in tiles of 4, 2, 1: same operations per token */
-        for (; t + 4 <= a->n; t += 4) rows_pass(w, a, b0, b1, y, t, 4, t == 0 && (PF_PREFILL || a->n == 1), bpg, asym);
+        for (; t + 4 <= a->n; t += 4) rows_pass(w, a, b0, b1, y, t, 4, t == 0, bpg, asym);
         if (a->n - t >= 2) {
-            rows_pass(w, a, b0, b1, y, t, 2, t == 0 && (PF_PREFILL || a->n == 1), bpg, asym);
+            rows_pass(w, a, b0, b1, y, t, 2, t == 0, bpg, asym);
             t += 2;
         }
-        if (a->n - t >= 1) rows_pass(w, a, b0, b1, y, t, 1, t == 0 && (PF_PREFILL || a->n == 1), bpg, asym);
+        if (a->n - t >= 1) rows_pass(w, a, b0, b1, y, t, 1, t == 0, bpg, asym);
     }
 }
 
