@@ -399,14 +399,12 @@ out:
 static size_t act_bytes(int n, int cols, int group)
 {
     int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
-    int nbp = (nblk + 7) & ~7, ngp = (ng + 15) & ~15;
-    /* xq, dx, sx, dx4 (the latter only used by the LMP_Q4_QUAD layout) */
-    return (size_t)n * ((size_t)nbp * 32 + 4 * (size_t)nbp + 4 * (size_t)ngp + 16 * (size_t)nbp) +
-           64;
+    int nbp = (nblk + 15) & ~15, ngp = (ng + 15) & ~15;
+    return (size_t)n * ((size_t)nbp * 32 + 4 * (size_t)nbp + 4 * (size_t)ngp) + 64;
 }
 
 /* Lay out `a` in buf (act_bytes long) and quantize x[n][cols] into the
- * given xq layout (LMP_Q4_PLAIN / PAIRED / QUAD). Plain C, used by every
+ * given xq layout (LMP_Q4_PLAIN / PAIRED / HEXA). Plain C, used by every
  * kernel, so all see the very same int8 activations and dx. */
 static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int cols, int group,
                          int paired, int simd)
@@ -416,14 +414,13 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
     a->nblk = (cols + 31) / 32;
     a->ng = (cols + group - 1) / group;
     a->bpg = group / 32;
-    a->nblk_pad = (a->nblk + 7) & ~7;
+    a->nblk_pad = (a->nblk + 15) & ~15;
     a->ng_pad = (a->ng + 15) & ~15;
     a->paired = paired;
     uintptr_t p = ((uintptr_t)buf + 31) & ~(uintptr_t)31;
     a->dx = (float *)p;
     a->sx = a->dx + (size_t)n * a->nblk_pad;
     a->xq = (int8_t *)(a->sx + (size_t)n * a->ng_pad);
-    a->dx4 = paired == LMP_Q4_QUAD ? (float *)(a->xq + (size_t)n * a->nblk_pad * 32) : NULL;
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * cols;
         int8_t *q = a->xq + (size_t)t * a->nblk_pad * 32;
@@ -467,14 +464,9 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
                 /* zero block; a non-finite activation poisons the block */
                 dx[b] = bad ? NAN : 0.0f;
             }
-            memcpy(q + lmp_q4_xq_index(paired, b, 0), tmp, 16);
-            memcpy(q + lmp_q4_xq_index(paired, b, 16), tmp + 16, 16);
+            /* every layout keeps runs of 4 elements (j = 4i..4i+3) together */
+            for (int j = 0; j < 32; j += 4) memcpy(q + lmp_q4_xq_index(paired, b, j), tmp + j, 4);
             sx[b / a->bpg] += dx[b] * (float)s;
-        }
-        if (a->dx4) {
-            float *d4 = a->dx4 + (size_t)t * a->nblk_pad * 4;
-            for (int b = 0; b < a->nblk_pad; b++)
-                for (int i = 0; i < 4; i++) d4[4 * b + i] = dx[b];
         }
     }
 }
@@ -600,7 +592,7 @@ static void mm_task(void *ctx, int task, int tid)
     const int rpt = j->rpt[i];
     int r0 = (task - j->first[i]) * rpt, r1 = r0 + rpt < w->rows ? r0 + rpt : w->rows;
 #if defined(__x86_64__) || defined(__i386__)
-    if (j->simd && j->a->paired == LMP_Q4_QUAD) { /* chosen by matmul_many */
+    if (j->simd && j->a->paired == LMP_Q4_HEXA) { /* chosen by matmul_many */
         lmp_q4_rows_avx512(w, j->a, r0, r1, j->y[i]);
         return;
     }
@@ -663,7 +655,7 @@ static void matmul_many(const lmp_mat *const *w, float *const *y, int count, con
     /* int4 SIMD kernels read the activations in their load order; Q8 and
      * the scalar reference block after block */
     int layout = !simd || w0->kind != LMP_MAT_Q4 ? LMP_Q4_PLAIN
-                 : lmp_q4_avx512_active()        ? LMP_Q4_QUAD
+                 : lmp_q4_avx512_active()        ? LMP_Q4_HEXA
                                                  : LMP_Q4_PAIRED;
     for (int t0 = 0; t0 < n; t0 += chunk) {
         int nt = n - t0 < chunk ? n - t0 : chunk;

@@ -1,28 +1,32 @@
 /* AVX-512 VNNI kernel for the grouped int4 formats (SYM / ASYM; layout in
  * q4.h). Called only when lmp_cpu_avx512() holds (see q4.c), with the
- * activations in the LMP_Q4_QUAD layout (q4_internal.h).
+ * activations in the LMP_Q4_HEXA layout (q4_internal.h).
  *
- * One 64-byte load holds the nibbles of 4 consecutive 32-element blocks
- * (a "quad"). lo = v & 15 and hi = (v >> 4) & 15 meet the two 64-byte
- * halves of the quad's int8 activations in two _mm512_dpbusd_epi32
- * (unsigned codes x signed int8, 4 products per int32 lane, no overflow:
- * 8 * 15 * 127 < 2^31), giving 16 int32 partial sums, lanes 4k..4k+3 of
- * block 4q+k. Per quad and token:
- *   acc += (float(isum) * dx4) * d4
- * with dx4 the token's block scales (each repeated 4 times, precomputed
- * once per matmul by q4.c) and d4 the row's group scales spread to the
- * lanes (16 fp16 scales converted at once, one permute per quad). The
- * min / offset term sum_g m'_g * sx_g (m' = m for ASYM, -8 d for SYM) is
- * added to the same accumulator 16 groups at a time, and one horizontal
- * sum per row and token gives y. Ragged rows use masked loads (codes of
- * the last, partial quad; scales and mins of the last < 16 groups): masked
+ * A row is processed 16 blocks (512 weights, a "hexa") at a time. Four
+ * 64-byte loads hold the nibbles of the 16 blocks (a "quad" of 4 blocks per
+ * load); one vpermd per load and a 4 x 4 transpose of 128-bit lanes
+ * (8 vshufi32x4) move them so that int32 lane L of every vector belongs to
+ * block L (hexa_codes). lo = v & 15 and hi = (v >> 4) & 15 then meet the
+ * token's int8 activations (stored in that order by q4.c) in 8
+ * _mm512_dpbusd_epi32 (unsigned codes x signed int8, no overflow:
+ * 32 * 15 * 127 < 2^31), which leave the exact integer dot product of
+ * block L in lane L. Per hexa and token:
+ *   acc += (float(isum) * dx) * d
+ * with dx the token's 16 block scales (a plain load) and d the row's group
+ * scales per lane (16 fp16 scales converted at once, one permute for group
+ * 64 / 128). The transpose and unpack are shared by all tokens of a
+ * prefill tile, so a token costs 12 vector instructions per 512 weights.
+ * The min / offset term sum_g m'_g * sx_g (m' = m for ASYM, -8 d for SYM)
+ * is added to the same accumulator 16 groups at a time, and one horizontal
+ * sum per row and token gives y. Ragged rows use masked loads (codes of the
+ * last, partial hexa; scales and mins of the last < 16 groups): masked
  * bytes read as zero and meet zero activations, so there is no tail code.
  *
  * Integer block sums are exact; only the float association differs from
  * the scalar reference. Every y[t][r] is computed by exactly the same
- * sequence of operations whatever the tile of tokens it shares a weight row
- * with, the thread split or the token count, so prefill and decode give
- * identical bits and the thread count never changes a result.
+ * sequence of float operations whatever the tile of tokens it shares a
+ * weight row with, the thread split or the token count, so prefill and
+ * decode give identical bits and the thread count never changes a result.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -57,39 +61,77 @@ ALWAYS_INLINE __m512 load_f16x16(const uint8_t *p, int g, int ng)
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p + 2 * (size_t)g));
 }
 
-/* Lane -> group permutes: quad j of a 16-group chunk, lane l belongs to
- * block 4j + l/4 of the chunk, i.e. group (4j + l/4) / bpg. */
-#define IDX(bpg, j)                                                                             \
-    {(4 * (j) + 0) / (bpg), (4 * (j) + 0) / (bpg), (4 * (j) + 0) / (bpg), (4 * (j) + 0) / (bpg), \
-     (4 * (j) + 1) / (bpg), (4 * (j) + 1) / (bpg), (4 * (j) + 1) / (bpg), (4 * (j) + 1) / (bpg), \
-     (4 * (j) + 2) / (bpg), (4 * (j) + 2) / (bpg), (4 * (j) + 2) / (bpg), (4 * (j) + 2) / (bpg), \
-     (4 * (j) + 3) / (bpg), (4 * (j) + 3) / (bpg), (4 * (j) + 3) / (bpg), (4 * (j) + 3) / (bpg)}
-#define IDX4(bpg, j) IDX(bpg, j), IDX(bpg, j + 1), IDX(bpg, j + 2), IDX(bpg, j + 3)
-static const int32_t k_idx1[4][16] __attribute__((aligned(64))) = {IDX4(1, 0)};
-static const int32_t k_idx2[8][16] __attribute__((aligned(64))) = {IDX4(2, 0), IDX4(2, 4)};
-static const int32_t k_idx4[16][16] __attribute__((aligned(64))) = {IDX4(4, 0), IDX4(4, 4),
-                                                                    IDX4(4, 8), IDX4(4, 12)};
-#undef IDX4
+/* Lane -> group permutes for a 16-block "hexa" h of a 16-group chunk:
+ * lane L is block 16h + L of the chunk, group (16h + L) / bpg. (bpg 1: the
+ * chunk's 16 scales are the lanes as they are.) */
+#define IDX(bpg, h)                                                                             \
+    {(16 * (h) + 0) / (bpg),  (16 * (h) + 1) / (bpg),  (16 * (h) + 2) / (bpg),                  \
+     (16 * (h) + 3) / (bpg),  (16 * (h) + 4) / (bpg),  (16 * (h) + 5) / (bpg),                  \
+     (16 * (h) + 6) / (bpg),  (16 * (h) + 7) / (bpg),  (16 * (h) + 8) / (bpg),                  \
+     (16 * (h) + 9) / (bpg),  (16 * (h) + 10) / (bpg), (16 * (h) + 11) / (bpg),                 \
+     (16 * (h) + 12) / (bpg), (16 * (h) + 13) / (bpg), (16 * (h) + 14) / (bpg),                 \
+     (16 * (h) + 15) / (bpg)}
+static const int32_t k_idx2[2][16] __attribute__((aligned(64))) = {IDX(2, 0), IDX(2, 1)};
+static const int32_t k_idx4[4][16] __attribute__((aligned(64))) = {IDX(4, 0), IDX(4, 1), IDX(4, 2),
+                                                                   IDX(4, 3)};
 #undef IDX
 
-/* One quad q of a row against T tokens: v holds the quad's 64 code bytes,
- * d4 the row's group scales per lane. */
-ALWAYS_INLINE void quad_tokens(__m512i v, __m512 d4, const lmp_q4_act *a, int t0, int T, int q,
-                               __m512 *acc)
+/* The codes of blocks 16h..16h+15 (4 quads of 64 bytes; quad i holds
+ * blocks 16h + 4i + k at bytes 16k..16k+15) transposed by 4-byte pieces:
+ * dword lane L = 4i + k of o[j] = bytes 4j..4j+3 of block 16h + L, i.e.
+ * elements 4j..4j+3 (low nibbles) and 16+4j..16+4j+3 (high nibbles).
+ * Step 1 (vpermd) orders each quad's dwords as [j][k]; step 2 transposes
+ * the 4 x 4 matrix of 128-bit lanes (quad i, piece j). Masked loads (k)
+ * zero the codes past the row's last block. */
+ALWAYS_INLINE void hexa_codes(const uint8_t *p, int full, const __mmask64 *k, __m512i lo[4],
+                              __m512i hi[4])
 {
+    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i lo = _mm512_and_si512(v, m4);
-    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-    const size_t xs = (size_t)a->nblk_pad * 32, ds = (size_t)a->nblk_pad * 4;
-    const int8_t *xq = a->xq + (size_t)t0 * xs + 128 * (size_t)q;
-    const float *dx4 = a->dx4 + (size_t)t0 * ds + 16 * (size_t)q;
+    __m512i q[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const __m512i v = full ? _mm512_loadu_si512((const void *)(p + 64 * i))
+                               : _mm512_maskz_loadu_epi8(k[i], p + 64 * i);
+        q[i] = _mm512_permutexvar_epi32(perm, v);
+    }
+    const __m512i t0 = _mm512_shuffle_i32x4(q[0], q[1], 0x44), t1 = _mm512_shuffle_i32x4(q[0], q[1], 0xee),
+                  t2 = _mm512_shuffle_i32x4(q[2], q[3], 0x44), t3 = _mm512_shuffle_i32x4(q[2], q[3], 0xee);
+    const __m512i o[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xdd),
+                          _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xdd)};
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        lo[j] = _mm512_and_si512(o[j], m4);
+        hi[j] = _mm512_and_si512(_mm512_srli_epi16(o[j], 4), m4);
+    }
+}
+
+/* One hexa h of a row against T tokens: integer dot products per block
+ * (int32 lane L = block 16h + L, exact), then acc += (float(isum) * dx) *
+ * d16 with the token's 16 block scales and the row's group scales per
+ * lane. Decode (T == 1) splits the integer chain in two (low / high
+ * nibbles) for latency; integer sums are exact, so the bits are the same. */
+ALWAYS_INLINE void hexa_tokens(const __m512i lo[4], const __m512i hi[4], __m512 d16,
+                               const lmp_q4_act *a, int t0, int T, int h, __m512 *acc)
+{
+    const size_t xs = (size_t)a->nblk_pad * 32, ds = (size_t)a->nblk_pad;
+    const int8_t *xq = a->xq + (size_t)t0 * xs + 512 * (size_t)h;
+    const float *dx = a->dx + (size_t)t0 * ds + 16 * (size_t)h;
 #pragma GCC unroll 16
     for (int tt = 0; tt < T; tt++) {
-        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo,
-                                        _mm512_loadu_si512((const void *)(xq + tt * xs)));
-        s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512((const void *)(xq + tt * xs + 64)));
-        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(dx4 + tt * ds));
-        acc[tt] = _mm512_fmadd_ps(f, d4, acc[tt]);
+        const int8_t *x = xq + tt * xs;
+        __m512i s = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            s = _mm512_dpbusd_epi32(s, lo[j], _mm512_loadu_si512((const void *)(x + 64 * j)));
+            if (T == 1)
+                s2 = _mm512_dpbusd_epi32(s2, hi[j], _mm512_loadu_si512((const void *)(x + 256 + 64 * j)));
+            else
+                s = _mm512_dpbusd_epi32(s, hi[j], _mm512_loadu_si512((const void *)(x + 256 + 64 * j)));
+        }
+        if (T == 1) s = _mm512_add_epi32(s, s2);
+        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(dx + tt * ds));
+        acc[tt] = _mm512_fmadd_ps(f, d16, acc[tt]);
     }
 }
 
@@ -99,16 +141,13 @@ ALWAYS_INLINE void quad_tokens(__m512i v, __m512 d4, const lmp_q4_act *a, int t0
 ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int T, int r,
                             int rows, float *y, const int bpg, const int asym)
 {
-    const int nblk = a->nblk, ng = a->ng, nfull = nblk >> 2, tail = nblk & 3;
-    const int qpc = 4 * bpg; /* quads per chunk of 16 groups */
-    const int32_t(*idx)[16] = bpg == 1 ? k_idx1 : bpg == 2 ? k_idx2 : k_idx4;
+    const int nblk = a->nblk, ng = a->ng, nhex = (nblk + 15) >> 4, nfullq = nblk >> 2;
     const uint8_t *sc = row + 16 * (size_t)nblk, *mn = sc + 2 * (size_t)ng;
     const __m512 minus8 = _mm512_set1_ps(-8.0f);
-    const __mmask64 ktail = tail ? (~0ull >> (64 - 16 * tail)) : 0;
     __m512 acc[TILE];
 #pragma GCC unroll 16
     for (int tt = 0; tt < T; tt++) acc[tt] = _mm512_setzero_ps();
-    for (int g0 = 0, q0 = 0; g0 < ng; g0 += 16, q0 += qpc) {
+    for (int g0 = 0, h0 = 0; g0 < ng; g0 += 16, h0 += bpg) {
         const __m512 d16 = load_f16x16(sc, g0, ng);
         /* offset / min term of these 16 groups */
         const __m512 m16 = asym ? load_f16x16(mn, g0, ng) : _mm512_mul_ps(minus8, d16);
@@ -116,17 +155,25 @@ ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int
         for (int tt = 0; tt < T; tt++)
             acc[tt] = _mm512_fmadd_ps(m16, _mm512_loadu_ps(a->sx + (size_t)(t0 + tt) * a->ng_pad + g0),
                                       acc[tt]);
-        const int q1 = q0 + qpc < nfull ? q0 + qpc : nfull;
-        for (int q = q0; q < q1; q++) {
-            const __m512i v = _mm512_loadu_si512((const void *)(row + 64 * (size_t)q));
-            const __m512 d4 = _mm512_permutexvar_ps(_mm512_load_si512((const void *)idx[q - q0]), d16);
-            quad_tokens(v, d4, a, t0, T, q, acc);
-        }
-        if (tail && nfull >= q0 && nfull < q0 + qpc) { /* last, partial quad */
-            const __m512i v = _mm512_maskz_loadu_epi8(ktail, row + 64 * (size_t)nfull);
-            const __m512 d4 =
-                _mm512_permutexvar_ps(_mm512_load_si512((const void *)idx[nfull - q0]), d16);
-            quad_tokens(v, d4, a, t0, T, nfull, acc);
+        const int h1 = h0 + bpg < nhex ? h0 + bpg : nhex;
+        for (int h = h0; h < h1; h++) {
+            __m512i lo[4], hi[4];
+            if (4 * h + 4 <= nfullq) {
+                hexa_codes(row + 256 * (size_t)h, 1, NULL, lo, hi);
+            } else { /* the row's last, partial hexa */
+                __mmask64 k[4];
+                for (int i = 0; i < 4; i++) {
+                    const int nb = nblk - 16 * h - 4 * i; /* blocks of quad i in the row */
+                    k[i] = nb >= 4 ? ~0ull : nb <= 0 ? 0 : ~0ull >> (64 - 16 * nb);
+                }
+                hexa_codes(row + 256 * (size_t)h, 0, k, lo, hi);
+            }
+            const __m512 d = bpg == 1 ? d16
+                                      : _mm512_permutexvar_ps(
+                                            _mm512_load_si512((const void *)(bpg == 2 ? k_idx2[h - h0]
+                                                                                      : k_idx4[h - h0])),
+                                            d16);
+            hexa_tokens(lo, hi, d, a, t0, T, h, acc);
         }
     }
 #pragma GCC unroll 16

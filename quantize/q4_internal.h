@@ -11,7 +11,7 @@
 /* Activations of n tokens, each quantized per 32-element block to int8
  * (dx = max|x|/127, xq = rne(x * 127/max|x|)), plus per group the float
  * sum_{b in g} dx_b * sum_j xq_j used for the SYM offset / ASYM min terms.
- * Arrays per token are padded with zeros (nblk_pad a multiple of 8, ng_pad
+ * Arrays per token are padded with zeros (nblk_pad a multiple of 16, ng_pad
  * a multiple of 16) so vector loads past the row end read zeros.
  * `paired` selects the order of the int8 values in a token's xq array
  * (lmp_q4_xq_index; the values themselves never change):
@@ -19,15 +19,13 @@
  *   LMP_Q4_PAIRED (AVX2 int4 kernel) blocks 2p and 2p+1 interleaved in 64
  *                 bytes as [2p: 0..15][2p+1: 0..15][2p: 16..31][2p+1: 16..31],
  *                 matching one 32-byte load of both blocks' nibbles;
- *   LMP_Q4_QUAD   (AVX-512 VNNI int4 kernel) blocks 4q..4q+3 in 128 bytes as
- *                 [4q: 0..15][4q+1: 0..15][4q+2: 0..15][4q+3: 0..15] then
- *                 the same blocks' elements 16..31, matching one 64-byte load
- *                 of the four blocks' nibbles (low nibbles meet the first 64
- *                 bytes, high nibbles the second).
- * dx4 (LMP_Q4_QUAD only, else NULL): per token nblk_pad * 4 floats,
- * dx4[4b + i] = dx_b for i = 0..3, i.e. one 16-float vector per quad whose
- * lane l scales the VNNI partial sum of block 4q + l/4. */
-enum { LMP_Q4_PLAIN = 0, LMP_Q4_PAIRED = 1, LMP_Q4_QUAD = 2 };
+ *   LMP_Q4_HEXA   (AVX-512 VNNI int4 kernel) 16 blocks 16h..16h+15 in 512
+ *                 bytes = 8 vectors of 64: vector v (0..7), bytes 4L..4L+3
+ *                 hold elements 4(v&3) + 16(v>>2) + 0..3 of block 16h + L,
+ *                 matching the kernel's 4-byte transpose of the 16 blocks'
+ *                 nibbles (int32 lane L of every dot product = block 16h+L).
+ */
+enum { LMP_Q4_PLAIN = 0, LMP_Q4_PAIRED = 1, LMP_Q4_HEXA = 3 };
 
 typedef struct lmp_q4_act {
     int n, cols, nblk, ng, bpg; /* bpg: blocks per group */
@@ -35,13 +33,12 @@ typedef struct lmp_q4_act {
     int8_t *xq; /* n * nblk_pad * 32 */
     float *dx;  /* n * nblk_pad */
     float *sx;  /* n * ng_pad */
-    float *dx4; /* n * nblk_pad * 4 (LMP_Q4_QUAD), else NULL */
 } lmp_q4_act;
 
 /* Position of element j (0..31) of block b in a token's xq array. */
 static inline int lmp_q4_xq_index(int paired, int b, int j)
 {
-    if (paired == LMP_Q4_QUAD) return 128 * (b >> 2) + (j >= 16 ? 64 : 0) + 16 * (b & 3) + (j & 15);
+    if (paired == LMP_Q4_HEXA) return 512 * (b >> 4) + 64 * (4 * (j >> 4) + ((j & 15) >> 2)) + 4 * (b & 15) + (j & 3);
     if (paired == LMP_Q4_PAIRED) return 64 * (b >> 1) + (j >= 16 ? 32 : 0) + 16 * (b & 1) + (j & 15);
     return 32 * b + j;
 }
@@ -49,7 +46,7 @@ static inline int lmp_q4_xq_index(int paired, int b, int j)
 /* Rows [r0, r1) for all n tokens: y[t*rows + r]. AVX2 + FMA + F16C only. */
 void lmp_q4_rows_avx2(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
 /* Same contract, AVX-512 F/BW/VL/VNNI (quantize/q4_avx512.c): kind Q4 with
- * the LMP_Q4_QUAD layout only. Call only when lmp_cpu_avx512(). */
+ * the LMP_Q4_HEXA layout only. Call only when lmp_cpu_avx512(). */
 void lmp_q4_rows_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
 /* WebAssembly SIMD128 (quantize/q4_wasm.c), browser build only; differs
  * from the scalar reference only by float reassociation. */

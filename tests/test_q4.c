@@ -578,10 +578,11 @@ END_TEST
  * exact, all sums below 2^24) both must give the exact same numbers, and
  * hand-computable ones. Activations are integers with max |x| = 127 in
  * every block, so dx = 1 and xq = x exactly; scales and mins are small
- * integers; every partial sum stays below 2^24 whatever the order. */
+ * integers; every partial sum stays below 2^24 whatever the order
+ * (600 * (3 * 15 + 4) * 127 < 2^24). */
 START_TEST(avx512_exact_on_integer_data)
 {
-    enum { COLS = 200, ROWS = 3, N = 11 }; /* 7 blocks: a full and a partial quad */
+    enum { COLS = 600, ROWS = 3, N = 11 }; /* 18.75 blocks: a full and a partial hexa */
     for (int p = n_paths() - 1; p >= 0; p--)
         for (size_t gi = 0; gi < 3; gi++) {
             set_path(p);
@@ -589,7 +590,7 @@ START_TEST(avx512_exact_on_integer_data)
             size_t rb = lmp_q4_row_bytes(COLS, grp, LMP_Q4_ASYM);
             uint8_t *q = calloc(ROWS, rb);
             float x[N * COLS], y[N * ROWS], yr[N * ROWS];
-            /* row r: code of element c = (c + r) % 16, d_g = g + 1, m_g = -(g + r) */
+            /* row r: code of element c = (c + r) % 16, d_g = 1 + g % 3, m_g = -(g % 4 + r) */
             for (int r = 0; r < ROWS; r++) {
                 uint8_t *row = q + (size_t)r * rb, *sc = row + 16 * nblk, *mn = sc + 2 * ng;
                 for (int c = 0; c < COLS; c++) {
@@ -597,7 +598,7 @@ START_TEST(avx512_exact_on_integer_data)
                     row[16 * b + (j & 15)] |= (uint8_t)(j < 16 ? u : u << 4);
                 }
                 for (int g = 0; g < ng; g++) {
-                    uint16_t dh = lmp_f32_to_f16((float)(g + 1)), mh = lmp_f32_to_f16(-(float)(g + r));
+                    uint16_t dh = lmp_f32_to_f16((float)(1 + g % 3)), mh = lmp_f32_to_f16(-(float)(g % 4 + r));
                     sc[2 * g] = (uint8_t)dh;
                     sc[2 * g + 1] = (uint8_t)(dh >> 8);
                     mn[2 * g] = (uint8_t)mh;
@@ -619,7 +620,7 @@ START_TEST(avx512_exact_on_integer_data)
                     double e = 0;
                     for (int c = 0; c < COLS; c++) {
                         int g = c / grp;
-                        e += ((double)(g + 1) * ((c + r) % 16) - (g + r)) * x[t * COLS + c];
+                        e += ((double)(1 + g % 3) * ((c + r) % 16) - (g % 4 + r)) * x[t * COLS + c];
                     }
                     ck_assert_msg(y[t * ROWS + r] == (float)e && yr[t * ROWS + r] == (float)e,
                                   "g%d avx512 %d t%d r%d: simd %.9g ref %.9g exact %.9g", grp, p, t,
