@@ -139,7 +139,8 @@ ALWAYS_INLINE void hexa_tokens(const __m512i lo[4], const __m512i hi[4], __m512 
  * y[(t0 + tt) * rows + r]. bpg (blocks per group) and asym are
  * compile-time constants after inlining. */
 ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int T, int r,
-                            int rows, float *y, const int bpg, const int asym)
+                            int rows, float *y, const __mmask64 *ktail, const int bpg,
+                            const int asym)
 {
     const int nblk = a->nblk, ng = a->ng, nhex = (nblk + 15) >> 4, nfullq = nblk >> 2;
     const uint8_t *sc = row + 16 * (size_t)nblk, *mn = sc + 2 * (size_t)ng;
@@ -161,12 +162,7 @@ ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int
             if (4 * h + 4 <= nfullq) {
                 hexa_codes(row + 256 * (size_t)h, 1, NULL, lo, hi);
             } else { /* the row's last, partial hexa */
-                __mmask64 k[4];
-                for (int i = 0; i < 4; i++) {
-                    const int nb = nblk - 16 * h - 4 * i; /* blocks of quad i in the row */
-                    k[i] = nb >= 4 ? ~0ull : nb <= 0 ? 0 : ~0ull >> (64 - 16 * nb);
-                }
-                hexa_codes(row + 256 * (size_t)h, 0, k, lo, hi);
+                hexa_codes(row + 256 * (size_t)h, 0, ktail, lo, hi);
             }
             const __m512 d = bpg == 1 ? d16
                                       : _mm512_permutexvar_ps(
@@ -185,6 +181,12 @@ ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int
 ALWAYS_INLINE void rows_pass(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
                              int t0, int T, int prefetch, const int bpg, const int asym)
 {
+    /* load masks of the 4 quads of the last hexa (if partial) */
+    __mmask64 ktail[4];
+    for (int i = 0; i < 4; i++) {
+        const int nb = a->nblk - 16 * (a->nblk >> 4) - 4 * i; /* blocks of quad i in the row */
+        ktail[i] = nb >= 4 ? ~0ull : nb <= 0 ? 0 : ~0ull >> (64 - 16 * nb);
+    }
     const uint8_t *base = w->data;
     const size_t total = (size_t)w->rows * w->row_bytes;
     for (int r = r0; r < r1; r++) {
@@ -192,7 +194,7 @@ ALWAYS_INLINE void rows_pass(const lmp_mat *w, const lmp_q4_act *a, int r0, int 
         if (prefetch && (size_t)r * w->row_bytes + PF_BYTES + w->row_bytes <= total)
             for (size_t o = 0; o < w->row_bytes; o += 64)
                 _mm_prefetch((const char *)(row + PF_BYTES + o), _MM_HINT_T0);
-        row_tile(row, a, t0, T, r, w->rows, y, bpg, asym);
+        row_tile(row, a, t0, T, r, w->rows, y, ktail, bpg, asym);
     }
 }
 
