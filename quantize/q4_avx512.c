@@ -34,13 +34,15 @@
 #include "quantize/q4.h"
 #include "quantize/q4_internal.h"
 
-/* Tokens per weight-row pass in prefill: the nibble unpack, scale
- * conversion and permutes of a quad are shared by TILE tokens. Measured
- * (256 x 960 ASYM g64, 128 tokens, in cache, loaded VM): ns per 64 weights
- * per token 2.1 (4 tokens), 1.6 (8), 1.8 (12), 1.8 (16). */
-#ifndef TILE
-#define TILE 8
-#endif
+/* Tokens per weight-row pass in prefill: the code transpose / unpack and
+ * the scale conversion of a hexa are shared by a tile of tokens. 16 tokens
+ * while their activations fit comfortably in the 32 KB L1 (rows up to
+ * TILE16_COLS wide), else 8; the rest in tiles of 8, 4, 2, 1. Measured
+ * (ASYM g64, 128 tokens, in cache, CPU time, loaded VM), ns per 64 weights
+ * per token: [256 x 960] 1.50 (8) 1.45 (12) 1.33 (16); [96 x 2560] 2.20
+ * (8) 2.29 (12) 2.43 (16); 4 tokens 2.9 / 3.8. */
+#define TILE 16
+#define TILE16_COLS 1536
 /* Software prefetch distance (bytes ahead of the current row), as in the
  * AVX2 kernel: without it a single-thread decode matvec streams at ~5-6
  * instead of ~8-9 GB/s on the (loaded) development VM; 8 KB measured the
@@ -213,7 +215,9 @@ ALWAYS_INLINE void rows_spec(const lmp_mat *w, const lmp_q4_act *a, int r0, int 
     for (int b0 = r0; b0 < r1; b0 += rb) {
         const int b1 = r1 - b0 < rb ? r1 : b0 + rb;
         int t = 0;
-        for (; t + TILE <= a->n; t += TILE) rows_pass(w, a, b0, b1, y, t, TILE, t == 0, bpg, asym);
+        if (a->cols <= TILE16_COLS)
+            for (; t + 16 <= a->n; t += 16) rows_pass(w, a, b0, b1, y, t, 16, t == 0, bpg, asym);
+        for (; t + 8 <= a->n; t += 8) rows_pass(w, a, b0, b1, y, t, 8, t == 0, bpg, asym);
         /* the rest in tiles of 4, 2, 1: same operations per token */
         for (; t + 4 <= a->n; t += 4) rows_pass(w, a, b0, b1, y, t, 4, t == 0, bpg, asym);
         if (a->n - t >= 2) {

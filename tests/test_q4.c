@@ -637,10 +637,13 @@ END_TEST
 START_TEST(threads_and_prefill_bit_identical)
 {
   for (int path = n_paths() - 1; path >= 0; path--)
-    for (int cfg = 0; cfg < 3; cfg++) {
+    for (int cfg = 0; cfg < 4; cfg++) {
       set_path(path);
-      /* 960 = 7.5 quads; 172 = 5.4 blocks; n = 19: tiles 8 + 8 + 2 + 1 */
-      int rows = 100, cols = cfg == 1 ? 172 : 960, n = cfg == 0 ? 6 : 19;
+      /* 960 = 1.9 hexas of 16 blocks, 172 = 5.4 blocks, 2080 = 4.1 hexas
+       * (AVX-512 prefill tiles of 16 tokens up to 1536 columns, else 8);
+       * n = 19: tiles 16 + 2 + 1 or 8 + 8 + 2 + 1 */
+      int rows = cfg == 3 ? 40 : 100, cols = cfg == 1 ? 172 : cfg == 3 ? 2080 : 960;
+      int n = cfg == 0 ? 6 : 19;
       for (size_t s = 0; s < 3; s++) {
         kcase k;
         kcase_make(&k, rows, cols, k_groups[(cfg + s) % 3], k_schemes[s], n);
