@@ -524,8 +524,8 @@ static void set_path(int p)
 }
 
 /* The SIMD path against the scalar reference: same int8 activations, same
- * integer block sums, only the float summation order differs. nmax > 8
- * covers the AVX-512 prefill tiles (8, then 4, 2, 1 tokens). */
+ * integer block sums, only the float summation order differs. nmax 20
+ * covers the AVX-512 prefill tiles (16 or 8, then 4, 2, 1 tokens). */
 static void simd_vs_reference(int iters, int nmax)
 {
     if (!lmp_q4_simd_active())
