@@ -84,23 +84,29 @@ static void bench_shape(int rows, int cols, int group, int scheme, lmp_pool **po
     }
     char name[96];
     snprintf(name, sizeof name, "%s g%d [%d x %d]", lmp_q4_scheme_name(scheme), group, rows, cols);
-    for (int simd = lmp_q4_simd_active(); simd >= 0; simd--)
+    /* simd 2: AVX-512 VNNI (int4 only), 1: AVX2, 0: scalar */
+    int top = lmp_q4_simd_active() ? (lmp_q4_avx512_active() && scheme != LMP_Q4_Q8 ? 2 : 1) : 0;
+    for (int simd = top; simd >= 0; simd--)
         for (int th = 1; th <= 2; th++) {
             if (!simd && (quick || th == 2)) continue;
+            int prev512 = lmp_q4_allow_avx512(simd == 2);
             int reps = simd ? (quick ? 9 : 31) : 5;
             double c, s = time_mm(mats, ncopy, x, 1, y, pools[th - 1], reps, !simd, &c);
+            lmp_q4_allow_avx512(prev512);
             char extra[64] = "";
             if (th == 1)
                 snprintf(extra, sizeof extra, ", %.1f GB/s by CPU time", (double)mbytes / c / 1e9);
             printf("| q4 matvec %s %s %dT | %.1f | GB/s | %.1f GFLOP/s, %.0f us/call, %.3f bpw%s |\n",
-                   name, simd ? "avx2" : "scalar", th, (double)mbytes / s / 1e9,
+                   name, simd == 2 ? "avx512" : simd ? "avx2" : "scalar", th, (double)mbytes / s / 1e9,
                    2.0 * rows * cols / s / 1e9, s * 1e6, 8.0 * (double)rb / cols, extra);
         }
-    if (lmp_q4_simd_active() && !quick) {
+    for (int simd = top; simd >= 1 && !quick; simd--) {
         /* prefill: 16 tokens per call, weights reused across tokens */
+        int prev512 = lmp_q4_allow_avx512(simd == 2);
         double c, s = time_mm(mats, ncopy, x, 16, y, pools[1], 9, 0, &c);
-        printf("| q4 prefill16 %s avx2 2T | %.1f | GFLOP/s | %.0f us/call |\n", name,
-               2.0 * rows * cols * 16 / s / 1e9, s * 1e6);
+        lmp_q4_allow_avx512(prev512);
+        printf("| q4 prefill16 %s %s 2T | %.1f | GFLOP/s | %.0f us/call |\n", name,
+               simd == 2 ? "avx512" : "avx2", 2.0 * rows * cols * 16 / s / 1e9, s * 1e6);
     }
     free(w);
     free(x);

@@ -399,12 +399,13 @@ out:
 static size_t act_bytes(int n, int cols, int group)
 {
     int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
-    int nbp = (nblk + 7) & ~7, ngp = (ng + 7) & ~7;
+    int nbp = (nblk + 15) & ~15, ngp = (ng + 15) & ~15;
     return (size_t)n * ((size_t)nbp * 32 + 4 * (size_t)nbp + 4 * (size_t)ngp) + 64;
 }
 
-/* Lay out `a` in buf (act_bytes long) and quantize x[n][cols]. Plain C, used
- * by both kernels, so both see the very same int8 activations. */
+/* Lay out `a` in buf (act_bytes long) and quantize x[n][cols] into the
+ * given xq layout (LMP_Q4_PLAIN / PAIRED / HEXA). Plain C, used by every
+ * kernel, so all see the very same int8 activations and dx. */
 static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int cols, int group,
                          int paired, int simd)
 {
@@ -413,8 +414,8 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
     a->nblk = (cols + 31) / 32;
     a->ng = (cols + group - 1) / group;
     a->bpg = group / 32;
-    a->nblk_pad = (a->nblk + 7) & ~7;
-    a->ng_pad = (a->ng + 7) & ~7;
+    a->nblk_pad = (a->nblk + 15) & ~15;
+    a->ng_pad = (a->ng + 15) & ~15;
     a->paired = paired;
     uintptr_t p = ((uintptr_t)buf + 31) & ~(uintptr_t)31;
     a->dx = (float *)p;
@@ -463,8 +464,8 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
                 /* zero block; a non-finite activation poisons the block */
                 dx[b] = bad ? NAN : 0.0f;
             }
-            memcpy(q + lmp_q4_xq_index(paired, b, 0), tmp, 16);
-            memcpy(q + lmp_q4_xq_index(paired, b, 16), tmp + 16, 16);
+            /* every layout keeps runs of 4 elements (j = 4i..4i+3) together */
+            for (int j = 0; j < 32; j += 4) memcpy(q + lmp_q4_xq_index(paired, b, j), tmp + j, 4);
             sx[b / a->bpg] += dx[b] * (float)s;
         }
     }
@@ -533,6 +534,24 @@ void lmp_q4_force_scalar(int on)
     g_force_scalar = on;
 }
 
+static _Atomic int g_allow_avx512 = 1;
+
+int lmp_q4_avx512_active(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return g_allow_avx512 && lmp_q4_simd_active() && lmp_cpu_avx512();
+#else
+    return 0;
+#endif
+}
+
+int lmp_q4_allow_avx512(int on)
+{
+    int prev = g_allow_avx512;
+    g_allow_avx512 = on ? 1 : 0;
+    return prev;
+}
+
 #define MAX_MANY 8
 
 /* One pool run over the row tasks of up to MAX_MANY matrices sharing the
@@ -573,6 +592,10 @@ static void mm_task(void *ctx, int task, int tid)
     const int rpt = j->rpt[i];
     int r0 = (task - j->first[i]) * rpt, r1 = r0 + rpt < w->rows ? r0 + rpt : w->rows;
 #if defined(__x86_64__) || defined(__i386__)
+    if (j->simd && j->a->paired == LMP_Q4_HEXA) { /* chosen by matmul_many */
+        lmp_q4_rows_avx512(w, j->a, r0, r1, j->y[i]);
+        return;
+    }
     if (j->simd) {
         lmp_q4_rows_avx2(w, j->a, r0, r1, j->y[i]);
         return;
@@ -629,11 +652,15 @@ static void matmul_many(const lmp_mat *const *w, float *const *y, int count, con
         for (int i = 0; i < count; i++) nan_fill(w[i], n, y[i]);
         return;
     }
+    /* int4 SIMD kernels read the activations in their load order; Q8 and
+     * the scalar reference block after block */
+    int layout = !simd || w0->kind != LMP_MAT_Q4 ? LMP_Q4_PLAIN
+                 : lmp_q4_avx512_active()        ? LMP_Q4_HEXA
+                                                 : LMP_Q4_PAIRED;
     for (int t0 = 0; t0 < n; t0 += chunk) {
         int nt = n - t0 < chunk ? n - t0 : chunk;
         lmp_q4_act a;
-        act_quantize(&a, buf, x + (size_t)t0 * w0->cols, nt, w0->cols, w0->group,
-                     simd && w0->kind == LMP_MAT_Q4, simd);
+        act_quantize(&a, buf, x + (size_t)t0 * w0->cols, nt, w0->cols, w0->group, layout, simd);
         mm_job j = {.count = count, .a = &a, .simd = simd};
         int tasks = 0;
         for (int i = 0; i < count; i++) {

@@ -58,10 +58,30 @@
  * row x (per token) is first quantized per 32-element block to int8
  * (dx = max|x|/127 as float, xq = round-to-nearest-even(x/dx)), then the
  * dot products are integer per block and float across blocks. The scalar
- * reference (lmp_q4_matmul_ref) defines the result; the AVX2 path may
+ * reference (lmp_q4_matmul_ref) defines the result; the SIMD paths may
  * differ from it only by float reassociation. Results do not depend on the
  * thread count, and the n > 1 (prefill) path gives the same bits per token
- * as n == 1.
+ * as n == 1 (on each path; the AVX2 and AVX-512 paths differ from each
+ * other by float rounding).
+ *
+ * Paths, chosen per call (lmp_q4_simd_active, lmp_q4_avx512_active):
+ *   scalar  lmp_q4_matmul_ref / lmp_q4_force_scalar(1); every kind.
+ *   AVX2    quantize/q4_avx2.c (AVX2+FMA+F16C): per pair of blocks one
+ *           32-byte load, maddubs/madd, 8 blocks' scales per vector;
+ *           tiles of 4 tokens in prefill. Q8 always uses it.
+ *   AVX-512 quantize/q4_avx512.c (F/BW/VL/VNNI, int4 SYM/ASYM only; off
+ *           with LMP_CPU=avx2 or lmp_q4_allow_avx512(0)): 16 blocks (512
+ *           weights) per step: four 64-byte loads, a 4-byte transpose so
+ *           that int32 lane L is block L, eight vpdpbusd give the exact
+ *           block sums, then per step and token acc += (float(isum) * dx)
+ *           * d with the token's 16 block scales and the row's 16 fp16
+ *           scales converted at once (permuted to blocks for group 64/128);
+ *           the min / offset term 16 groups per step; ragged rows by masked
+ *           loads, no tail code. Prefill: tiles of 8 tokens (then 4/2/1)
+ *           share the unpack, rows in blocks of ~128 KB so a tile's
+ *           activations stay in L1. Decode ~5 vector instructions per 64
+ *           weights (AVX2 ~13 + per-row overhead); prefill ~2 per 64
+ *           weights and token (AVX2 ~8).
  */
 #ifndef LMP_Q4_H
 #define LMP_Q4_H
@@ -144,7 +164,8 @@ lmp_status lmp_q4_quantize(const float *w, int rows, int cols, int group, int sc
 void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, float *out);
 
 /* y[t*rows + r] = sum_c W[r][c] * x[t*cols + c], t in [0, n), W kind Q4
- * (lmp_q4_matmul) or Q8 (lmp_q8_matmul); picks AVX2/FMA at run time.
+ * (lmp_q4_matmul) or Q8 (lmp_q8_matmul); picks AVX-512 VNNI (Q4 only) or
+ * AVX2/FMA at run time.
  * pool may be NULL. */
 void lmp_q4_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
 void lmp_q8_matmul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool);
@@ -167,5 +188,13 @@ void lmp_q8_get_row(const lmp_mat *w, int r, float *out);
  * not thread-safe against concurrent matmuls). */
 int lmp_q4_simd_active(void);
 void lmp_q4_force_scalar(int on);
+/* 1 if Q4 matmuls use the AVX-512 VNNI kernel (quantize/q4_avx512.c): the
+ * SIMD path is active, lmp_cpu_avx512() (so not with LMP_CPU=avx2) and it
+ * was not forbidden. lmp_q4_allow_avx512(0) makes Q4 fall back to the AVX2
+ * kernel, (1) restores the default; returns the previous setting. For tests
+ * and benchmarks comparing both paths on one machine; process-wide, call it
+ * only while no matmul runs. */
+int lmp_q4_avx512_active(void);
+int lmp_q4_allow_avx512(int on);
 
 #endif

@@ -1,5 +1,5 @@
-/* Private to quantize/q4*.c: the quantized activation shared by the scalar
- * and AVX2 kernels, and the AVX2 entry points. */
+/* Private to quantize/q4*.c: the quantized activation shared by the scalar,
+ * AVX2 and AVX-512 kernels, and the SIMD entry points. */
 #ifndef LMP_Q4_INTERNAL_H
 #define LMP_Q4_INTERNAL_H
 
@@ -11,11 +11,22 @@
 /* Activations of n tokens, each quantized per 32-element block to int8
  * (dx = max|x|/127, xq = rne(x * 127/max|x|)), plus per group the float
  * sum_{b in g} dx_b * sum_j xq_j used for the SYM offset / ASYM min terms.
- * Arrays per token are padded with zeros (nblk_pad, ng_pad multiples of 8)
- * so vector loads past the row end read zeros.
- * `paired` (AVX2 int4 kernel): the int8 values of blocks 2p and 2p+1 are
- * stored interleaved in 64 bytes as [2p: 0..15][2p+1: 0..15][2p: 16..31]
- * [2p+1: 16..31], matching one 32-byte load of both blocks' nibbles. */
+ * Arrays per token are padded with zeros (nblk_pad a multiple of 16, ng_pad
+ * a multiple of 16) so vector loads past the row end read zeros.
+ * `paired` selects the order of the int8 values in a token's xq array
+ * (lmp_q4_xq_index; the values themselves never change):
+ *   LMP_Q4_PLAIN  block after block (scalar reference, Q8 kernels);
+ *   LMP_Q4_PAIRED (AVX2 int4 kernel) blocks 2p and 2p+1 interleaved in 64
+ *                 bytes as [2p: 0..15][2p+1: 0..15][2p: 16..31][2p+1: 16..31],
+ *                 matching one 32-byte load of both blocks' nibbles;
+ *   LMP_Q4_HEXA   (AVX-512 VNNI int4 kernel) 16 blocks 16h..16h+15 in 512
+ *                 bytes = 8 vectors of 64: vector v (0..7), bytes 4L..4L+3
+ *                 hold elements 4(v&3) + 16(v>>2) + 0..3 of block 16h + L,
+ *                 matching the kernel's 4-byte transpose of the 16 blocks'
+ *                 nibbles (int32 lane L of every dot product = block 16h+L).
+ */
+enum { LMP_Q4_PLAIN = 0, LMP_Q4_PAIRED = 1, LMP_Q4_HEXA = 3 };
+
 typedef struct lmp_q4_act {
     int n, cols, nblk, ng, bpg; /* bpg: blocks per group */
     int nblk_pad, ng_pad, paired;
@@ -27,12 +38,16 @@ typedef struct lmp_q4_act {
 /* Position of element j (0..31) of block b in a token's xq array. */
 static inline int lmp_q4_xq_index(int paired, int b, int j)
 {
-    if (!paired) return 32 * b + j;
-    return 64 * (b >> 1) + (j >= 16 ? 32 : 0) + 16 * (b & 1) + (j & 15);
+    if (paired == LMP_Q4_HEXA) return 512 * (b >> 4) + 64 * (4 * (j >> 4) + ((j & 15) >> 2)) + 4 * (b & 15) + (j & 3);
+    if (paired == LMP_Q4_PAIRED) return 64 * (b >> 1) + (j >= 16 ? 32 : 0) + 16 * (b & 1) + (j & 15);
+    return 32 * b + j;
 }
 
 /* Rows [r0, r1) for all n tokens: y[t*rows + r]. AVX2 + FMA + F16C only. */
 void lmp_q4_rows_avx2(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
+/* Same contract, AVX-512 F/BW/VL/VNNI (quantize/q4_avx512.c): kind Q4 with
+ * the LMP_Q4_HEXA layout only. Call only when lmp_cpu_avx512(). */
+void lmp_q4_rows_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
 /* WebAssembly SIMD128 (quantize/q4_wasm.c), browser build only; differs
  * from the scalar reference only by float reassociation. */
 void lmp_q4_rows_wasm(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);

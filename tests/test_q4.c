@@ -503,16 +503,37 @@ START_TEST(kernel_matches_dequant_float)
 }
 END_TEST
 
+/* SIMD int4 paths on this machine: 0 = AVX2 (lmp_q4_allow_avx512(0)),
+ * 1 = AVX-512 VNNI when the CPU has it and LMP_CPU does not turn it off.
+ * Every kernel test runs on each available path. */
+static int n_paths(void)
+{
+    lmp_q4_allow_avx512(1);
+    int n = lmp_q4_avx512_active() ? 2 : 1;
+    static int said;
+    if (n == 1 && !said++)
+        fprintf(stderr, "test_q4: AVX-512 VNNI path not available here (CPU or LMP_CPU), "
+                        "testing the AVX2 path only\n");
+    return n;
+}
+
+static void set_path(int p)
+{
+    lmp_q4_allow_avx512(p);
+    ck_assert_int_eq(lmp_q4_avx512_active(), p); /* the path really switched */
+}
+
 /* The SIMD path against the scalar reference: same int8 activations, same
- * integer block sums, only the float summation order differs. */
-START_TEST(simd_matches_scalar_reference)
+ * integer block sums, only the float summation order differs. nmax 20
+ * covers the AVX-512 prefill tiles (16 or 8, then 4, 2, 1 tokens). */
+static void simd_vs_reference(int iters, int nmax)
 {
     if (!lmp_q4_simd_active())
         fprintf(stderr, "test_q4: CPU without AVX2/FMA/F16C, comparing scalar with itself\n");
-    for (int it = 0; it < 60; it++) {
-        int rows = 1 + (int)(rnd_u32() % 70), n = 1 + (int)(rnd_u32() % 9);
-        static const int cl[] = {32, 40, 64, 96, 172, 300, 960, 8200, 33};
-        int cols = cl[rnd_u32() % 9], grp = k_groups[rnd_u32() % 3], sch = k_schemes[rnd_u32() % 3];
+    for (int it = 0; it < iters; it++) {
+        int rows = 1 + (int)(rnd_u32() % 70), n = 1 + (int)(rnd_u32() % (unsigned)nmax);
+        static const int cl[] = {32, 40, 64, 96, 172, 300, 960, 8200, 33, 2560, 2080, 1};
+        int cols = cl[rnd_u32() % 12], grp = k_groups[rnd_u32() % 3], sch = k_schemes[rnd_u32() % 3];
         if (cols == 8200) rows = 1 + rows / 10;
         kcase k;
         kcase_make(&k, rows, cols, grp, sch, n);
@@ -531,8 +552,8 @@ START_TEST(simd_matches_scalar_reference)
             free(row);
             mag += bd[i] * 2;
             ck_assert_msg(fabs(y[i] - yr[i]) <= 1.2e-7 * ((cols + 31) / 32 + 8) * mag + 1e-30,
-                          "%dx%d n%d %s g%d: simd %.9g ref %.9g", rows, cols, n,
-                          lmp_q4_scheme_name(sch), grp, y[i], yr[i]);
+                          "%dx%d n%d %s g%d avx512 %d: simd %.9g ref %.9g", rows, cols, n,
+                          lmp_q4_scheme_name(sch), grp, lmp_q4_avx512_active(), y[i], yr[i]);
         }
         free(y);
         free(yr);
@@ -541,16 +562,91 @@ START_TEST(simd_matches_scalar_reference)
         kcase_free(&k);
     }
 }
+
+START_TEST(simd_matches_scalar_reference)
+{
+    for (int p = n_paths() - 1; p >= 0; p--) {
+        set_path(p);
+        simd_vs_reference(60, p ? 20 : 9);
+    }
+    lmp_q4_allow_avx512(1);
+}
+END_TEST
+
+/* The AVX-512 kernel really differs from the scalar one only by float
+ * rounding: on integer-valued data (every code, scale, min and activation
+ * exact, all sums below 2^24) both must give the exact same numbers, and
+ * hand-computable ones. Activations are integers with max |x| = 127 in
+ * every block, so dx = 1 and xq = x exactly; scales and mins are small
+ * integers; every partial sum stays below 2^24 whatever the order
+ * (600 * (3 * 15 + 4) * 127 < 2^24). */
+START_TEST(avx512_exact_on_integer_data)
+{
+    enum { COLS = 600, ROWS = 3, N = 11 }; /* 18.75 blocks: a full and a partial hexa */
+    for (int p = n_paths() - 1; p >= 0; p--)
+        for (size_t gi = 0; gi < 3; gi++) {
+            set_path(p);
+            int grp = k_groups[gi], nblk = (COLS + 31) / 32, ng = (COLS + grp - 1) / grp;
+            size_t rb = lmp_q4_row_bytes(COLS, grp, LMP_Q4_ASYM);
+            uint8_t *q = calloc(ROWS, rb);
+            float x[N * COLS], y[N * ROWS], yr[N * ROWS];
+            /* row r: code of element c = (c + r) % 16, d_g = 1 + g % 3, m_g = -(g % 4 + r) */
+            for (int r = 0; r < ROWS; r++) {
+                uint8_t *row = q + (size_t)r * rb, *sc = row + 16 * nblk, *mn = sc + 2 * ng;
+                for (int c = 0; c < COLS; c++) {
+                    int b = c / 32, j = c % 32, u = (c + r) % 16;
+                    row[16 * b + (j & 15)] |= (uint8_t)(j < 16 ? u : u << 4);
+                }
+                for (int g = 0; g < ng; g++) {
+                    uint16_t dh = lmp_f32_to_f16((float)(1 + g % 3)), mh = lmp_f32_to_f16(-(float)(g % 4 + r));
+                    sc[2 * g] = (uint8_t)dh;
+                    sc[2 * g + 1] = (uint8_t)(dh >> 8);
+                    mn[2 * g] = (uint8_t)mh;
+                    mn[2 * g + 1] = (uint8_t)(mh >> 8);
+                }
+            }
+            /* every block holds +127 or -127 once, other values small integers */
+            for (int t = 0; t < N; t++)
+                for (int c = 0; c < COLS; c++)
+                    x[t * COLS + c] = c % 32 == (t % 5) ? (t & 1 ? -127.0f : 127.0f)
+                                                        : (float)((c * 7 + t * 3) % 11 - 5);
+            lmp_mat m;
+            lmp_diag d;
+            ck_assert_int_eq(lmp_q4_mat_init(&m, ROWS, COLS, grp, LMP_Q4_ASYM, q, &d), LMP_OK);
+            lmp_q4_matmul(&m, x, N, y, NULL);
+            lmp_q4_matmul_ref(&m, x, N, yr);
+            for (int t = 0; t < N; t++)
+                for (int r = 0; r < ROWS; r++) {
+                    double e = 0;
+                    for (int c = 0; c < COLS; c++) {
+                        int g = c / grp;
+                        e += ((double)(1 + g % 3) * ((c + r) % 16) - (g % 4 + r)) * x[t * COLS + c];
+                    }
+                    ck_assert_msg(y[t * ROWS + r] == (float)e && yr[t * ROWS + r] == (float)e,
+                                  "g%d avx512 %d t%d r%d: simd %.9g ref %.9g exact %.9g", grp, p, t,
+                                  r, y[t * ROWS + r], yr[t * ROWS + r], e);
+                }
+            free(q);
+        }
+    lmp_q4_allow_avx512(1);
+}
 END_TEST
 
 /* Same bits for 1, 2 and 3 threads, and for prefill (n tokens at once) vs
  * one token at a time, on both the SIMD and the scalar path. */
 START_TEST(threads_and_prefill_bit_identical)
 {
-    int rows = 100, cols = 960, n = 6;
-    for (size_t s = 0; s < 3; s++) {
+  for (int path = n_paths() - 1; path >= 0; path--)
+    for (int cfg = 0; cfg < 4; cfg++) {
+      set_path(path);
+      /* 960 = 1.9 hexas of 16 blocks, 172 = 5.4 blocks, 2080 = 4.1 hexas
+       * (AVX-512 prefill tiles of 16 tokens up to 1536 columns, else 8);
+       * n = 19: tiles 16 + 2 + 1 or 8 + 8 + 2 + 1 */
+      int rows = cfg == 3 ? 40 : 100, cols = cfg == 1 ? 172 : cfg == 3 ? 2080 : 960;
+      int n = cfg == 0 ? 6 : 19;
+      for (size_t s = 0; s < 3; s++) {
         kcase k;
-        kcase_make(&k, rows, cols, 64, k_schemes[s], n);
+        kcase_make(&k, rows, cols, k_groups[(cfg + s) % 3], k_schemes[s], n);
         float *y1 = malloc(sizeof(float) * rows * n), *y2 = malloc(sizeof(float) * rows * n);
         for (int force = 0; force < 2; force++) {
             lmp_q4_force_scalar(force);
@@ -571,7 +667,9 @@ START_TEST(threads_and_prefill_bit_identical)
         free(y1);
         free(y2);
         kcase_free(&k);
+      }
     }
+  lmp_q4_allow_avx512(1);
 }
 END_TEST
 
@@ -579,7 +677,7 @@ END_TEST
  * one pool run), and falls back when the matrices differ. */
 START_TEST(matmul_many_equals_single)
 {
-    int n = 3, cols = 960;
+    int n = 11, cols = 960; /* AVX-512 tiles of 8 + 2 + 1 tokens */
     kcase k[3];
     kcase_make(&k[0], 70, cols, 64, LMP_Q4_ASYM, n);
     kcase_make(&k[1], 20, cols, 64, LMP_Q4_ASYM, n);
@@ -589,7 +687,9 @@ START_TEST(matmul_many_equals_single)
     lmp_pool *p;
     lmp_diag d;
     ck_assert_int_eq(lmp_pool_create(&p, 2, &d), LMP_OK);
+    for (int path = n_paths() - 1; path >= 0; path--)
     for (int cnt = 2; cnt <= 3; cnt++) {
+        set_path(path);
         const lmp_mat *w[3] = {&k[0].m, &k[1].m, &k[2].m};
         float *ym[3], *ys[3];
         for (int i = 0; i < cnt; i++) {
@@ -604,6 +704,7 @@ START_TEST(matmul_many_equals_single)
             free(ys[i]);
         }
     }
+    lmp_q4_allow_avx512(1);
     lmp_pool_close(p);
     for (int i = 0; i < 3; i++) kcase_free(&k[i]);
 }
@@ -748,6 +849,7 @@ Suite *lmp_suite_q4(void)
     tcase_set_timeout(tk, 60);
     tcase_add_test(tk, kernel_matches_dequant_float);
     tcase_add_test(tk, simd_matches_scalar_reference);
+    tcase_add_test(tk, avx512_exact_on_integer_data);
     tcase_add_test(tk, threads_and_prefill_bit_identical);
     tcase_add_test(tk, get_row_is_dequantize);
     tcase_add_test(tk, matmul_many_equals_single);

@@ -1,0 +1,250 @@
+/* AVX-512 VNNI kernel for the grouped int4 formats (SYM / ASYM; layout in
+ * q4.h). Called only when lmp_cpu_avx512() holds (see q4.c), with the
+ * activations in the LMP_Q4_HEXA layout (q4_internal.h).
+ *
+ * A row is processed 16 blocks (512 weights, a "hexa") at a time. Four
+ * 64-byte loads hold the nibbles of the 16 blocks (a "quad" of 4 blocks per
+ * load); one vpermd per load and a 4 x 4 transpose of 128-bit lanes
+ * (8 vshufi32x4) move them so that int32 lane L of every vector belongs to
+ * block L (hexa_codes). lo = v & 15 and hi = (v >> 4) & 15 then meet the
+ * token's int8 activations (stored in that order by q4.c) in 8
+ * _mm512_dpbusd_epi32 (unsigned codes x signed int8, no overflow:
+ * 32 * 15 * 127 < 2^31), which leave the exact integer dot product of
+ * block L in lane L. Per hexa and token:
+ *   acc += (float(isum) * dx) * d
+ * with dx the token's 16 block scales (a plain load) and d the row's group
+ * scales per lane (16 fp16 scales converted at once, one permute for group
+ * 64 / 128). The transpose and unpack are shared by all tokens of a
+ * prefill tile, so a token costs 12 vector instructions per 512 weights.
+ * The min / offset term sum_g m'_g * sx_g (m' = m for ASYM, -8 d for SYM)
+ * is added to the same accumulator 16 groups at a time, and one horizontal
+ * sum per row and token gives y. Ragged rows use masked loads (codes of the
+ * last, partial hexa; scales and mins of the last < 16 groups): masked
+ * bytes read as zero and meet zero activations, so there is no tail code.
+ *
+ * Integer block sums are exact; only the float association differs from
+ * the scalar reference. Every y[t][r] is computed by exactly the same
+ * sequence of float operations whatever the tile of tokens it shares a
+ * weight row with, the thread split or the token count, so prefill and
+ * decode give identical bits and the thread count never changes a result.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "quantize/q4.h"
+#include "quantize/q4_internal.h"
+
+/* Tokens per weight-row pass in prefill: the code transpose / unpack and
+ * the scale conversion of a hexa are shared by a tile of tokens. 16 tokens
+ * while their activations fit comfortably in the 32 KB L1 (rows up to
+ * TILE16_COLS wide), else 8; the rest in tiles of 8, 4, 2, 1. Measured
+ * (ASYM g64, 128 tokens, in cache, CPU time, loaded VM), ns per 64 weights
+ * per token: [256 x 960] 1.50 (8) 1.45 (12) 1.33 (16); [96 x 2560] 2.20
+ * (8) 2.29 (12) 2.43 (16); 4 tokens 2.9 / 3.8. */
+#define TILE 16
+#define TILE16_COLS 1536
+/* Software prefetch distance (bytes ahead of the current row), as in the
+ * AVX2 kernel: without it a single-thread decode matvec streams at ~5-6
+ * instead of ~8-9 GB/s on the (loaded) development VM; 8 KB measured the
+ * same as 4 KB, one prefetch per quad inside the loop no better. */
+#ifndef PF_BYTES
+#define PF_BYTES 4096
+#endif
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* 16 fp16 values (scales or mins) of groups g..g+15 as floats, 0 past
+ * group ng (masked load: never reads past the array). */
+ALWAYS_INLINE __m512 load_f16x16(const uint8_t *p, int g, int ng)
+{
+    const int left = ng - g;
+    if (left >= 16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * (size_t)g)));
+    const __mmask16 k = (__mmask16)((1u << left) - 1u);
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p + 2 * (size_t)g));
+}
+
+/* Lane -> group permutes for a 16-block "hexa" h of a 16-group chunk:
+ * lane L is block 16h + L of the chunk, group (16h + L) / bpg. (bpg 1: the
+ * chunk's 16 scales are the lanes as they are.) */
+#define IDX(bpg, h)                                                                             \
+    {(16 * (h) + 0) / (bpg),  (16 * (h) + 1) / (bpg),  (16 * (h) + 2) / (bpg),                  \
+     (16 * (h) + 3) / (bpg),  (16 * (h) + 4) / (bpg),  (16 * (h) + 5) / (bpg),                  \
+     (16 * (h) + 6) / (bpg),  (16 * (h) + 7) / (bpg),  (16 * (h) + 8) / (bpg),                  \
+     (16 * (h) + 9) / (bpg),  (16 * (h) + 10) / (bpg), (16 * (h) + 11) / (bpg),                 \
+     (16 * (h) + 12) / (bpg), (16 * (h) + 13) / (bpg), (16 * (h) + 14) / (bpg),                 \
+     (16 * (h) + 15) / (bpg)}
+static const int32_t k_idx2[2][16] __attribute__((aligned(64))) = {IDX(2, 0), IDX(2, 1)};
+static const int32_t k_idx4[4][16] __attribute__((aligned(64))) = {IDX(4, 0), IDX(4, 1), IDX(4, 2),
+                                                                   IDX(4, 3)};
+#undef IDX
+
+/* The codes of blocks 16h..16h+15 (4 quads of 64 bytes; quad i holds
+ * blocks 16h + 4i + k at bytes 16k..16k+15) transposed by 4-byte pieces:
+ * dword lane L = 4i + k of o[j] = bytes 4j..4j+3 of block 16h + L, i.e.
+ * elements 4j..4j+3 (low nibbles) and 16+4j..16+4j+3 (high nibbles).
+ * Step 1 (vpermd) orders each quad's dwords as [j][k]; step 2 transposes
+ * the 4 x 4 matrix of 128-bit lanes (quad i, piece j). Masked loads (k)
+ * zero the codes past the row's last block. */
+ALWAYS_INLINE void hexa_codes(const uint8_t *p, int full, const __mmask64 *k, __m512i lo[4],
+                              __m512i hi[4])
+{
+    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i q[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const __m512i v = full ? _mm512_loadu_si512((const void *)(p + 64 * i))
+                               : _mm512_maskz_loadu_epi8(k[i], p + 64 * i);
+        q[i] = _mm512_permutexvar_epi32(perm, v);
+    }
+    const __m512i t0 = _mm512_shuffle_i32x4(q[0], q[1], 0x44), t1 = _mm512_shuffle_i32x4(q[0], q[1], 0xee),
+                  t2 = _mm512_shuffle_i32x4(q[2], q[3], 0x44), t3 = _mm512_shuffle_i32x4(q[2], q[3], 0xee);
+    const __m512i o[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xdd),
+                          _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xdd)};
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        lo[j] = _mm512_and_si512(o[j], m4);
+        hi[j] = _mm512_and_si512(_mm512_srli_epi16(o[j], 4), m4);
+    }
+}
+
+/* One hexa h of a row against T tokens: integer dot products per block
+ * (int32 lane L = block 16h + L, exact), then acc += (float(isum) * dx) *
+ * d16 with the token's 16 block scales and the row's group scales per
+ * lane. Decode (T == 1) splits the integer chain in two (low / high
+ * nibbles) for latency; integer sums are exact, so the bits are the same. */
+ALWAYS_INLINE void hexa_tokens(const __m512i lo[4], const __m512i hi[4], __m512 d16,
+                               const lmp_q4_act *a, int t0, int T, int h, __m512 *acc)
+{
+    const size_t xs = (size_t)a->nblk_pad * 32, ds = (size_t)a->nblk_pad;
+    const int8_t *xq = a->xq + (size_t)t0 * xs + 512 * (size_t)h;
+    const float *dx = a->dx + (size_t)t0 * ds + 16 * (size_t)h;
+#pragma GCC unroll 16
+    for (int tt = 0; tt < T; tt++) {
+        const int8_t *x = xq + tt * xs;
+        __m512i s = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            s = _mm512_dpbusd_epi32(s, lo[j], _mm512_loadu_si512((const void *)(x + 64 * j)));
+            if (T == 1)
+                s2 = _mm512_dpbusd_epi32(s2, hi[j], _mm512_loadu_si512((const void *)(x + 256 + 64 * j)));
+            else
+                s = _mm512_dpbusd_epi32(s, hi[j], _mm512_loadu_si512((const void *)(x + 256 + 64 * j)));
+        }
+        if (T == 1) s = _mm512_add_epi32(s, s2);
+        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(dx + tt * ds));
+        acc[tt] = _mm512_fmadd_ps(f, d16, acc[tt]);
+    }
+}
+
+/* One weight row against T (1..TILE) consecutive tokens t0.., results to
+ * y[(t0 + tt) * rows + r]. bpg (blocks per group) and asym are
+ * compile-time constants after inlining. */
+ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int T, int r,
+                            int rows, float *y, const __mmask64 *ktail, const int bpg,
+                            const int asym)
+{
+    const int nblk = a->nblk, ng = a->ng, nhex = (nblk + 15) >> 4, nfullq = nblk >> 2;
+    const uint8_t *sc = row + 16 * (size_t)nblk, *mn = sc + 2 * (size_t)ng;
+    const __m512 minus8 = _mm512_set1_ps(-8.0f);
+    __m512 acc[TILE];
+#pragma GCC unroll 16
+    for (int tt = 0; tt < T; tt++) acc[tt] = _mm512_setzero_ps();
+    for (int g0 = 0, h0 = 0; g0 < ng; g0 += 16, h0 += bpg) {
+        const __m512 d16 = load_f16x16(sc, g0, ng);
+        /* offset / min term of these 16 groups */
+        const __m512 m16 = asym ? load_f16x16(mn, g0, ng) : _mm512_mul_ps(minus8, d16);
+#pragma GCC unroll 16
+        for (int tt = 0; tt < T; tt++)
+            acc[tt] = _mm512_fmadd_ps(m16, _mm512_loadu_ps(a->sx + (size_t)(t0 + tt) * a->ng_pad + g0),
+                                      acc[tt]);
+        const int h1 = h0 + bpg < nhex ? h0 + bpg : nhex;
+        for (int h = h0; h < h1; h++) {
+            __m512i lo[4], hi[4];
+            if (4 * h + 4 <= nfullq) {
+                hexa_codes(row + 256 * (size_t)h, 1, NULL, lo, hi);
+            } else { /* the row's last, partial hexa */
+                hexa_codes(row + 256 * (size_t)h, 0, ktail, lo, hi);
+            }
+            const __m512 d = bpg == 1 ? d16
+                                      : _mm512_permutexvar_ps(
+                                            _mm512_load_si512((const void *)(bpg == 2 ? k_idx2[h - h0]
+                                                                                      : k_idx4[h - h0])),
+                                            d16);
+            hexa_tokens(lo, hi, d, a, t0, T, h, acc);
+        }
+    }
+#pragma GCC unroll 16
+    for (int tt = 0; tt < T; tt++) y[(size_t)(t0 + tt) * rows + r] = _mm512_reduce_add_ps(acc[tt]);
+}
+
+/* Tokens t0.. (T of them) against rows [r0, r1); prefetch: also fetch
+ * the weights PF_BYTES ahead (first pass over these rows only). */
+ALWAYS_INLINE void rows_pass(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
+                             int t0, int T, int prefetch, const int bpg, const int asym)
+{
+    /* load masks of the 4 quads of the last hexa (if partial) */
+    __mmask64 ktail[4];
+    for (int i = 0; i < 4; i++) {
+        const int nb = a->nblk - 16 * (a->nblk >> 4) - 4 * i; /* blocks of quad i in the row */
+        ktail[i] = nb >= 4 ? ~0ull : nb <= 0 ? 0 : ~0ull >> (64 - 16 * nb);
+    }
+    const uint8_t *base = w->data;
+    const size_t total = (size_t)w->rows * w->row_bytes;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = base + (size_t)r * w->row_bytes;
+        if (prefetch && (size_t)r * w->row_bytes + PF_BYTES + w->row_bytes <= total)
+            for (size_t o = 0; o < w->row_bytes; o += 64)
+                _mm_prefetch((const char *)(row + PF_BYTES + o), _MM_HINT_T0);
+        row_tile(row, a, t0, T, r, w->rows, y, ktail, bpg, asym);
+    }
+}
+
+/* Weight bytes per row block in prefill: the block's rows are re-read from
+ * L2 once per tile of tokens, while the tile's activations stay in L1
+ * (rows outer, all tokens inner would stream every token's activations
+ * from L2 for every row: ~190 bytes per 128 weights per token). */
+#define ROWBLOCK_BYTES (128 * 1024)
+
+/* Rows [r0, r1) with compile-time group size and scheme. */
+ALWAYS_INLINE void rows_spec(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
+                             const int bpg, const int asym)
+{
+    int rb = (int)(ROWBLOCK_BYTES / w->row_bytes);
+    if (rb < 1) rb = 1;
+    for (int b0 = r0; b0 < r1; b0 += rb) {
+        const int b1 = r1 - b0 < rb ? r1 : b0 + rb;
+        int t = 0;
+        if (a->cols <= TILE16_COLS)
+            for (; t + 16 <= a->n; t += 16) rows_pass(w, a, b0, b1, y, t, 16, t == 0, bpg, asym);
+        for (; t + 8 <= a->n; t += 8) rows_pass(w, a, b0, b1, y, t, 8, t == 0, bpg, asym);
+        /* the rest in tiles of 4, 2, 1: same operations per token */
+        for (; t + 4 <= a->n; t += 4) rows_pass(w, a, b0, b1, y, t, 4, t == 0, bpg, asym);
+        if (a->n - t >= 2) {
+            rows_pass(w, a, b0, b1, y, t, 2, t == 0, bpg, asym);
+            t += 2;
+        }
+        if (a->n - t >= 1) rows_pass(w, a, b0, b1, y, t, 1, t == 0, bpg, asym);
+    }
+}
+
+#define SPEC(bpg, asym)                                                                         \
+    static void rows_##bpg##_##asym(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1,      \
+                                    float *y)                                                   \
+    {                                                                                           \
+        rows_spec(w, a, r0, r1, y, bpg, asym);                                                  \
+    }
+SPEC(1, 0)
+SPEC(2, 0)
+SPEC(4, 0)
+SPEC(1, 1)
+SPEC(2, 1)
+SPEC(4, 1)
+#undef SPEC
+
+void lmp_q4_rows_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y)
+{
+    typedef void (*fn)(const lmp_mat *, const lmp_q4_act *, int, int, float *);
+    static const fn tab[2][3] = {{rows_1_0, rows_2_0, rows_4_0}, {rows_1_1, rows_2_1, rows_4_1}};
+    tab[w->scheme == LMP_Q4_ASYM][a->bpg >> 1](w, a, r0, r1, y);
+}
