@@ -66,9 +66,8 @@ static char *stream_dec(lmp_tok *t, const int *ids, size_t n, size_t *len)
 
 /* Every fixture case: ids identical, decode(ids) == decoded, and the stream
  * decoder gives the same text. Returns the number of cases checked. */
-static int run_golden(const char *tok_rel, const char *golden_rel)
+static int run_golden_tok(lmp_tok *t, const char *tok_rel, const char *golden_rel)
 {
-    lmp_tok *t = load(tok_rel);
     size_t gl;
     char *g = (char *)t_slurp(t_data(golden_rel), &gl);
     cJSON *root = cJSON_ParseWithLength(g, gl);
@@ -107,8 +106,15 @@ static int run_golden(const char *tok_rel, const char *golden_rel)
     }
     cJSON_Delete(root);
     free(g);
-    lmp_tok_close(t);
     return cases;
+}
+
+static int run_golden(const char *tok_rel, const char *golden_rel)
+{
+    lmp_tok *t = load(tok_rel);
+    int n = run_golden_tok(t, tok_rel, golden_rel);
+    lmp_tok_close(t);
+    return n;
 }
 
 START_TEST(golden_smollm)
@@ -122,6 +128,42 @@ START_TEST(golden_stories)
 {
     int n = run_golden("stories260k", "stories260k/tokenizer_golden.json");
     ck_assert_int_eq(n, 29);
+}
+END_TEST
+
+static char *greedy200_text(lmp_tok *t, size_t from, size_t to);
+
+/* A .lmpk container carries the tokenizer: the goldens hold when it is read
+ * from the container, and `run X.lmpk --prompt` of an f32 container gives
+ * the golden greedy text (greedy200.json, as for the model folder). */
+START_TEST(golden_from_container)
+{
+    char *dir = t_tmpdir(), pk[4096], *out = NULL, *err = NULL;
+    snprintf(pk, sizeof pk, "%s/s.lmpk", dir);
+    char *a[] = {(char *)t_bin("lmpack-convert"), (char *)t_data("stories260k"), "-o", pk,
+                 "--dtype", "f32", NULL};
+    ck_assert_int_eq(t_run(a, &out, &err), 0);
+    free(out);
+    free(err);
+    lmp_tok *t = NULL;
+    lmp_diag d = {0};
+    ck_assert_msg(lmp_tok_open_model(&t, pk, &d) == LMP_OK, "%s", d.msg);
+    ck_assert_int_eq(run_golden_tok(t, pk, "stories260k/tokenizer_golden.json"), 29);
+    char *want = greedy200_text(t, 1, 69);
+    char *r[] = {(char *)t_bin("lmpack-run"), pk, "--prompt", "Once upon a time", "-n", "64",
+                 "--temperature", "0", "-t", "1", NULL};
+    ck_assert_int_eq(t_run(r, &out, &err), 0);
+    ck_assert_msg(!strcmp(out, want), "got \"%s\"\nwant \"%s\"", out, want);
+    free(out);
+    free(err);
+    free(want);
+    lmp_tok_close(t);
+    /* a container without tokenizer bytes is refused by name */
+    lmp_tok *t2 = NULL;
+    char bad[4096];
+    snprintf(bad, sizeof bad, "%s/none.lmpk", dir);
+    ck_assert_int_ne(lmp_tok_open_model(&t2, bad, &d), LMP_OK);
+    ck_assert_ptr_nonnull(strstr(d.msg, "none.lmpk"));
 }
 END_TEST
 
@@ -828,6 +870,7 @@ Suite *lmp_suite_tokenizer(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, golden_smollm);
     tcase_add_test(tc, golden_stories);
+    tcase_add_test(tc, golden_from_container);
     tcase_add_test(tc, roundtrip_and_long);
     tcase_add_test(tc, invalid_utf8_and_empty);
     tcase_add_test(tc, special_tokens);

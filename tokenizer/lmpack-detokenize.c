@@ -16,7 +16,8 @@ static void usage(FILE *f)
             "usage: lmpack detokenize MODEL --ids \"ID ID ...\" [--json]\n"
             "\n"
             "Print the text of the token ids (separated by spaces and/or commas), exactly:\n"
-            "no newline is added. MODEL is a model folder or a folder/file with tokenizer.json.\n"
+            "no newline is added. MODEL is a model folder, a bundle, a .lmpk container or a\n"
+            "tokenizer.json.\n"
             "  --json   print {\"text\": ...} instead\n");
 }
 

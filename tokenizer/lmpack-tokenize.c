@@ -18,7 +18,7 @@ static void usage(FILE *f)
             "usage: lmpack tokenize MODEL (--text TEXT | --file FILE) [--bos] [--chat] [--json]\n"
             "\n"
             "Print the token ids of TEXT (or of FILE's bytes, exactly) separated by spaces.\n"
-            "MODEL is a model folder or a folder/file with tokenizer.json.\n"
+            "MODEL is a model folder, a bundle, a .lmpk container or a tokenizer.json.\n"
             "  --bos    prepend the BOS token\n"
             "  --chat   wrap the text as one user turn of the model's chat template\n"
             "  --json   print a JSON array instead\n");

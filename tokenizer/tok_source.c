@@ -1,10 +1,12 @@
-/* Where a MODEL's tokenizer files come from. This is the one place to extend
- * when containers (.lmpk) and bundles (manifest.json) carry the tokenizer
- * bytes: read them there and call lmp_tok_load_mem. */
+/* Where a MODEL's tokenizer files come from: a model or tokenizer folder, a
+ * tokenizer.json path, a bundle (files checked against its manifest) or a
+ * .lmpk container (the tokenizer.json / tokenizer_config.json it carries,
+ * read from the mapping through lmp_tok_load_mem). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/fileio.h"
+#include "formats/lmpk.h"
 #include "manifest/manifest.h"
 #include "tokenizer/tokenizer.h"
 
@@ -12,6 +14,35 @@ static int ends_with(const char *s, const char *suf)
 {
     size_t n = strlen(s), m = strlen(suf);
     return n >= m && !strcmp(s + n - m, suf);
+}
+
+/* A .lmpk container: its carried tokenizer.json (required) and
+ * tokenizer_config.json (optional, copied to add the NUL the parser needs). */
+static lmp_status from_container(lmp_tok **out, const char *path, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    lmp_lmpk *pk = NULL;
+    char *cfg = NULL, *name = NULL;
+    LMP_FORWARD(lmp_lmpk_open(&pk, path, d));
+    size_t jlen = 0, clen = 0;
+    const uint8_t *json = lmp_lmpk_file(pk, "tokenizer.json", &jlen);
+    const uint8_t *cj = lmp_lmpk_file(pk, "tokenizer_config.json", &clen);
+    LMP_FAIL_IF(!json, LMP_ERR_FORMAT, "%s: the container carries no tokenizer.json", path);
+    if (cj) {
+        cfg = malloc(clen + 1);
+        LMP_FAIL_IF(!cfg, LMP_ERR_NOMEM, "%s: out of memory", path);
+        memcpy(cfg, cj, clen);
+        cfg[clen] = '\0';
+    }
+    name = lmp_path_join(path, "tokenizer.json");
+    LMP_FAIL_IF(!name, LMP_ERR_NOMEM, "%s: out of memory", path);
+    name[strlen(path)] = ':';
+    rc = lmp_tok_load_mem(out, (const char *)json, jlen, cfg, name, d);
+out:
+    free(name);
+    free(cfg);
+    lmp_lmpk_close(pk);
+    return rc;
 }
 
 lmp_status lmp_tok_open_model(lmp_tok **out, const char *model, lmp_diag *d)
@@ -36,7 +67,5 @@ lmp_status lmp_tok_open_model(lmp_tok **out, const char *model, lmp_diag *d)
     }
     if (ends_with(model, ".json") && !ends_with(model, "manifest.json"))
         return lmp_tok_load(out, model, d);
-    return lmp_fail(d, LMP_ERR_UNSUPPORTED,
-                    "%s: reading the tokenizer from a container or bundle is not supported yet",
-                    model);
+    return from_container(out, model, d);
 }

@@ -94,9 +94,9 @@ lmp_status lmp_tok_stream_finish(lmp_tok_stream *s, const char **text, size_t *l
 void lmp_tok_stream_close(lmp_tok_stream *s); /* NULL: no-op */
 
 /* The one place that knows where a MODEL's tokenizer files are: a folder
- * with tokenizer.json (a model folder or a tokenizer-only folder), or a
- * tokenizer.json path. Containers/bundles: LMP_ERR_UNSUPPORTED until their
- * loader provides the bytes (then call lmp_tok_load_mem here). */
+ * with tokenizer.json (a model folder or a tokenizer-only folder), a
+ * tokenizer.json path, a bundle folder (files checked against the manifest)
+ * or a .lmpk container (the tokenizer files it carries). */
 lmp_status lmp_tok_open_model(lmp_tok **out, const char *model, lmp_diag *d);
 
 #endif
