@@ -313,6 +313,12 @@ void lmp_q4_quantize_row_ref(const float *x, int cols, int group, int scheme,
     quantize_row(x, cols, group, scheme, method, out, &lmp_q4_asym_ref);
 }
 
+void lmp_q4_quantize_row_kern(const float *x, int cols, int group, int scheme,
+                              lmp_q4_method method, void *out, const lmp_q4_asym_kern *k)
+{
+    quantize_row(x, cols, group, scheme, method, out, k);
+}
+
 static int cpu_has_avx2(void);
 static int g_force_scalar;
 
@@ -321,7 +327,8 @@ void lmp_q4_quantize_row(const float *x, int cols, int group, int scheme, lmp_q4
 {
 #if defined(__x86_64__) || defined(__i386__)
     if (!g_force_scalar && cpu_has_avx2()) {
-        quantize_row(x, cols, group, scheme, method, out, &lmp_q4_asym_avx2);
+        quantize_row(x, cols, group, scheme, method, out,
+                     lmp_cpu_avx512() ? &lmp_q4_asym_avx512 : &lmp_q4_asym_avx2);
         return;
     }
 #endif
