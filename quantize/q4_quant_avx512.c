@@ -473,6 +473,282 @@ TGT static void batch_avx512(const lmp_q4_asym_kern *k, vbatch *B, int search, u
     }
 }
 
+/* ---- transposed: one group per lane --------------------------------------
+ * For a batch of up to 16 groups of the same length G (a multiple of 8),
+ * lane g of every register holds group g. Element i = 8k + l of a group
+ * belongs to the reference's lane l: the reference's per-lane running sums
+ * become 8 accumulator registers acc[l], each updated for k = 0, 1, ... in
+ * order, and the final ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+ * is element-wise: every group gets exactly the reference's operations,
+ * with no horizontal shuffles and all per-group steps in vector lanes. */
+
+TGT static inline __m512 tree8(const __m512 *a)
+{
+    return _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])),
+                         _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7])));
+}
+
+/* one eval pass (see eval in q4_internal.h) for all lanes: nz = lanes with
+ * d != 0 (the others get codes 0); dv: divide by d (else multiply by id);
+ * codes to ct[i] (16 bytes, byte g = group g); sums when sm >= 1 / 2 */
+TGT static inline __attribute__((always_inline)) void
+eval_t(const __m512 *xt, int G, __m512 d, __m512 m, __m512 id, __mmask16 nz, __m512 *ct,
+       __m512 *e, __m512 *sa, __m512 *sb, __m512 *sc, const int dv, const int sm)
+{
+    const __m512 zero = _mm512_setzero_ps(), f15 = _mm512_set1_ps(15.0f),
+                 mg = _mm512_set1_ps(LMP_Q4_MAGIC);
+    __m512 ea[8], aa[8], ba[8], ca[8];
+    for (int l = 0; l < 8; l++) {
+        __m512 a = zero, b = zero, c = zero, r2 = zero;
+        for (int i = l; i < G; i += 8) {
+            __m512 xv = xt[i];
+            __m512 v = dv ? _mm512_div_ps(_mm512_sub_ps(xv, m), d)
+                          : _mm512_mul_ps(_mm512_sub_ps(xv, m), id);
+            v = _mm512_max_ps(v, zero);
+            v = _mm512_min_ps(v, f15);
+            __m512 q = _mm512_maskz_mov_ps(nz, _mm512_sub_ps(_mm512_add_ps(v, mg), mg));
+            ct[i] = q; /* an integer in [0, 15] */
+            if (sm >= 1) {
+                __m512 r = _mm512_sub_ps(xv, _mm512_fmadd_ps(d, q, m));
+                r2 = _mm512_fmadd_ps(r, r, r2);
+            }
+            if (sm >= 2) {
+                a = _mm512_add_ps(a, q);
+                b = _mm512_fmadd_ps(q, q, b);
+                c = _mm512_fmadd_ps(q, xv, c);
+            }
+        }
+        ea[l] = r2, aa[l] = a, ba[l] = b, ca[l] = c;
+    }
+    if (sm >= 1) *e = tree8(ea);
+    if (sm >= 2) {
+        *sa = tree8(aa);
+        *sb = tree8(ba);
+        *sc = tree8(ca);
+    }
+}
+
+/* candidate sums: bottom-anchored (top = 0: base mn, clamp at 15) or
+ * top-anchored (base mx, clamp at 0), scale is */
+TGT static inline __attribute__((always_inline)) void
+cand_t(const __m512 *xt, int G, __m512 base, __m512 is, const int top, __m512 *sa, __m512 *sb,
+       __m512 *sc)
+{
+    const __m512 lo = _mm512_set1_ps(LMP_Q4_MAGIC), hi = _mm512_set1_ps(LMP_Q4_MAGIC + 15.0f);
+    __m512 aa[8], ba[8], ca[8];
+    for (int l = 0; l < 8; l++) {
+        __m512 a = _mm512_setzero_ps(), b = a, c = a;
+        for (int i = l; i < G; i += 8) {
+            __m512 xv = xt[i];
+            __m512 v = top ? _mm512_max_ps(_mm512_fmadd_ps(_mm512_sub_ps(xv, base), is, hi), lo)
+                           : _mm512_min_ps(_mm512_fmadd_ps(_mm512_sub_ps(xv, base), is, lo), hi);
+            __m512 u = _mm512_sub_ps(v, lo);
+            a = _mm512_add_ps(a, u);
+            b = _mm512_fmadd_ps(u, u, b);
+            c = _mm512_fmadd_ps(u, xv, c);
+        }
+        aa[l] = a, ba[l] = b, ca[l] = c;
+    }
+    *sa = tree8(aa);
+    *sb = tree8(ba);
+    *sc = tree8(ca);
+}
+
+/* ls_fit of q4_quant.c for 16 lanes (double, 8 per register) */
+TGT static void ls_fit_t(__m512 su, __m512 suu, __m512 sux, const float *nf, const float *sx,
+                         const __m512d *inv_n, float *cd, float *cm)
+{
+    float a16[16], b16[16], c16[16];
+    _mm512_storeu_ps(a16, su);
+    _mm512_storeu_ps(b16, suu);
+    _mm512_storeu_ps(c16, sux);
+    for (int h = 0; h < 2; h++) {
+        const __m512d nn = ld_pd(nf, h), vsx = ld_pd(sx, h);
+        __m512d a = ld_pd(a16, h), b2 = ld_pd(b16, h), c = ld_pd(c16, h);
+        __m512d det = _mm512_sub_pd(_mm512_mul_pd(nn, b2), _mm512_mul_pd(a, a));
+        __mmask8 ok = _mm512_cmp_pd_mask(det, _mm512_setzero_pd(), _CMP_GT_OQ);
+        __m512d dd = _mm512_div_pd(_mm512_sub_pd(_mm512_mul_pd(nn, c), _mm512_mul_pd(a, vsx)),
+                                   det);
+        __m512d mm = _mm512_mul_pd(_mm512_sub_pd(vsx, _mm512_mul_pd(dd, a)), inv_n[h]);
+        __m512d m0 = _mm512_mul_pd(vsx, inv_n[h]);
+        dd = _mm512_maskz_mov_pd(ok, dd);
+        mm = _mm512_mask_blend_pd(ok, m0, mm);
+        _mm256_storeu_ps(cd + 8 * h, _mm512_cvtpd_ps(dd));
+        _mm256_storeu_ps(cm + 8 * h, _mm512_cvtpd_ps(mm));
+    }
+}
+
+/* In-place transpose of the 16 x 16 matrix r[row][col]: blocks of size
+ * bs = 8, 4, 2, 1 are swapped across the diagonal (rows j and j + bs:
+ * in every 2bs-column chunk, row j keeps its left half and takes row
+ * j + bs's left half; row j + bs takes row j's right half and keeps its
+ * own), one two-source permute per output row. Moves bits only. */
+/* permute indices of transpose16, per stage (bs = 8, 4, 2, 1): row j's,
+ * then row j + bs's; element e: chunk c = e - e % 2bs, off = e % 2bs;
+ * row j: off < bs ? c + off : 16 + c + off - bs; row j + bs: off < bs ?
+ * c + bs + off : 16 + c + off (16 + k: element k of the second row) */
+static const int32_t k_tidx[8][16] __attribute__((aligned(64))) = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+    {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+    {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
+    {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+    {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
+    {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+    {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31},
+};
+
+TGT static inline void transpose16(__m512 *r)
+{
+    for (int st = 0, bs = 8; bs >= 1; st++, bs >>= 1) {
+        const __m512i il = _mm512_load_si512(k_tidx[2 * st]),
+                      ih = _mm512_load_si512(k_tidx[2 * st + 1]);
+        for (int j = 0; j < 16; j++) {
+            if (j & bs) continue;
+            __m512 a = r[j], b = r[j + bs];
+            r[j] = _mm512_permutex2var_ps(a, il, b);
+            r[j + bs] = _mm512_permutex2var_ps(a, ih, b);
+        }
+    }
+}
+
+/* nb (<= 16) whole groups of length G (G % 8 == 0, G <= 128) at x,
+ * consecutive: codes to u, fp16 bits to dbits / mbits. */
+TGT static void batch_t(const float *x, int nb, int G, int search, uint8_t *u, uint16_t *dbits,
+                        uint16_t *mbits)
+{
+    __m512 xt[128], ut[128], ct[128]; /* x, best codes, this round's codes; [i] lane g */
+    const __mmask16 live = (__mmask16)((1u << nb) - 1);
+    for (int i0 = 0; i0 < G; i0 += 16) {
+        __m512 *r = xt + i0;
+        for (int g = 0; g < 16; g++)
+            r[g] = g < nb ? _mm512_loadu_ps(x + (size_t)g * G + i0) : _mm512_setzero_ps();
+        transpose16(r);
+    }
+    /* statistics: per reference lane, min / max from x[0], sum from 0 */
+    __m512 mna[8], mxa[8], sa8[8];
+    for (int l = 0; l < 8; l++) {
+        __m512 mn = xt[0], mx = xt[0], s = _mm512_setzero_ps();
+        for (int i = l; i < G; i += 8) {
+            mn = _mm512_min_ps(mn, xt[i]);
+            mx = _mm512_max_ps(mx, xt[i]);
+            s = _mm512_add_ps(s, xt[i]);
+        }
+        mna[l] = mn, mxa[l] = mx, sa8[l] = s;
+    }
+    for (int l = 0; l < 4; l++) {
+        mna[l] = _mm512_min_ps(mna[l], mna[l + 4]);
+        mxa[l] = _mm512_max_ps(mxa[l], mxa[l + 4]);
+    }
+    for (int l = 0; l < 2; l++) {
+        mna[l] = _mm512_min_ps(mna[l], mna[l + 2]);
+        mxa[l] = _mm512_max_ps(mxa[l], mxa[l + 2]);
+    }
+    const __m512 vmn = _mm512_min_ps(mna[0], mna[1]), vmx = _mm512_max_ps(mxa[0], mxa[1]);
+    const __m512 vsx = tree8(sa8), range = _mm512_sub_ps(vmx, vmn);
+    /* min-max */
+    uint16_t db[16], mb[16];
+    __m512 m = h16v(vmn, mb), d = h16v(_mm512_div_ps(range, _mm512_set1_ps(15.0f)), db);
+    __mmask16 nz = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    __m512 best = _mm512_setzero_ps(), dummy;
+    if (search)
+        eval_t(xt, G, d, m, d, nz, ut, &best, &dummy, &dummy, &dummy, 1, 1);
+    else
+        eval_t(xt, G, d, m, d, nz, ut, &best, &dummy, &dummy, &dummy, 1, 0);
+    __mmask16 act = search ? live & _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_NEQ_UQ) &
+                                 _mm512_cmp_ps_mask(vmx, vmn, _CMP_NEQ_UQ)
+                           : 0;
+    if (act) {
+        /* candidates */
+        float su[NC][16], suu[NC][16], sux[NC][16];
+        for (int j = 0; j < NC; j++) {
+            const int top = j >= NB;
+            __m512 is = _mm512_div_ps(
+                _mm512_add_ps(_mm512_set1_ps(15.0f), _mm512_set1_ps(top ? k_tt[j - NB] : k_tb[j])),
+                range);
+            __m512 a, b, c;
+            if (top)
+                cand_t(xt, G, vmx, is, 1, &a, &b, &c);
+            else
+                cand_t(xt, G, vmn, is, 0, &a, &b, &c);
+            _mm512_storeu_ps(su[j], a);
+            _mm512_storeu_ps(suu[j], b);
+            _mm512_storeu_ps(sux[j], c);
+        }
+        /* selection (as batch_avx512) */
+        float nf[16], sx[16], cd[16], cm[16];
+        _mm512_storeu_ps(nf, _mm512_set1_ps((float)G));
+        _mm512_storeu_ps(sx, vsx);
+        __m512d inv_n[2];
+        unsigned found = 0;
+        for (int h = 0; h < 2; h++) {
+            const __m512d nn = ld_pd(nf, h), dsx = ld_pd(sx, h), m1 = _mm512_set1_pd(-1.0);
+            inv_n[h] = _mm512_div_pd(_mm512_set1_pd(1.0), nn);
+            __m512d br = m1, bsu = _mm512_setzero_pd(), bsuu = bsu, bsux = bsu;
+            __mmask8 f = 0;
+            for (int j = 0; j < NC; j++) {
+                __m512d a = ld_pd(su[j], h), b2 = ld_pd(suu[j], h), c = ld_pd(sux[j], h);
+                __m512d det = _mm512_sub_pd(_mm512_mul_pd(nn, b2), _mm512_mul_pd(a, a));
+                __m512d t = _mm512_sub_pd(_mm512_mul_pd(nn, c), _mm512_mul_pd(a, dsx));
+                __m512d r = _mm512_div_pd(_mm512_mul_pd(t, t), det);
+                r = _mm512_mask_blend_pd(
+                    _mm512_cmp_pd_mask(det, _mm512_setzero_pd(), _CMP_GT_OQ), m1, r);
+                __mmask8 up = _mm512_cmp_pd_mask(r, br, _CMP_GT_OQ);
+                br = _mm512_mask_blend_pd(up, br, r);
+                bsu = _mm512_mask_blend_pd(up, bsu, a);
+                bsuu = _mm512_mask_blend_pd(up, bsuu, b2);
+                bsux = _mm512_mask_blend_pd(up, bsux, c);
+                f |= up;
+            }
+            found |= (unsigned)f << (8 * h);
+            __m512d dd = _mm512_div_pd(
+                _mm512_sub_pd(_mm512_mul_pd(nn, bsux), _mm512_mul_pd(bsu, dsx)),
+                _mm512_sub_pd(_mm512_mul_pd(nn, bsuu), _mm512_mul_pd(bsu, bsu)));
+            _mm256_storeu_ps(cd + 8 * h, _mm512_cvtpd_ps(dd));
+            _mm256_storeu_ps(cm + 8 * h,
+                             _mm512_cvtpd_ps(_mm512_mul_pd(
+                                 _mm512_sub_pd(dsx, _mm512_mul_pd(dd, bsu)), inv_n[h])));
+        }
+        act &= (__mmask16)found;
+        /* refinement */
+        __m512 pd = _mm512_set1_ps(NAN), pm = pd;
+        for (int it = 0; it < LMP_Q4_ASYM_NREFINE && act; it++) {
+            const int last = it == LMP_Q4_ASYM_NREFINE - 1;
+            uint16_t db2[16], mb2[16];
+            __m512 d16 = h16v(_mm512_loadu_ps(cd), db2), m16 = h16v(_mm512_loadu_ps(cm), mb2);
+            act &= (__mmask16)~(_mm512_cmp_ps_mask(d16, pd, _CMP_EQ_OQ) &
+                                _mm512_cmp_ps_mask(m16, pm, _CMP_EQ_OQ));
+            if (!act) break;
+            pd = d16;
+            pm = m16;
+            __mmask16 nz2 = _mm512_cmp_ps_mask(d16, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            __m512 id = _mm512_maskz_div_ps(nz2, _mm512_set1_ps(1.0f), d16);
+            __m512 e, a = _mm512_setzero_ps(), b = a, c = a;
+            if (last)
+                eval_t(xt, G, d16, m16, id, nz2, ct, &e, &a, &b, &c, 0, 1);
+            else
+                eval_t(xt, G, d16, m16, id, nz2, ct, &e, &a, &b, &c, 0, 2);
+            __mmask16 imp = act & _mm512_cmp_ps_mask(e, best, _CMP_LT_OQ);
+            if (imp) {
+                best = _mm512_mask_blend_ps(imp, best, e);
+                for (int i = 0; i < G; i++) ut[i] = _mm512_mask_blend_ps(imp, ut[i], ct[i]);
+                for (int g = 0; g < 16; g++)
+                    if (imp >> g & 1) db[g] = db2[g], mb[g] = mb2[g];
+            }
+            if (!last) ls_fit_t(a, b, c, nf, sx, inv_n, cd, cm);
+        }
+    }
+    memcpy(dbits, db, (size_t)nb * sizeof *db);
+    memcpy(mbits, mb, (size_t)nb * sizeof *mb);
+    for (int i0 = 0; i0 < G; i0 += 16) {
+        __m512 *r = ut + i0;
+        transpose16(r);
+        for (int g = 0; g < nb; g++)
+            _mm_storeu_si128((__m128i *)(u + (size_t)g * G + i0),
+                             _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r[g])));
+    }
+}
+
 TGT static void groups_avx512(const float *x, int cols, int group, int search, uint8_t *u,
                               uint16_t *dbits, uint16_t *mbits)
 {
@@ -487,7 +763,11 @@ TGT static void groups_avx512(const float *x, int cols, int group, int search, u
             B.xg[b] = x + c0;
             B.ug[b] = u + c0;
         }
-        batch_avx512(&lmp_q4_asym_avx512, &B, search, dbits + g0, mbits + g0);
+        if (B.n[B.nb - 1] == group && group % 8 == 0 && group <= 128)
+            batch_t(x + (size_t)g0 * group, B.nb, group, search, u + (size_t)g0 * group,
+                    dbits + g0, mbits + g0);
+        else
+            batch_avx512(&lmp_q4_asym_avx512, &B, search, dbits + g0, mbits + g0);
     }
 }
 
