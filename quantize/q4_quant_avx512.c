@@ -763,11 +763,23 @@ TGT static void groups_avx512(const float *x, int cols, int group, int search, u
             B.xg[b] = x + c0;
             B.ug[b] = u + c0;
         }
-        if (B.n[B.nb - 1] == group && group % 8 == 0 && group <= 128)
-            batch_t(x + (size_t)g0 * group, B.nb, group, search, u + (size_t)g0 * group,
-                    dbits + g0, mbits + g0);
-        else
+        /* whole groups transposed; a ragged last group (row end) alone */
+        int full = B.n[B.nb - 1] == group ? B.nb : B.nb - 1;
+        if (group % 8 || group > 128 || full < 8) { /* few lanes: pairs are cheaper */
             batch_avx512(&lmp_q4_asym_avx512, &B, search, dbits + g0, mbits + g0);
+            continue;
+        }
+        batch_t(x + (size_t)g0 * group, full, group, search, u + (size_t)g0 * group, dbits + g0,
+                mbits + g0);
+        if (full < B.nb) {
+            vbatch R;
+            R.nb = 1;
+            R.n[0] = B.n[full];
+            R.kk[0] = B.kk[full];
+            R.xg[0] = B.xg[full];
+            R.ug[0] = B.ug[full];
+            batch_avx512(&lmp_q4_asym_avx512, &R, search, dbits + g0 + full, mbits + g0 + full);
+        }
     }
 }
 
