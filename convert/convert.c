@@ -228,6 +228,9 @@ static int row_to_f32(lmp_dtype t, const uint8_t *src, float *x, int cols)
 
 #define CHUNK_F32_BYTES (1u << 20)
 #define RING_PER_THREAD 4
+/* Start the output's writeback every 8 MB written, so the final fsync
+ * (atomic commit) does not wait for the whole file at the end. */
+#define WRITEBACK_BYTES (8u << 20)
 
 typedef struct chunk {
     uint32_t tensor;
@@ -256,6 +259,7 @@ typedef struct cpipe {
     const char *in_path;
     const lmp_convert_opts *o;
     uint64_t total_in;
+    uint64_t unsynced;         /* written since the last writeback start (the writer's) */
     /* under mu */
     pthread_mutex_t mu;
     pthread_cond_t space;      /* a slot became free, or stop */
@@ -333,6 +337,13 @@ static void write_ready(cpipe *p)
                           in_bytes);
             if (p->o->progress) p->o->progress(p->o->progress_ctx, p->done_in + in_bytes,
                                                p->total_in);
+        }
+        if (rc == LMP_OK) {
+            p->unsynced += (uint64_t)k->nrows * j->out_row_bytes;
+            if (p->unsynced >= WRITEBACK_BYTES) {
+                lmp_lmpkw_start_writeback(p->w);
+                p->unsynced = 0;
+            }
         }
         pthread_mutex_lock(&p->mu);
         p->done_in += in_bytes;

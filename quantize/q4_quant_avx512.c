@@ -244,6 +244,12 @@ TGT static __m512 h16v(__m512 v, uint16_t *bits)
         _mm512_slli_epi32(_mm512_and_si512(h, _mm512_set1_epi32(0x8000)), 16),
         _mm512_add_epi32(_mm512_slli_epi32(_mm512_and_si512(h, _mm512_set1_epi32(0x7fff)), 13),
                          _mm512_set1_epi32(112 << 23)));
+    /* +-0 (padding lanes, inactive groups) exactly as lmp_f32_to_f16:
+     * the sign alone */
+    __mmask16 z = _mm512_cmp_epi32_mask(a, _mm512_setzero_si512(), _MM_CMPINT_EQ);
+    h = _mm512_mask_and_epi32(h, z, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x8000));
+    o = _mm512_mask_mov_epi32(o, z, u);
+    nrm |= z;
     _mm256_storeu_si256((__m256i *)bits, _mm512_cvtepi32_epi16(h));
     __m512 f = _mm512_castsi512_ps(o);
     if (nrm != 0xffff) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "formats/dtype.h"
 #include "quantize/q4.h"
 #include "quantize/q4_internal.h"
@@ -89,6 +90,55 @@ START_TEST(fast_quantizer_bytes_identical_to_reference)
         rows++;
     }
     ck_assert_int_eq(rows, 3000);
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
+/* Every kernel table the machine can run (AVX2; AVX-512 pair kernels and
+ * its 16-groups-per-register batch) against the reference, whatever
+ * LMP_CPU selects for lmp_q4_quantize_row: rows of up to 40 groups so
+ * full batches, partial batches (fewer than 8 groups: pair path), ragged
+ * last groups and constant / zero groups inside a batch all occur. */
+START_TEST(every_kernel_table_bytes_identical)
+{
+    static const int cl[] = {64, 96, 128, 200, 256, 448, 512, 960, 1000, 1024, 2048, 2560};
+    static const int groups[] = {32, 64, 128};
+    const lmp_q4_asym_kern *tabs[2];
+    const char *names[2];
+    int nt = 0;
+    if (lmp_cpu_avx2()) tabs[nt] = &lmp_q4_asym_avx2, names[nt++] = "avx2";
+    if (lmp_cpu_avx512()) tabs[nt] = &lmp_q4_asym_avx512, names[nt++] = "avx512";
+    if (nt == 0) {
+        fprintf(stderr, "test_q4quant: no SIMD kernel table on this CPU\n");
+        return;
+    }
+    float *x = malloc(sizeof(float) * 2560);
+    uint8_t *a = malloc(4096), *b = malloc(4096);
+    ck_assert(x && a && b);
+    for (int it = 0; it < 1500; it++) {
+        int cols = cl[rnd_u32() % 12], grp = groups[rnd_u32() % 3], kind = it % NKIND;
+        lmp_q4_method m = rnd_u32() % 5 ? LMP_Q4_SEARCH : LMP_Q4_MINMAX;
+        fill(x, cols, grp, kind);
+        if (it % 3 == 0) /* a constant group and a zero group among normal ones */
+            for (int c = 0; c < cols; c++) {
+                int g = c / grp;
+                if (g % 5 == 1) x[c] = 0.5f;
+                if (g % 7 == 2) x[c] = 0.0f;
+            }
+        size_t rb = lmp_q4_row_bytes(cols, grp, LMP_Q4_ASYM);
+        memset(a, 0x5a, rb);
+        lmp_q4_quantize_row_ref(x, cols, grp, LMP_Q4_ASYM, m, a);
+        for (int k = 0; k < nt; k++) {
+            memset(b, 0xa5, rb);
+            lmp_q4_quantize_row_kern(x, cols, grp, LMP_Q4_ASYM, m, b, tabs[k]);
+            for (size_t i = 0; i < rb; i++)
+                ck_assert_msg(a[i] == b[i], "%s g%d cols %d kind %d %s: byte %zu of %zu: %02x %02x",
+                              names[k], grp, cols, kind, m == LMP_Q4_SEARCH ? "search" : "minmax",
+                              i, rb, a[i], b[i]);
+        }
+    }
     free(x);
     free(a);
     free(b);
@@ -223,6 +273,7 @@ Suite *lmp_suite_q4quant(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, fast_quantizer_bytes_identical_to_reference);
     tcase_add_test(tc, avx2_kernels_bit_identical);
+    tcase_add_test(tc, every_kernel_table_bytes_identical);
     tcase_add_test(tc, search_never_worse_on_awkward_rows);
     tcase_add_test(tc, bf16_to_f32_finite_all_patterns);
     suite_add_tcase(s, tc);
