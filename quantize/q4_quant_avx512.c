@@ -620,8 +620,9 @@ TGT static inline void transpose16(__m512 *r)
 
 /* nb (<= 16) whole groups of length G (G % 8 == 0, G <= 128) at x,
  * consecutive: codes to u, fp16 bits to dbits / mbits. */
-TGT static void batch_t(const float *x, int nb, int G, int search, uint8_t *u, uint16_t *dbits,
-                        uint16_t *mbits)
+TGT static inline __attribute__((always_inline)) void
+batch_t(const float *x, int nb, const int G, int search, uint8_t *u, uint16_t *dbits,
+        uint16_t *mbits)
 {
     __m512 xt[128], ut[128], ct[128]; /* x, best codes, this round's codes; [i] lane g */
     const __mmask16 live = (__mmask16)((1u << nb) - 1);
@@ -755,6 +756,25 @@ TGT static void batch_t(const float *x, int nb, int G, int search, uint8_t *u, u
     }
 }
 
+/* batch_t with G a constant: loops unrolled, accumulators in registers */
+TGT static void batch_t32(const float *x, int nb, int search, uint8_t *u, uint16_t *db,
+                          uint16_t *mb)
+{
+    batch_t(x, nb, 32, search, u, db, mb);
+}
+
+TGT static void batch_t64(const float *x, int nb, int search, uint8_t *u, uint16_t *db,
+                          uint16_t *mb)
+{
+    batch_t(x, nb, 64, search, u, db, mb);
+}
+
+TGT static void batch_t128(const float *x, int nb, int search, uint8_t *u, uint16_t *db,
+                           uint16_t *mb)
+{
+    batch_t(x, nb, 128, search, u, db, mb);
+}
+
 TGT static void groups_avx512(const float *x, int cols, int group, int search, uint8_t *u,
                               uint16_t *dbits, uint16_t *mbits)
 {
@@ -771,12 +791,18 @@ TGT static void groups_avx512(const float *x, int cols, int group, int search, u
         }
         /* whole groups transposed; a ragged last group (row end) alone */
         int full = B.n[B.nb - 1] == group ? B.nb : B.nb - 1;
-        if (group % 8 || group > 128 || full < 8) { /* few lanes: pairs are cheaper */
+        if ((group != 32 && group != 64 && group != 128) || full < 8) {
             batch_avx512(&lmp_q4_asym_avx512, &B, search, dbits + g0, mbits + g0);
-            continue;
+            continue; /* few lanes: the pair kernels are cheaper */
         }
-        batch_t(x + (size_t)g0 * group, full, group, search, u + (size_t)g0 * group, dbits + g0,
-                mbits + g0);
+        const float *xb = x + (size_t)g0 * group;
+        uint8_t *ub = u + (size_t)g0 * group;
+        if (group == 32)
+            batch_t32(xb, full, search, ub, dbits + g0, mbits + g0);
+        else if (group == 64)
+            batch_t64(xb, full, search, ub, dbits + g0, mbits + g0);
+        else
+            batch_t128(xb, full, search, ub, dbits + g0, mbits + g0);
         if (full < B.nb) {
             vbatch R;
             R.nb = 1;
