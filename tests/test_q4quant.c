@@ -187,6 +187,59 @@ START_TEST(avx2_kernels_bit_identical)
 }
 END_TEST
 
+/* The AVX-512 pair kernels, bit for bit against two reference calls. */
+START_TEST(avx512_pair_kernels_bit_identical)
+{
+    if (!lmp_cpu_avx512()) {
+        fprintf(stderr, "test_q4quant: no AVX-512 (or LMP_CPU=avx2), pair kernels not tested\n");
+        return;
+    }
+    const lmp_q4_asym_kern *r = &lmp_q4_asym_ref, *v = &lmp_q4_asym_avx512;
+    float xa[128], xb[128];
+    for (int it = 0; it < 1000; it++) {
+        int n = 8 * (1 + (int)(rnd_u32() % 16));
+        fill(xa, n, 64, it % NKIND);
+        fill(xb, n, 64, (it / NKIND + it) % NKIND);
+        float ra[3], rb[3], va[3], vb[3];
+        r->stats(xa, n, ra);
+        r->stats(xb, n, rb);
+        v->stats2(xa, xb, n, va, vb);
+        ck_assert_msg(!memcmp(ra, va, sizeof ra) && !memcmp(rb, vb, sizeof rb), "stats2 n %d it %d",
+                      n, it);
+        float mn[2] = {ra[0], rb[0]}, mx[2] = {ra[1], rb[1]}, isa[9], isb[9];
+        for (int j = 0; j < 9; j++) {
+            isa[j] = (14.0f + 0.25f * (float)j) / (mx[0] - mn[0]);
+            isb[j] = (14.5f + 0.125f * (float)j) / (mx[1] - mn[1]);
+        }
+        float ca[27], cb[27], pa[27], pb[27];
+        r->cands(xa, n, mn[0], mx[0], 5, 4, isa, ca);
+        r->cands(xb, n, mn[1], mx[1], 5, 4, isb, cb);
+        v->cands2(xa, xb, n, mn, mx, 5, 4, isa, isb, pa, pb);
+        ck_assert_msg(!memcmp(ca, pa, sizeof ca) && !memcmp(cb, pb, sizeof cb), "cands2 n %d it %d",
+                      n, it);
+        float d[2], m[2] = {mn[0], mn[1]};
+        for (int k = 0; k < 2; k++) {
+            d[k] = (mx[k] - mn[k]) / 15.0f * (0.9f + 0.2f * (float)(rnd_u32() % 8) / 8.0f);
+            if (d[k] == 0.0f) d[k] = 1.0f; /* eval2 needs d != 0 */
+        }
+        for (int mode = 0; mode < 3; mode++)
+            for (int useid = 0; useid < 2; useid++) {
+                uint8_t ua[128], ub[128], qa[128], qb[128];
+                float id[2] = {useid ? 1.0f / d[0] : 0.0f, useid ? 1.0f / d[1] : 0.0f};
+                if ((id[0] == 0.0f) != (id[1] == 0.0f)) continue; /* d = inf: not for eval2 */
+                float sa[3] = {0}, sb[3] = {0}, ta[3] = {0}, tb[3] = {0}, e[2];
+                float ea = r->eval(xa, n, d[0], m[0], id[0], ua, sa, mode);
+                float eb = r->eval(xb, n, d[1], m[1], id[1], ub, sb, mode);
+                v->eval2(xa, xb, n, d, m, id, qa, qb, ta, tb, mode, e);
+                ck_assert_msg(!memcmp(&ea, &e[0], 4) && !memcmp(&eb, &e[1], 4) &&
+                                  !memcmp(ua, qa, (size_t)n) && !memcmp(ub, qb, (size_t)n) &&
+                                  !memcmp(sa, ta, sizeof sa) && !memcmp(sb, tb, sizeof sb),
+                              "eval2 n %d it %d mode %d id %d", n, it, mode, useid);
+            }
+    }
+}
+END_TEST
+
 /* The search's result is never worse than min-max on any group, also on
  * the awkward patterns (errors measured in double from the stored bytes;
  * the quantizer compares float sums, hence the 1e-6 relative slack). */
@@ -274,6 +327,7 @@ Suite *lmp_suite_q4quant(void)
     tcase_add_test(tc, fast_quantizer_bytes_identical_to_reference);
     tcase_add_test(tc, avx2_kernels_bit_identical);
     tcase_add_test(tc, every_kernel_table_bytes_identical);
+    tcase_add_test(tc, avx512_pair_kernels_bit_identical);
     tcase_add_test(tc, search_never_worse_on_awkward_rows);
     tcase_add_test(tc, bf16_to_f32_finite_all_patterns);
     suite_add_tcase(s, tc);
