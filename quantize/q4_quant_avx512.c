@@ -604,18 +604,26 @@ static const int32_t k_tidx[8][16] __attribute__((aligned(64))) = {
     {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31},
 };
 
-TGT static inline void transpose16(__m512 *r)
+TGT static inline __attribute__((always_inline)) void transpose16(__m512 *r)
 {
-    for (int st = 0, bs = 8; bs >= 1; st++, bs >>= 1) {
+    __m512 v[16]; /* fully unrolled on a local copy: stays in registers */
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) v[j] = r[j];
+#pragma GCC unroll 4
+    for (int st = 0; st < 4; st++) {
+        const int bs = 8 >> st;
         const __m512i il = _mm512_load_si512(k_tidx[2 * st]),
                       ih = _mm512_load_si512(k_tidx[2 * st + 1]);
+#pragma GCC unroll 16
         for (int j = 0; j < 16; j++) {
             if (j & bs) continue;
-            __m512 a = r[j], b = r[j + bs];
-            r[j] = _mm512_permutex2var_ps(a, il, b);
-            r[j + bs] = _mm512_permutex2var_ps(a, ih, b);
+            __m512 a = v[j], b = v[j + bs];
+            v[j] = _mm512_permutex2var_ps(a, il, b);
+            v[j + bs] = _mm512_permutex2var_ps(a, ih, b);
         }
     }
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) r[j] = v[j];
 }
 
 /* nb (<= 16) whole groups of length G (G % 8 == 0, G <= 128) at x,
