@@ -534,30 +534,37 @@ eval_t(const __m512 *xt, int G, __m512 d, __m512 m, __m512 id, __mmask16 nz, __m
     }
 }
 
-/* candidate sums: bottom-anchored (top = 0: base mn, clamp at 15) or
- * top-anchored (base mx, clamp at 0), scale is */
+/* candidate sums for nc candidates of one anchor in one pass over x:
+ * bottom-anchored (top = 0: base mn, clamp at 15) or top-anchored (base
+ * mx, clamp at 0), scales is[j]; x - base computed once per element (the
+ * same value every candidate's reference computes) */
 TGT static inline __attribute__((always_inline)) void
-cand_t(const __m512 *xt, int G, __m512 base, __m512 is, const int top, __m512 *sa, __m512 *sb,
-       __m512 *sc)
+cands_t(const __m512 *xt, const int G, __m512 base, const __m512 *is, const int nc,
+        const int top, __m512 *sa, __m512 *sb, __m512 *sc)
 {
     const __m512 lo = _mm512_set1_ps(LMP_Q4_MAGIC), hi = _mm512_set1_ps(LMP_Q4_MAGIC + 15.0f);
-    __m512 aa[8], ba[8], ca[8];
+    __m512 aa[3][8], ba[3][8], ca[3][8];
     for (int l = 0; l < 8; l++) {
-        __m512 a = _mm512_setzero_ps(), b = a, c = a;
+        __m512 a[3], b[3], c[3];
+        for (int j = 0; j < nc; j++) a[j] = b[j] = c[j] = _mm512_setzero_ps();
         for (int i = l; i < G; i += 8) {
-            __m512 xv = xt[i];
-            __m512 v = top ? _mm512_max_ps(_mm512_fmadd_ps(_mm512_sub_ps(xv, base), is, hi), lo)
-                           : _mm512_min_ps(_mm512_fmadd_ps(_mm512_sub_ps(xv, base), is, lo), hi);
-            __m512 u = _mm512_sub_ps(v, lo);
-            a = _mm512_add_ps(a, u);
-            b = _mm512_fmadd_ps(u, u, b);
-            c = _mm512_fmadd_ps(u, xv, c);
+            __m512 xv = xt[i], xd = _mm512_sub_ps(xv, base);
+            for (int j = 0; j < nc; j++) {
+                __m512 v = top ? _mm512_max_ps(_mm512_fmadd_ps(xd, is[j], hi), lo)
+                               : _mm512_min_ps(_mm512_fmadd_ps(xd, is[j], lo), hi);
+                __m512 u = _mm512_sub_ps(v, lo);
+                a[j] = _mm512_add_ps(a[j], u);
+                b[j] = _mm512_fmadd_ps(u, u, b[j]);
+                c[j] = _mm512_fmadd_ps(u, xv, c[j]);
+            }
         }
-        aa[l] = a, ba[l] = b, ca[l] = c;
+        for (int j = 0; j < nc; j++) aa[j][l] = a[j], ba[j][l] = b[j], ca[j][l] = c[j];
     }
-    *sa = tree8(aa);
-    *sb = tree8(ba);
-    *sc = tree8(ca);
+    for (int j = 0; j < nc; j++) {
+        sa[j] = tree8(aa[j]);
+        sb[j] = tree8(ba[j]);
+        sc[j] = tree8(ca[j]);
+    }
 }
 
 /* ls_fit of q4_quant.c for 16 lanes (double, 8 per register) */
@@ -676,19 +683,18 @@ batch_t(const float *x, int nb, const int G, int search, uint8_t *u, uint16_t *d
     if (act) {
         /* candidates */
         float su[NC][16], suu[NC][16], sux[NC][16];
+        __m512 is[NC], ka[NC], kb[NC], kc[NC];
+        for (int j = 0; j < NC; j++)
+            is[j] = _mm512_div_ps(_mm512_add_ps(_mm512_set1_ps(15.0f),
+                                                _mm512_set1_ps(j < NB ? k_tb[j] : k_tt[j - NB])),
+                                  range);
+        _Static_assert(NB <= 3 && NTT <= 3, "cands_t holds up to 3 candidates per anchor");
+        cands_t(xt, G, vmn, is, NB, 0, ka, kb, kc);
+        cands_t(xt, G, vmx, is + NB, NTT, 1, ka + NB, kb + NB, kc + NB);
         for (int j = 0; j < NC; j++) {
-            const int top = j >= NB;
-            __m512 is = _mm512_div_ps(
-                _mm512_add_ps(_mm512_set1_ps(15.0f), _mm512_set1_ps(top ? k_tt[j - NB] : k_tb[j])),
-                range);
-            __m512 a, b, c;
-            if (top)
-                cand_t(xt, G, vmx, is, 1, &a, &b, &c);
-            else
-                cand_t(xt, G, vmn, is, 0, &a, &b, &c);
-            _mm512_storeu_ps(su[j], a);
-            _mm512_storeu_ps(suu[j], b);
-            _mm512_storeu_ps(sux[j], c);
+            _mm512_storeu_ps(su[j], ka[j]);
+            _mm512_storeu_ps(suu[j], kb[j]);
+            _mm512_storeu_ps(sux[j], kc[j]);
         }
         /* selection (as batch_avx512) */
         float nf[16], sx[16], cd[16], cm[16];
