@@ -495,8 +495,8 @@ TGT static inline __m512 tree8(const __m512 *a)
 }
 
 /* one eval pass (see eval in q4_internal.h) for all lanes: nz = lanes with
- * d != 0 (the others get codes 0); dv: divide by d (else multiply by id);
- * codes to ct[i] (16 bytes, byte g = group g); sums when sm >= 1 / 2 */
+ * d != 0 (the others get codes 0); id = 1/d; dv: the reference divides by d
+ * (checked below); codes to ct[i] (lane g = group g); sums when sm >= 1 / 2 */
 TGT static inline __attribute__((always_inline)) void
 eval_t(const __m512 *xt, int G, __m512 d, __m512 m, __m512 id, __mmask16 nz, __m512 *ct,
        __m512 *e, __m512 *sa, __m512 *sb, __m512 *sc, const int dv, const int sm)
@@ -508,11 +508,27 @@ eval_t(const __m512 *xt, int G, __m512 d, __m512 m, __m512 id, __mmask16 nz, __m
         __m512 a = zero, b = zero, c = zero, r2 = zero;
         for (int i = l; i < G; i += 8) {
             __m512 xv = xt[i];
-            __m512 v = dv ? _mm512_div_ps(_mm512_sub_ps(xv, m), d)
-                          : _mm512_mul_ps(_mm512_sub_ps(xv, m), id);
+            __m512 xm = _mm512_sub_ps(xv, m);
+            __m512 v = _mm512_mul_ps(xm, id);
             v = _mm512_max_ps(v, zero);
             v = _mm512_min_ps(v, f15);
-            __m512 q = _mm512_maskz_mov_ps(nz, _mm512_sub_ps(_mm512_add_ps(v, mg), mg));
+            __m512 q = _mm512_sub_ps(_mm512_add_ps(v, mg), mg);
+            if (dv) {
+                /* The reference divides: v = (x - m) / d. (x - m) * (1/d)
+                 * (id = 1/d here) is within 1.5 * 2^-23 relative of it, so
+                 * it rounds to the same code unless it lies within ~3e-6
+                 * of a half-integer (for |v| <= 16; beyond, both clamp
+                 * alike). Lanes within 2^-16 of one get the division. */
+                __m512 df = _mm512_abs_ps(_mm512_sub_ps(v, q));
+                __mmask16 near = nz & _mm512_cmp_ps_mask(df, _mm512_set1_ps(0.5f - 1.0f / 65536.0f),
+                                                         _CMP_GT_OQ);
+                if (near) {
+                    __m512 w = _mm512_div_ps(xm, d);
+                    w = _mm512_min_ps(_mm512_max_ps(w, zero), f15);
+                    q = _mm512_mask_blend_ps(near, q, _mm512_sub_ps(_mm512_add_ps(w, mg), mg));
+                }
+            }
+            q = _mm512_maskz_mov_ps(nz, q);
             ct[i] = q; /* an integer in [0, 15] */
             if (sm >= 1) {
                 __m512 r = _mm512_sub_ps(xv, _mm512_fmadd_ps(d, q, m));
@@ -672,11 +688,12 @@ batch_t(const float *x, int nb, const int G, int search, uint8_t *u, uint16_t *d
     uint16_t db[16], mb[16];
     __m512 m = h16v(vmn, mb), d = h16v(_mm512_div_ps(range, _mm512_set1_ps(15.0f)), db);
     __mmask16 nz = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    const __m512 id0 = _mm512_maskz_div_ps(nz, _mm512_set1_ps(1.0f), d);
     __m512 best = _mm512_setzero_ps(), dummy;
     if (search)
-        eval_t(xt, G, d, m, d, nz, ut, &best, &dummy, &dummy, &dummy, 1, 1);
+        eval_t(xt, G, d, m, id0, nz, ut, &best, &dummy, &dummy, &dummy, 1, 1);
     else
-        eval_t(xt, G, d, m, d, nz, ut, &best, &dummy, &dummy, &dummy, 1, 0);
+        eval_t(xt, G, d, m, id0, nz, ut, &best, &dummy, &dummy, &dummy, 1, 0);
     __mmask16 act = search ? live & _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_NEQ_UQ) &
                                  _mm512_cmp_ps_mask(vmx, vmn, _CMP_NEQ_UQ)
                            : 0;
