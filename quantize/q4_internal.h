@@ -123,6 +123,12 @@ extern const lmp_q4_asym_kern lmp_q4_asym_avx512;
 void lmp_q4_quantize_row_kern(const float *x, int cols, int group, int scheme,
                               lmp_q4_method method, void *out, const lmp_q4_asym_kern *k);
 
+/* AVX-512 only: lmp_q4_asym_groups on each of nrows rows (stride cols):
+ * codes u[nrows][cols], bits d[nrows][ng], m[nrows][ng], whole groups of
+ * all rows batched together. */
+void lmp_q4_asym_rows_avx512(const float *x, int nrows, int cols, int group, int search,
+                             uint8_t *u, uint16_t *dbits, uint16_t *mbits);
+
 void lmp_q4_asym_groups(const lmp_q4_asym_kern *k, const float *x, int cols, int group,
                         int search, uint8_t *u, uint16_t *dbits, uint16_t *mbits);
 

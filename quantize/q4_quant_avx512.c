@@ -652,15 +652,15 @@ TGT static inline __attribute__((always_inline)) void transpose16(__m512 *r)
 /* nb (<= 16) whole groups of length G (G % 8 == 0, G <= 128) at x,
  * consecutive: codes to u, fp16 bits to dbits / mbits. */
 TGT static inline __attribute__((always_inline)) void
-batch_t(const float *x, int nb, const int G, int search, uint8_t *u, uint16_t *dbits,
-        uint16_t *mbits)
+batch_t(const float *const *xg, int nb, const int G, int search, uint8_t *const *ug,
+        uint16_t *dbits, uint16_t *mbits)
 {
     __m512 xt[128], ut[128], ct[128]; /* x, best codes, this round's codes; [i] lane g */
     const __mmask16 live = (__mmask16)((1u << nb) - 1);
     for (int i0 = 0; i0 < G; i0 += 16) {
         __m512 *r = xt + i0;
         for (int g = 0; g < 16; g++)
-            r[g] = g < nb ? _mm512_loadu_ps(x + (size_t)g * G + i0) : _mm512_setzero_ps();
+            r[g] = g < nb ? _mm512_loadu_ps(xg[g] + i0) : _mm512_setzero_ps();
         transpose16(r);
     }
     /* statistics: per reference lane, min / max from x[0], sum from 0 */
@@ -782,28 +782,39 @@ batch_t(const float *x, int nb, const int G, int search, uint8_t *u, uint16_t *d
         __m512 *r = ut + i0;
         transpose16(r);
         for (int g = 0; g < nb; g++)
-            _mm_storeu_si128((__m128i *)(u + (size_t)g * G + i0),
+            _mm_storeu_si128((__m128i *)(ug[g] + i0),
                              _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r[g])));
     }
 }
 
 /* batch_t with G a constant: loops unrolled, accumulators in registers */
-TGT static void batch_t32(const float *x, int nb, int search, uint8_t *u, uint16_t *db,
-                          uint16_t *mb)
+TGT static void batch_t32(const float *const *xg, int nb, int search, uint8_t *const *ug,
+                       uint16_t *db, uint16_t *mb)
 {
-    batch_t(x, nb, 32, search, u, db, mb);
+    batch_t(xg, nb, 32, search, ug, db, mb);
 }
 
-TGT static void batch_t64(const float *x, int nb, int search, uint8_t *u, uint16_t *db,
-                          uint16_t *mb)
+TGT static void batch_t64(const float *const *xg, int nb, int search, uint8_t *const *ug,
+                       uint16_t *db, uint16_t *mb)
 {
-    batch_t(x, nb, 64, search, u, db, mb);
+    batch_t(xg, nb, 64, search, ug, db, mb);
 }
 
-TGT static void batch_t128(const float *x, int nb, int search, uint8_t *u, uint16_t *db,
-                           uint16_t *mb)
+TGT static void batch_t128(const float *const *xg, int nb, int search, uint8_t *const *ug,
+                       uint16_t *db, uint16_t *mb)
 {
-    batch_t(x, nb, 128, search, u, db, mb);
+    batch_t(xg, nb, 128, search, ug, db, mb);
+}
+
+static void batch_tg(int group, const float *const *xg, int nb, int search, uint8_t *const *ug,
+                     uint16_t *db, uint16_t *mb)
+{
+    if (group == 32)
+        batch_t32(xg, nb, search, ug, db, mb);
+    else if (group == 64)
+        batch_t64(xg, nb, search, ug, db, mb);
+    else
+        batch_t128(xg, nb, search, ug, db, mb);
 }
 
 TGT static void groups_avx512(const float *x, int cols, int group, int search, uint8_t *u,
@@ -826,14 +837,7 @@ TGT static void groups_avx512(const float *x, int cols, int group, int search, u
             batch_avx512(&lmp_q4_asym_avx512, &B, search, dbits + g0, mbits + g0);
             continue; /* few lanes: the pair kernels are cheaper */
         }
-        const float *xb = x + (size_t)g0 * group;
-        uint8_t *ub = u + (size_t)g0 * group;
-        if (group == 32)
-            batch_t32(xb, full, search, ub, dbits + g0, mbits + g0);
-        else if (group == 64)
-            batch_t64(xb, full, search, ub, dbits + g0, mbits + g0);
-        else
-            batch_t128(xb, full, search, ub, dbits + g0, mbits + g0);
+        batch_tg(group, B.xg, full, search, B.ug, dbits + g0, mbits + g0);
         if (full < B.nb) {
             vbatch R;
             R.nb = 1;
@@ -844,6 +848,70 @@ TGT static void groups_avx512(const float *x, int cols, int group, int search, u
             batch_avx512(&lmp_q4_asym_avx512, &R, search, dbits + g0 + full, mbits + g0 + full);
         }
     }
+}
+
+/* Whole groups of several rows, collected 16 at a time (batch_t); a
+ * partial batch of fewer than 8 and ragged row-end groups go through
+ * batch_avx512. Every group's bits are independent of its batch. */
+typedef struct pend {
+    int n;
+    const float *x[BATCH];
+    uint8_t *u[BATCH];
+    uint16_t *d[BATCH], *m[BATCH];
+} pend;
+
+static void pend_flush(pend *P, int group, int search)
+{
+    uint16_t db[BATCH], mb[BATCH];
+    if (P->n == 0) return;
+    if (P->n >= 8) {
+        batch_tg(group, P->x, P->n, search, P->u, db, mb);
+    } else {
+        vbatch B;
+        B.nb = P->n;
+        for (int b = 0; b < P->n; b++) {
+            B.n[b] = group;
+            B.kk[b] = &lmp_q4_asym_avx512;
+            B.xg[b] = P->x[b];
+            B.ug[b] = P->u[b];
+        }
+        batch_avx512(&lmp_q4_asym_avx512, &B, search, db, mb);
+    }
+    for (int b = 0; b < P->n; b++) *P->d[b] = db[b], *P->m[b] = mb[b];
+    P->n = 0;
+}
+
+void lmp_q4_asym_rows_avx512(const float *x, int nrows, int cols, int group, int search,
+                             uint8_t *u, uint16_t *dbits, uint16_t *mbits)
+{
+    const int ng = (cols + group - 1) / group;
+    if (group != 32 && group != 64 && group != 128) {
+        for (int r = 0; r < nrows; r++)
+            groups_avx512(x + (size_t)r * cols, cols, group, search, u + (size_t)r * cols,
+                          dbits + (size_t)r * ng, mbits + (size_t)r * ng);
+        return;
+    }
+    pend P;
+    P.n = 0;
+    for (int r = 0; r < nrows; r++)
+        for (int g = 0; g < ng; g++) {
+            size_t c0 = (size_t)r * cols + (size_t)g * group;
+            int n = cols - g * group < group ? cols - g * group : group;
+            uint16_t *dp = dbits + (size_t)r * ng + g, *mp = mbits + (size_t)r * ng + g;
+            if (n == group) {
+                P.x[P.n] = x + c0, P.u[P.n] = u + c0, P.d[P.n] = dp, P.m[P.n] = mp;
+                if (++P.n == BATCH) pend_flush(&P, group, search);
+                continue;
+            }
+            vbatch R; /* ragged row end */
+            R.nb = 1;
+            R.n[0] = n;
+            R.kk[0] = n % 8 ? &lmp_q4_asym_ref : &lmp_q4_asym_avx512;
+            R.xg[0] = x + c0;
+            R.ug[0] = u + c0;
+            batch_avx512(&lmp_q4_asym_avx512, &R, search, dp, mp);
+        }
+    pend_flush(&P, group, search);
 }
 
 /* single groups: the AVX2 kernels */

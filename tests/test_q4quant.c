@@ -187,6 +187,37 @@ START_TEST(avx2_kernels_bit_identical)
 }
 END_TEST
 
+/* lmp_q4_quantize_rows (several rows at once; AVX-512 batches whole
+ * groups across rows) gives each row the reference's bytes. */
+START_TEST(quantize_rows_bytes_identical)
+{
+    static const int cl[] = {32, 72, 100, 128, 200, 960, 1000, 2560};
+    static const int groups[] = {32, 64, 128};
+    static const int schemes[] = {LMP_Q4_ASYM, LMP_Q4_ASYM, LMP_Q4_SYM, LMP_Q4_Q8};
+    float *x = malloc(sizeof(float) * 20 * 2560);
+    uint8_t *a = malloc(20 * 4096), *b = malloc(20 * 4096);
+    ck_assert(x && a && b);
+    for (int it = 0; it < 120; it++) {
+        int cols = cl[rnd_u32() % 8], grp = groups[rnd_u32() % 3], nrows = 1 + (int)(rnd_u32() % 20);
+        int sch = schemes[it % 4], kind = it % NKIND;
+        lmp_q4_method m = it % 6 == 5 ? LMP_Q4_MINMAX : LMP_Q4_SEARCH;
+        for (int r = 0; r < nrows; r++) fill(x + (size_t)r * cols, cols, grp, (kind + r) % NKIND);
+        size_t rb = lmp_q4_row_bytes(cols, grp, sch);
+        memset(a, 0x5a, rb * (size_t)nrows);
+        memset(b, 0xa5, rb * (size_t)nrows);
+        for (int r = 0; r < nrows; r++)
+            lmp_q4_quantize_row_ref(x + (size_t)r * cols, cols, grp, sch, m, a + (size_t)r * rb);
+        lmp_q4_quantize_rows(x, nrows, cols, grp, sch, m, b);
+        for (size_t i = 0; i < rb * (size_t)nrows; i++)
+            ck_assert_msg(a[i] == b[i], "%s g%d cols %d rows %d kind %d: byte %zu: %02x %02x",
+                          lmp_q4_scheme_name(sch), grp, cols, nrows, kind, i, a[i], b[i]);
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* The AVX-512 pair kernels, bit for bit against two reference calls. */
 START_TEST(avx512_pair_kernels_bit_identical)
 {
@@ -328,6 +359,7 @@ Suite *lmp_suite_q4quant(void)
     tcase_add_test(tc, avx2_kernels_bit_identical);
     tcase_add_test(tc, every_kernel_table_bytes_identical);
     tcase_add_test(tc, avx512_pair_kernels_bit_identical);
+    tcase_add_test(tc, quantize_rows_bytes_identical);
     tcase_add_test(tc, search_never_worse_on_awkward_rows);
     tcase_add_test(tc, bf16_to_f32_finite_all_patterns);
     suite_add_tcase(s, tc);
