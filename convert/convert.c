@@ -209,7 +209,8 @@ static void release_pages(const uint8_t *p, uint64_t n)
  * writer and appends every finished chunk that is next in output order
  * (hash + write, drop its input pages). So reading, quantizing and writing
  * overlap and no thread waits at a per-slab barrier; a thread only waits
- * when the ring is full (the chunk RING slots ahead of the write). The
+ * when the ring is full (its chunk is RING_PER_THREAD * threads ahead of
+ * the next one to write). The
  * bytes of a chunk depend only on its rows, and chunks are written in
  * order: the file is the same for any thread count. */
 
