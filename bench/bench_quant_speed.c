@@ -1,6 +1,7 @@
 /* Quantizer throughput per core: lmp_q4_quantize_row on Gaussian weights of
  * SmolLM-360M shapes, one thread, CPU time (robust on a loaded machine),
- * scalar reference vs the run-time-selected AVX2 path, MB/s of f32 input.
+ * scalar reference vs the run-time-selected SIMD path (ASYM: AVX-512 when
+ * lmp_cpu_avx512(), LMP_CPU=avx2 for the AVX2 one), MB/s of f32 input.
  * Also checks that both paths give the same bytes (exit 1 otherwise).
  * Prints rows of "| benchmark | value | unit | notes |".
  * Usage: bench_quant_speed [--quick]
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cpu.h"
 #include "quantize/q4.h"
 
 #include "bench/bench_util.h"
@@ -62,9 +64,11 @@ static int bench(int rows, int cols, int group, int scheme, lmp_q4_method m, int
            "of %d |\n",
            lmp_q4_scheme_name(scheme), group, mn, rows, cols, 4.0 * (double)n / ts / 1e6, reps);
     if (simd)
-        printf("| quantize %s g%d %s [%d x %d] AVX2 | %.0f | MB/s f32 in, 1 core | CPU time, "
+        printf("| quantize %s g%d %s [%d x %d] %s | %.0f | MB/s f32 in, 1 core | CPU time, "
                "median of %d; bytes %s scalar |\n",
-               lmp_q4_scheme_name(scheme), group, mn, rows, cols, 4.0 * (double)n / tv / 1e6, reps,
+               lmp_q4_scheme_name(scheme), group, mn, rows, cols,
+               lmp_cpu_avx512() && scheme == LMP_Q4_ASYM ? "AVX-512" : "AVX2",
+               4.0 * (double)n / tv / 1e6, reps,
                same ? "identical to" : "DIFFER from");
     free(w);
     free(q0);

@@ -3,6 +3,7 @@
 #include "convert/convert.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,6 @@
 #define DEFAULT_SCHEME LMP_Q4_DEFAULT_SCHEME
 #define DEFAULT_Q4_EMBED LMP_MAT_Q4
 
-/* Slab: rows processed (in parallel) and written together; ~2 MB of f32
- * input per slab keeps memory flat and the pool busy. */
-#define SLAB_F32_BYTES (2u << 20)
 
 void lmp_convert_defaults(lmp_convert_opts *o)
 {
@@ -203,20 +201,18 @@ static void release_pages(const uint8_t *p, uint64_t n)
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-/* ---- per-slab parallel work ---------------------------------------------- */
-
-typedef struct slab_job {
-    const src_tensor *t;
-    lmp_mat_kind kind;
-    int group, scheme;
-    lmp_q4_method method;
-    int64_t r0, nrows;
-    int rows_per_task;
-    uint64_t out_row_bytes;
-    uint8_t *out;
-    float *scratch;            /* cols floats per thread */
-    atomic_llong bad_row;      /* smallest row with a non-finite value, or LLONG_MAX */
-} slab_job;
+/* ---- pipelined parallel work --------------------------------------------
+ * The whole model is cut into chunks (a tensor's rows, ~CHUNK_F32_BYTES of
+ * f32 each), numbered in output order. Every thread (the caller and
+ * nth - 1 helpers) repeatedly claims the next chunk, converts / quantizes
+ * it into a ring slot, then, if no other thread is writing, becomes the
+ * writer and appends every finished chunk that is next in output order
+ * (hash + write, drop its input pages). So reading, quantizing and writing
+ * overlap and no thread waits at a per-slab barrier; a thread only waits
+ * when the ring is full (its chunk is RING_PER_THREAD * threads ahead of
+ * the next one to write). The
+ * bytes of a chunk depend only on its rows, and chunks are written in
+ * order: the file is the same for any thread count. */
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -231,19 +227,84 @@ static int row_to_f32(lmp_dtype t, const uint8_t *src, float *x, int cols)
     return lmp_to_f32_finite(t, src, x, (size_t)cols) == 1;
 }
 
-static void slab_task(void *ctx, int task, int tid)
+#define CHUNK_F32_BYTES (1u << 20)
+#define RING_PER_THREAD 4
+/* q4 / q8: rows converted and quantized together, up to this many floats
+ * (64 KB: stays in L2 between the bf16 conversion and the quantizer) */
+#define QROWS_F32 16384
+/* Start the output's writeback every 8 MB written, so the final fsync
+ * (atomic commit) does not wait for the whole file at the end. */
+#define WRITEBACK_BYTES (8u << 20)
+
+typedef struct chunk {
+    uint32_t tensor;
+    int64_t r0, nrows;
+} chunk;
+
+typedef struct tensor_job {
+    src_tensor t;
+    lmp_mat_kind kind;
+    int group, scheme;
+    uint64_t out_row_bytes;
+} tensor_job;
+
+typedef struct cpipe {
+    /* read-only while running */
+    const tensor_job *tj;
+    const chunk *ch;
+    size_t nchunks;
+    int nslots;
+    size_t slot_bytes;
+    uint8_t *slots;            /* nslots * slot_bytes */
+    lmp_q4_method method;
+    int64_t max_cols;
+    float *scratch;            /* max_cols floats per thread */
+    lmp_lmpkw *w;
+    const char *in_path;
+    const lmp_convert_opts *o;
+    uint64_t total_in;
+    uint64_t unsynced;         /* written since the last writeback start (the writer's) */
+    /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t space;      /* a slot became free, or stop */
+    size_t next, written;
+    size_t *slot_chunk;        /* chunk + 1 finished in the slot, 0 free/busy */
+    long long *slot_bad;       /* smallest non-finite row of the slot's chunk, or -1 */
+    int writing, stop;
+    uint64_t done_in;
+    lmp_status rc;
+    lmp_diag diag;
+} cpipe;
+
+/* Rows [r0, r0 + nrows) of a tensor into out; returns the smallest row
+ * holding a non-finite value (q4/q8 only), or -1. */
+static long long convert_rows(const tensor_job *j, lmp_q4_method method, int64_t r0,
+                              int64_t nrows, float *x, uint8_t *out)
 {
-    slab_job *j = ctx;
-    const src_tensor *t = j->t;
+    const src_tensor *t = &j->t;
     int cols = (int)t->cols;
     size_t esz = lmp_dtype_size(t->dtype);
-    float *x = j->scratch + (size_t)tid * (size_t)cols;
-    int64_t a = (int64_t)task * j->rows_per_task;
-    int64_t b = a + j->rows_per_task < j->nrows ? a + j->rows_per_task : j->nrows;
-    for (int64_t i = a; i < b; i++) {
-        int64_t r = j->r0 + i;
+    if (j->kind == LMP_MAT_Q4 || j->kind == LMP_MAT_Q8) {
+        /* QROWS_F32 floats of rows at a time, quantized together (whole
+         * groups of several rows share the vector lanes) */
+        int64_t per = QROWS_F32 / cols > 1 ? QROWS_F32 / cols : 1;
+        for (int64_t i0 = 0; i0 < nrows; i0 += per) {
+            int64_t n = nrows - i0 < per ? nrows - i0 : per;
+            for (int64_t i = 0; i < n; i++) {
+                int64_t r = r0 + i0 + i;
+                if (!row_to_f32(t->dtype, t->data + (uint64_t)r * (uint64_t)cols * esz,
+                                x + (size_t)i * (size_t)cols, cols))
+                    return r; /* rows are in order: the first is the smallest */
+            }
+            lmp_q4_quantize_rows(x, (int)n, cols, j->group, j->scheme, method,
+                                 out + (uint64_t)i0 * j->out_row_bytes);
+        }
+        return -1;
+    }
+    for (int64_t i = 0; i < nrows; i++) {
+        int64_t r = r0 + i;
         int finite = row_to_f32(t->dtype, t->data + (uint64_t)r * (uint64_t)cols * esz, x, cols);
-        uint8_t *o = j->out + (uint64_t)i * j->out_row_bytes;
+        uint8_t *o = out + (uint64_t)i * j->out_row_bytes;
         switch (j->kind) {
         case LMP_MAT_F32:
             for (int c = 0; c < cols; c++) {
@@ -259,18 +320,127 @@ static void slab_task(void *ctx, int task, int tid)
         case LMP_MAT_BF16:
             for (int c = 0; c < cols; c++) put16(o + 2 * (size_t)c, lmp_f32_to_bf16(x[c]));
             break;
-        default: {
-            if (!finite) {
-                long long cur = atomic_load(&j->bad_row);
-                while (r < cur && !atomic_compare_exchange_weak(&j->bad_row, &cur, (long long)r)) {
-                }
-                memset(o, 0, (size_t)j->out_row_bytes);
-                break;
-            }
-            lmp_q4_quantize_row(x, cols, j->group, j->scheme, j->method, o);
-        }
+        default:
+            (void)finite;
+            break;
         }
     }
+    return -1;
+}
+
+/* Append the finished chunks that are next in order (caller holds mu and
+ * has set p->writing; returns with mu held). */
+static void write_ready(cpipe *p)
+{
+    while (!p->stop && p->written < p->nchunks) {
+        size_t c = p->written;
+        int s = (int)(c % (size_t)p->nslots);
+        if (p->slot_chunk[s] != c + 1) break;
+        long long bad = p->slot_bad[s];
+        pthread_mutex_unlock(&p->mu);
+        const chunk *k = &p->ch[c];
+        const tensor_job *j = &p->tj[k->tensor];
+        lmp_status rc = LMP_OK;
+        lmp_diag d;
+        memset(&d, 0, sizeof d);
+        if (bad >= 0) {
+            rc = lmp_fail(&d, LMP_ERR_FORMAT,
+                          "%s: tensor '%s': row %lld holds a NaN or infinity, cannot quantize",
+                          p->in_path, j->t.name, bad);
+        } else {
+            rc = lmp_lmpkw_write(p->w, p->slots + (size_t)s * p->slot_bytes,
+                                 (size_t)((uint64_t)k->nrows * j->out_row_bytes), &d);
+        }
+        uint64_t in_bytes = (uint64_t)k->nrows * (uint64_t)j->t.cols * lmp_dtype_size(j->t.dtype);
+        if (rc == LMP_OK) {
+            release_pages(j->t.data + (uint64_t)k->r0 * (uint64_t)j->t.cols *
+                                          lmp_dtype_size(j->t.dtype),
+                          in_bytes);
+            if (p->o->progress) p->o->progress(p->o->progress_ctx, p->done_in + in_bytes,
+                                               p->total_in);
+        }
+        if (rc == LMP_OK) {
+            p->unsynced += (uint64_t)k->nrows * j->out_row_bytes;
+            if (p->unsynced >= WRITEBACK_BYTES) {
+                lmp_lmpkw_start_writeback(p->w);
+                p->unsynced = 0;
+            }
+        }
+        pthread_mutex_lock(&p->mu);
+        p->done_in += in_bytes;
+        p->slot_chunk[s] = 0;
+        p->written++;
+        if (rc != LMP_OK) {
+            p->rc = rc;
+            p->diag = d;
+            p->stop = 1;
+        }
+        pthread_cond_broadcast(&p->space);
+    }
+}
+
+static void pipe_worker(cpipe *p, int tid)
+{
+    float *x = p->scratch + (size_t)tid * (size_t)p->max_cols;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        if (p->stop || p->next >= p->nchunks) break;
+        size_t c = p->next++;
+        while (!p->stop && c - p->written >= (size_t)p->nslots)
+            pthread_cond_wait(&p->space, &p->mu);
+        if (p->stop) break;
+        pthread_mutex_unlock(&p->mu);
+        int s = (int)(c % (size_t)p->nslots);
+        const chunk *k = &p->ch[c];
+        long long bad = convert_rows(&p->tj[k->tensor], p->method, k->r0, k->nrows, x,
+                                     p->slots + (size_t)s * p->slot_bytes);
+        pthread_mutex_lock(&p->mu);
+        p->slot_bad[s] = bad;
+        p->slot_chunk[s] = c + 1;
+        if (!p->writing) {
+            p->writing = 1;
+            write_ready(p);
+            p->writing = 0;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+typedef struct helper_arg {
+    cpipe *p;
+    int tid;
+} helper_arg;
+
+static void *helper_main(void *arg)
+{
+    helper_arg *h = arg;
+    pipe_worker(h->p, h->tid);
+    return NULL;
+}
+
+/* Run the pipeline with nth threads (the caller is one of them). */
+static lmp_status pipe_run(cpipe *p, int nth, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    pthread_t th[64];
+    helper_arg ha[64];
+    int started = 0;
+    if (nth > 64) nth = 64;
+    for (int i = 1; i < nth; i++) {
+        ha[i] = (helper_arg){p, i};
+        if (pthread_create(&th[i], NULL, helper_main, &ha[i]) != 0) break;
+        started = i;
+    }
+    pipe_worker(p, 0);
+    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+    if (p->rc != LMP_OK) {
+        *d = p->diag;
+        rc = p->rc;
+    } else if (p->written != p->nchunks) {
+        rc = lmp_fail(d, LMP_ERR_INTERNAL, "%s: %zu of %zu chunks written", p->in_path,
+                      p->written, p->nchunks);
+    }
+    return rc;
 }
 
 /* ---- the pass ------------------------------------------------------------ */
@@ -289,8 +459,11 @@ lmp_status lmp_convert(const char *in_path, const char *out_path, const lmp_conv
     lmp_expect *ex = NULL;
     lmp_lmpkw_desc *descs = NULL;
     lmp_lmpkw *w = NULL;
-    lmp_pool *pool = NULL;
-    uint8_t *outbuf = NULL;
+    tensor_job *tj = NULL;
+    chunk *chunks = NULL;
+    uint8_t *slots = NULL;
+    size_t *slot_chunk = NULL;
+    long long *slot_bad = NULL;
     float *scratch = NULL;
     lmp_convert_stats st;
     memset(&st, 0, sizeof st);
@@ -331,64 +504,80 @@ lmp_status lmp_convert(const char *in_path, const char *out_path, const lmp_conv
         total_in += t.nbytes;
         if (t.cols > max_cols) max_cols = t.cols;
     }
-    LMP_FORWARD(lmp_pool_create(&pool, o->threads, d));
-    int nth = lmp_pool_threads(pool);
-    scratch = malloc((size_t)nth * (size_t)max_cols * sizeof *scratch);
-    LMP_FAIL_IF(!scratch, LMP_ERR_NOMEM, "%s: out of memory", in_path);
+    int nth = o->threads > 0 ? o->threads : lmp_cpu_count();
+    if (nth > 64) nth = 64;
+    /* the chunk list, in output order */
+    tj = calloc(n, sizeof *tj);
+    LMP_FAIL_IF(!tj, LMP_ERR_NOMEM, "%s: out of memory", in_path);
     LMP_FORWARD(lmp_lmpkw_open(&w, out_path, s.cfg_json, s.cfg_len, s.files, s.nfiles, descs, n,
                                d));
-    uint64_t done = 0;
-    size_t outcap = 0;
-    for (size_t i = 0; i < n; i++) {
-        src_tensor t;
-        LMP_FORWARD(source_get(&s, &ex[i], &t, d));
-        uint64_t size = lmp_lmpkw_tensor_size(w, i);
-        uint64_t orb = size / (uint64_t)t.rows;
-        int64_t slab = (int64_t)(SLAB_F32_BYTES / ((uint64_t)t.cols * 4));
-        if (slab < 1) slab = 1;
-        if (slab > t.rows) slab = t.rows;
-        if ((uint64_t)slab * orb > outcap) {
-            free(outbuf);
-            outcap = (size_t)((uint64_t)slab * orb);
-            outbuf = malloc(outcap);
-            LMP_FAIL_IF(!outbuf, LMP_ERR_NOMEM, "%s: out of memory for a %zu-byte slab",
-                        in_path, outcap);
+    size_t nch = 0, slot_bytes = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        nch = 0;
+        for (size_t i = 0; i < n; i++) {
+            tensor_job *j = &tj[i];
+            if (pass == 0) {
+                LMP_FORWARD(source_get(&s, &ex[i], &j->t, d));
+                j->kind = descs[i].kind;
+                j->group = descs[i].group;
+                j->scheme = descs[i].scheme;
+                uint64_t size = lmp_lmpkw_tensor_size(w, i);
+                j->out_row_bytes = size / (uint64_t)j->t.rows;
+                if (descs[i].ndim == 2) {
+                    st.weight_elems += (uint64_t)j->t.rows * (uint64_t)j->t.cols;
+                    st.weight_bytes += size;
+                }
+            }
+            int64_t per = (int64_t)(CHUNK_F32_BYTES / ((uint64_t)j->t.cols * 4));
+            if (per < 1) per = 1;
+            if (per > j->t.rows) per = j->t.rows;
+            if (pass == 0 && (uint64_t)per * j->out_row_bytes > slot_bytes)
+                slot_bytes = (size_t)((uint64_t)per * j->out_row_bytes);
+            for (int64_t r0 = 0; r0 < j->t.rows; r0 += per) {
+                if (pass == 1)
+                    chunks[nch] = (chunk){(uint32_t)i, r0, j->t.rows - r0 < per ? j->t.rows - r0 : per};
+                nch++;
+            }
         }
-        if (descs[i].ndim == 2) {
-            st.weight_elems += (uint64_t)t.rows * (uint64_t)t.cols;
-            st.weight_bytes += size;
+        if (pass == 0) {
+            chunks = malloc(nch * sizeof *chunks);
+            LMP_FAIL_IF(!chunks, LMP_ERR_NOMEM, "%s: out of memory", in_path);
         }
-        size_t esz = lmp_dtype_size(t.dtype);
-        for (int64_t r0 = 0; r0 < t.rows; r0 += slab) {
-            slab_job j;
-            memset(&j, 0, sizeof j);
-            j.t = &t;
-            j.kind = descs[i].kind;
-            j.group = descs[i].group;
-            j.scheme = descs[i].scheme;
-            j.method = o->method;
-            j.r0 = r0;
-            j.nrows = t.rows - r0 < slab ? t.rows - r0 : slab;
-            j.rows_per_task = (int)((j.nrows + 4 * nth - 1) / (4 * nth));
-            if (j.rows_per_task < 1) j.rows_per_task = 1;
-            j.out_row_bytes = orb;
-            j.out = outbuf;
-            j.scratch = scratch;
-            atomic_init(&j.bad_row, LLONG_MAX);
-            int ntasks = (int)((j.nrows + j.rows_per_task - 1) / j.rows_per_task);
-            lmp_pool_run(pool, slab_task, &j, ntasks);
-            long long bad = atomic_load(&j.bad_row);
-            LMP_FAIL_IF(bad != LLONG_MAX, LMP_ERR_FORMAT,
-                        "%s: tensor '%s': row %lld holds a NaN or infinity, cannot quantize",
-                        in_path, t.name, bad);
-            LMP_FORWARD(lmp_lmpkw_write(w, outbuf, (size_t)((uint64_t)j.nrows * orb), d));
-            uint64_t in_bytes = (uint64_t)j.nrows * (uint64_t)t.cols * esz;
-            release_pages(t.data + (uint64_t)r0 * (uint64_t)t.cols * esz, in_bytes);
-            done += in_bytes;
-            if (o->progress) o->progress(o->progress_ctx, done, total_in);
-        }
-        st.n_tensors++;
     }
+    int nslots = RING_PER_THREAD * nth;
+    if (max_cols < QROWS_F32) max_cols = QROWS_F32; /* per-thread scratch floats */
+    scratch = malloc((size_t)nth * (size_t)max_cols * sizeof *scratch);
+    slots = malloc((size_t)nslots * slot_bytes);
+    slot_chunk = calloc((size_t)nslots, sizeof *slot_chunk);
+    slot_bad = calloc((size_t)nslots, sizeof *slot_bad);
+    LMP_FAIL_IF(!scratch || !slots || !slot_chunk || !slot_bad, LMP_ERR_NOMEM,
+                "%s: out of memory for %d ring slots of %zu bytes", in_path, nslots, slot_bytes);
+    {
+        cpipe p;
+        memset(&p, 0, sizeof p);
+        p.tj = tj;
+        p.ch = chunks;
+        p.nchunks = nch;
+        p.nslots = nslots;
+        p.slot_bytes = slot_bytes;
+        p.slots = slots;
+        p.method = o->method;
+        p.max_cols = max_cols;
+        p.scratch = scratch;
+        p.w = w;
+        p.in_path = in_path;
+        p.o = o;
+        p.total_in = total_in;
+        p.slot_chunk = slot_chunk;
+        p.slot_bad = slot_bad;
+        pthread_mutex_init(&p.mu, NULL);
+        pthread_cond_init(&p.space, NULL);
+        rc = pipe_run(&p, nth, d);
+        pthread_cond_destroy(&p.space);
+        pthread_mutex_destroy(&p.mu);
+        if (rc != LMP_OK) goto out;
+    }
+    st.n_tensors = n;
     st.in_bytes = total_in;
     LMP_FORWARD(lmp_lmpkw_finish(w, d));
     w = NULL;
@@ -399,8 +588,11 @@ lmp_status lmp_convert(const char *in_path, const char *out_path, const lmp_conv
     if (stats) *stats = st;
 out:
     lmp_lmpkw_abort(w);
-    lmp_pool_close(pool);
-    free(outbuf);
+    free(tj);
+    free(chunks);
+    free(slots);
+    free(slot_chunk);
+    free(slot_bad);
     free(scratch);
     free(ex);
     free(descs);

@@ -7,10 +7,13 @@
  * `convert --dtype f32` + `quantize` give byte-identical files.
  *
  * Tensors are written in the config's canonical order (lmp_config_expected).
- * Each tensor is processed in slabs of rows; the rows of a slab are
- * converted / quantized in parallel and every row's bytes depend only on
- * that row, so the output is identical for any thread count. Input pages
- * are dropped as soon as a slab is written, so peak memory stays a few MB
+ * The tensors are cut into chunks of rows (~1 MB of f32), numbered in
+ * output order; every thread claims the next chunk, converts / quantizes
+ * it into a ring slot and, when no other thread is writing, appends the
+ * finished chunks that are next in order. Every row's bytes depend only on
+ * that row and chunks are written in order, so the output is identical for
+ * any thread count. Input pages are dropped as soon as a chunk is written,
+ * so peak memory stays a few MB
  * above the carried files, whatever the model size.
  *
  * Storage per tensor: 1-D (norms) always f32; embed_tokens and lm_head get
@@ -34,7 +37,8 @@ typedef struct lmp_convert_opts {
     int embed;            /* lmp_mat_kind for embed_tokens / lm_head; -1: default */
     lmp_q4_method method; /* LMP_Q4_SEARCH, or LMP_Q4_MINMAX (--no-search) */
     int threads;          /* <= 0: all CPUs */
-    lmp_convert_progress_fn progress; /* may be NULL; called between slabs */
+    lmp_convert_progress_fn progress; /* may be NULL; called after each chunk
+                                       * written, from a worker thread */
     void *progress_ctx;
 } lmp_convert_opts;
 

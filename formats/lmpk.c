@@ -3,6 +3,7 @@
 #include "formats/lmpk.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -582,6 +583,7 @@ struct lmp_lmpkw {
     size_t cur;          /* tensor being written */
     uint64_t cur_done;   /* bytes of it written */
     XXH3_state_t *hs;
+    uint64_t wb_off;     /* writeback started up to here (lmp_lmpkw_start_writeback) */
 };
 
 void lmp_lmpkw_abort(lmp_lmpkw *w)
@@ -750,6 +752,20 @@ lmp_status lmp_lmpkw_write(lmp_lmpkw *w, const void *data, size_t nbytes, lmp_di
     }
 out:
     return rc;
+}
+
+void lmp_lmpkw_start_writeback(lmp_lmpkw *w)
+{
+#if defined(__linux__) && defined(SYNC_FILE_RANGE_WRITE)
+    if (!w || !w->out.f || fflush(w->out.f) != 0) return; /* an error stays for commit */
+    off_t end = ftello(w->out.f);
+    if (end <= (off_t)w->wb_off) return;
+    (void)sync_file_range(fileno(w->out.f), (off_t)w->wb_off, end - (off_t)w->wb_off,
+                          SYNC_FILE_RANGE_WRITE);
+    w->wb_off = (uint64_t)end;
+#else
+    (void)w;
+#endif
 }
 
 lmp_status lmp_lmpkw_finish(lmp_lmpkw *w, lmp_diag *d)

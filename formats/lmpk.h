@@ -177,6 +177,10 @@ lmp_status lmp_lmpkw_open(lmp_lmpkw **out, const char *path, const char *config_
 uint64_t lmp_lmpkw_tensor_size(const lmp_lmpkw *w, size_t i);
 /* Append bytes of the current tensor; may span tensors. */
 lmp_status lmp_lmpkw_write(lmp_lmpkw *w, const void *data, size_t nbytes, lmp_diag *d);
+/* Start the kernel's writeback of the bytes written so far (Linux
+ * sync_file_range, no waiting), so the fsync in finish has little left to
+ * wait for. Best effort, never fails (a write error shows at finish). */
+void lmp_lmpkw_start_writeback(lmp_lmpkw *w);
 lmp_status lmp_lmpkw_finish(lmp_lmpkw *w, lmp_diag *d); /* frees w */
 void lmp_lmpkw_abort(lmp_lmpkw *w);                      /* frees w; NULL no-op */
 

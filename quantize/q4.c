@@ -313,6 +313,12 @@ void lmp_q4_quantize_row_ref(const float *x, int cols, int group, int scheme,
     quantize_row(x, cols, group, scheme, method, out, &lmp_q4_asym_ref);
 }
 
+void lmp_q4_quantize_row_kern(const float *x, int cols, int group, int scheme,
+                              lmp_q4_method method, void *out, const lmp_q4_asym_kern *k)
+{
+    quantize_row(x, cols, group, scheme, method, out, k);
+}
+
 static int cpu_has_avx2(void);
 static int g_force_scalar;
 
@@ -321,11 +327,63 @@ void lmp_q4_quantize_row(const float *x, int cols, int group, int scheme, lmp_q4
 {
 #if defined(__x86_64__) || defined(__i386__)
     if (!g_force_scalar && cpu_has_avx2()) {
-        quantize_row(x, cols, group, scheme, method, out, &lmp_q4_asym_avx2);
+        quantize_row(x, cols, group, scheme, method, out,
+                     lmp_cpu_avx512() ? &lmp_q4_asym_avx512 : &lmp_q4_asym_avx2);
         return;
     }
 #endif
     quantize_row(x, cols, group, scheme, method, out, &lmp_q4_asym_ref);
+}
+
+/* One ASYM row's bytes from its codes u[cols] and fp16 bits d[ng], m[ng]
+ * (the layout quantize_row writes; padding codes 0). */
+static void pack_asym_row(const uint8_t *u, const uint16_t *d, const uint16_t *m, int cols,
+                          int group, uint8_t *o)
+{
+    int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group, full = cols / 32;
+    uint8_t *sc = o + 16 * (size_t)nblk, *mn = sc + 2 * (size_t)ng;
+    for (int g = 0; g < ng; g++) {
+        wr16(sc + 2 * g, d[g]);
+        wr16(mn + 2 * g, m[g]);
+    }
+    for (int b = 0; b < full; b++)
+        for (int j = 0; j < 16; j++)
+            o[16 * b + j] = (uint8_t)(u[32 * b + j] | (u[32 * b + 16 + j] << 4));
+    if (full < nblk) {
+        uint8_t t[32] = {0};
+        memcpy(t, u + 32 * (size_t)full, (size_t)(cols - 32 * full));
+        for (int j = 0; j < 16; j++) o[16 * full + j] = (uint8_t)(t[j] | (t[16 + j] << 4));
+    }
+}
+
+void lmp_q4_quantize_rows(const float *x, int nrows, int cols, int group, int scheme,
+                          lmp_q4_method method, void *out)
+{
+    size_t rb = lmp_q4_row_bytes(cols, group, scheme);
+    uint8_t *o = out;
+#if defined(__x86_64__) || defined(__i386__)
+    if (scheme == LMP_Q4_ASYM && nrows > 1 && !g_force_scalar && cpu_has_avx2() &&
+        lmp_cpu_avx512()) {
+        size_t ng = (size_t)((cols + group - 1) / group), nr = (size_t)nrows;
+        uint8_t *u = malloc(nr * (size_t)cols);
+        uint16_t *bits = malloc(sizeof *bits * 2 * nr * ng);
+        if (u && bits) {
+            lmp_q4_asym_rows_avx512(x, nrows, cols, group, method == LMP_Q4_SEARCH, u, bits,
+                                    bits + nr * ng);
+            for (size_t r = 0; r < nr; r++)
+                pack_asym_row(u + r * (size_t)cols, bits + r * ng, bits + nr * ng + r * ng, cols,
+                              group, o + r * rb);
+            free(u);
+            free(bits);
+            return;
+        }
+        free(u); /* out of memory: row by row below */
+        free(bits);
+    }
+#endif
+    for (int r = 0; r < nrows; r++)
+        lmp_q4_quantize_row(x + (size_t)r * (size_t)cols, cols, group, scheme, method,
+                            o + (size_t)r * rb);
 }
 
 void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, float *out)

@@ -146,11 +146,19 @@ lmp_status lmp_q4_mat_init(lmp_mat *m, int rows, int cols, int group, int scheme
  * every machine and thread count. Parameters must be valid (params_ok). */
 void lmp_q4_quantize_row_ref(const float *x, int cols, int group, int scheme,
                              lmp_q4_method method, void *out);
-/* Same bytes as the reference; ASYM groups use the AVX2 kernels of
- * quantize/q4_quant_avx2.c when the CPU has AVX2 + FMA + F16C and
- * lmp_q4_force_scalar is off (tests/test_q4quant.c checks the identity). */
+/* Same bytes as the reference; ASYM groups use the AVX-512 kernels of
+ * quantize/q4_quant_avx512.c when lmp_cpu_avx512() (common/cpu.h), else the
+ * AVX2 kernels of quantize/q4_quant_avx2.c when the CPU has AVX2 + FMA +
+ * F16C, unless lmp_q4_force_scalar is on (tests/test_q4quant.c checks the
+ * identity). */
 void lmp_q4_quantize_row(const float *x, int cols, int group, int scheme, lmp_q4_method method,
                          void *out);
+/* nrows rows x[nrows][cols] -> out[nrows][row_bytes]: the bytes of
+ * lmp_q4_quantize_row on each row. With AVX-512 (ASYM), whole groups of
+ * all the rows are batched 16 at a time, so short rows (few groups) keep
+ * the vector lanes full. */
+void lmp_q4_quantize_rows(const float *x, int nrows, int cols, int group, int scheme,
+                          lmp_q4_method method, void *out);
 
 /* Quantize a whole matrix w[rows][cols] into out[rows * row_bytes], rows
  * split over `pool` (may be NULL); output identical for any thread count.

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quantize/q4.h"
 #include "runtime/mat.h"
 
 /* Activations of n tokens, each quantized per 32-element block to int8
@@ -96,15 +97,53 @@ typedef struct lmp_q4_asym_kern {
      * sums[0..2] the lane sums su, suu, sux as in cands. */
     float (*eval)(const float *x, int n, float d, float m, float id, uint8_t *u, float *sums,
                   int mode);
+    /* Optional (NULL in the ref / AVX2 tables): the same for two groups a
+     * and b of equal length n (n % 8 == 0) at once, results bit-identical
+     * to two single calls. eval2: both d != 0, and id[0], id[1] both zero
+     * or both non-zero (the caller checks); e[0], e[1] = the returns. */
+    void (*stats2)(const float *xa, const float *xb, int n, float oa[3], float ob[3]);
+    void (*cands2)(const float *xa, const float *xb, int n, const float mn[2], const float mx[2],
+                   int nb, int nt, const float *isa, const float *isb, float *sa, float *sb);
+    void (*eval2)(const float *xa, const float *xb, int n, const float d[2], const float m[2],
+                  const float id[2], uint8_t *ua, uint8_t *ub, float *sa, float *sb, int mode,
+                  float e[2]);
+    /* Optional: the whole of lmp_q4_asym_groups (same arguments, same
+     * bytes), for a table that vectorizes the per-group scalar steps too. */
+    void (*groups)(const float *x, int cols, int group, int search, uint8_t *u, uint16_t *dbits,
+                   uint16_t *mbits);
 } lmp_q4_asym_kern;
+
+/* The ASYM search's candidate grid and refinement rounds (q4_quant.c
+ * explains them; shared so every implementation of the group algorithm
+ * uses the same numbers). */
+#define LMP_Q4_ASYM_NB 3
+#define LMP_Q4_ASYM_TB {-1.0f, 0.0f, 0.5f}
+#define LMP_Q4_ASYM_NT 2
+#define LMP_Q4_ASYM_TT {-1.0f, 0.5f}
+#define LMP_Q4_ASYM_NREFINE 3
 
 extern const lmp_q4_asym_kern lmp_q4_asym_ref;
 extern const lmp_q4_asym_kern lmp_q4_asym_avx2;
+/* quantize/q4_quant_avx512.c: the pair kernels in 512-bit registers (one
+ * group per 256-bit half); single groups go to the AVX2 kernels. Only
+ * when lmp_cpu_avx512() (common/cpu.h). */
+extern const lmp_q4_asym_kern lmp_q4_asym_avx512;
 
 /* All ASYM groups of one row x[0..cols): codes u[0..cols) (0..15), fp16
  * bits of each group's d and m. search 0 = LMP_Q4_MINMAX, 1 =
  * LMP_Q4_SEARCH. Groups whose length is not a multiple of 8 use the
  * reference kernels whatever k is. */
+/* One row with a given ASYM kernel table (q4.c; the tests use it to check
+ * every table against the reference). */
+void lmp_q4_quantize_row_kern(const float *x, int cols, int group, int scheme,
+                              lmp_q4_method method, void *out, const lmp_q4_asym_kern *k);
+
+/* AVX-512 only: lmp_q4_asym_groups on each of nrows rows (stride cols):
+ * codes u[nrows][cols], bits d[nrows][ng], m[nrows][ng], whole groups of
+ * all rows batched together. */
+void lmp_q4_asym_rows_avx512(const float *x, int nrows, int cols, int group, int search,
+                             uint8_t *u, uint16_t *dbits, uint16_t *mbits);
+
 void lmp_q4_asym_groups(const lmp_q4_asym_kern *k, const float *x, int cols, int group,
                         int search, uint8_t *u, uint16_t *dbits, uint16_t *mbits);
 

@@ -103,7 +103,7 @@ static float eval_ref(const float *x, int n, float d, float m, float id, uint8_t
     return lane_sum(e);
 }
 
-const lmp_q4_asym_kern lmp_q4_asym_ref = {stats_ref, cands_ref, eval_ref};
+const lmp_q4_asym_kern lmp_q4_asym_ref = {stats_ref, cands_ref, eval_ref, NULL, NULL, NULL, NULL};
 
 /* The fp16 value nearest to v (overflow clamped to +-65504), as float;
  * the normal range inline (the same bits as lmp_f32_to_f16 /
@@ -139,11 +139,11 @@ static inline float h16(float v, uint16_t *bits)
  * anchors) were t in [-1, 1] in 96 % of the groups, and these 5 candidates
  * plus the refinement keep the weight error within ~1 % of the old
  * 26-candidate search at a fifth of its cost. */
-static const float k_tb[] = {-1.0f, 0.0f, 0.5f};
-static const float k_tt[] = {-1.0f, 0.5f};
-#define NB ((int)(sizeof k_tb / sizeof *k_tb))
-#define NTT ((int)(sizeof k_tt / sizeof *k_tt))
-#define NREFINE 3 /* at most 3 rounds of fp16 rounding + nearest codes + LS refit */
+static const float k_tb[LMP_Q4_ASYM_NB] = LMP_Q4_ASYM_TB;
+static const float k_tt[LMP_Q4_ASYM_NT] = LMP_Q4_ASYM_TT;
+#define NB LMP_Q4_ASYM_NB
+#define NTT LMP_Q4_ASYM_NT
+#define NREFINE LMP_Q4_ASYM_NREFINE
 
 /* Least-squares (d, m) for fixed codes from their sums (double). */
 static void ls_fit(int n, double inv_n, double su, double suu, double sux, double sx, float *d,
@@ -170,6 +170,10 @@ static void ls_fit(int n, double inv_n, double su, double suu, double sux, doubl
 void lmp_q4_asym_groups(const lmp_q4_asym_kern *k, const float *x, int cols, int group,
                         int search, uint8_t *u, uint16_t *dbits, uint16_t *mbits)
 {
+    if (k->groups) {
+        k->groups(x, cols, group, search, u, dbits, mbits);
+        return;
+    }
     const int ng = (cols + group - 1) / group, nc = NB + NTT;
     for (int g0 = 0; g0 < ng; g0 += BATCH) {
         const int nb = ng - g0 < BATCH ? ng - g0 : BATCH;

@@ -163,4 +163,5 @@ TGT static float eval_avx2(const float *x, int n, float d, float m, float id, ui
                        : eval_loop(x, n, d, m, id, u, sums, 0, 2);
 }
 
-const lmp_q4_asym_kern lmp_q4_asym_avx2 = {stats_avx2, cands_avx2, eval_avx2};
+const lmp_q4_asym_kern lmp_q4_asym_avx2 = {stats_avx2, cands_avx2, eval_avx2, NULL,
+                                           NULL, NULL, NULL};

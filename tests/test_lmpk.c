@@ -698,6 +698,12 @@ START_TEST(convert_failure_leaves_nothing)
     char *se = NULL;
     ck_assert_int_eq(run_prog("lmpack-convert", NULL, &se, model, "-o", out, NULL), 1);
     ck_assert_ptr_nonnull(strstr(se, "down_proj"));
+    /* element 100 of a 172-wide down projection: row 0, whatever -t */
+    ck_assert_msg(strstr(se, "row 0 ") != NULL, "%s", se);
+    free(se);
+    ck_assert_int_eq(count_entries(outdir), 0);
+    ck_assert_int_eq(run_prog("lmpack-convert", NULL, &se, model, "-o", out, "-t", "3", NULL), 1);
+    ck_assert_msg(strstr(se, "down_proj") && strstr(se, "row 0 "), "%s", se);
     free(se);
     ck_assert_int_eq(count_entries(outdir), 0);
     /* the float path stores the NaN as it is */

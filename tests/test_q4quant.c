@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "formats/dtype.h"
 #include "quantize/q4.h"
 #include "quantize/q4_internal.h"
@@ -95,6 +96,55 @@ START_TEST(fast_quantizer_bytes_identical_to_reference)
 }
 END_TEST
 
+/* Every kernel table the machine can run (AVX2; AVX-512 pair kernels and
+ * its 16-groups-per-register batch) against the reference, whatever
+ * LMP_CPU selects for lmp_q4_quantize_row: rows of up to 40 groups so
+ * full batches, partial batches (fewer than 8 groups: pair path), ragged
+ * last groups and constant / zero groups inside a batch all occur. */
+START_TEST(every_kernel_table_bytes_identical)
+{
+    static const int cl[] = {64, 96, 128, 200, 256, 448, 512, 960, 1000, 1024, 2048, 2560};
+    static const int groups[] = {32, 64, 128};
+    const lmp_q4_asym_kern *tabs[2];
+    const char *names[2];
+    int nt = 0;
+    if (lmp_cpu_avx2()) tabs[nt] = &lmp_q4_asym_avx2, names[nt++] = "avx2";
+    if (lmp_cpu_avx512()) tabs[nt] = &lmp_q4_asym_avx512, names[nt++] = "avx512";
+    if (nt == 0) {
+        fprintf(stderr, "test_q4quant: no SIMD kernel table on this CPU\n");
+        return;
+    }
+    float *x = malloc(sizeof(float) * 2560);
+    uint8_t *a = malloc(4096), *b = malloc(4096);
+    ck_assert(x && a && b);
+    for (int it = 0; it < 1500; it++) {
+        int cols = cl[rnd_u32() % 12], grp = groups[rnd_u32() % 3], kind = it % NKIND;
+        lmp_q4_method m = rnd_u32() % 5 ? LMP_Q4_SEARCH : LMP_Q4_MINMAX;
+        fill(x, cols, grp, kind);
+        if (it % 3 == 0) /* a constant group and a zero group among normal ones */
+            for (int c = 0; c < cols; c++) {
+                int g = c / grp;
+                if (g % 5 == 1) x[c] = 0.5f;
+                if (g % 7 == 2) x[c] = 0.0f;
+            }
+        size_t rb = lmp_q4_row_bytes(cols, grp, LMP_Q4_ASYM);
+        memset(a, 0x5a, rb);
+        lmp_q4_quantize_row_ref(x, cols, grp, LMP_Q4_ASYM, m, a);
+        for (int k = 0; k < nt; k++) {
+            memset(b, 0xa5, rb);
+            lmp_q4_quantize_row_kern(x, cols, grp, LMP_Q4_ASYM, m, b, tabs[k]);
+            for (size_t i = 0; i < rb; i++)
+                ck_assert_msg(a[i] == b[i], "%s g%d cols %d kind %d %s: byte %zu of %zu: %02x %02x",
+                              names[k], grp, cols, kind, m == LMP_Q4_SEARCH ? "search" : "minmax",
+                              i, rb, a[i], b[i]);
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* The kernels themselves, bit for bit (the bytes above depend on their
  * sums only through comparisons, so a small deviation could hide there):
  * statistics, every candidate's sums, and eval in all modes, on groups of
@@ -132,6 +182,90 @@ START_TEST(avx2_kernels_bit_identical)
                                   !memcmp(ea, eb, sizeof ea),
                               "eval n %d kind %d mode %d id %d: %a vs %a", n, it % NKIND, mode,
                               useid, (double)ra, (double)rb);
+            }
+    }
+}
+END_TEST
+
+/* lmp_q4_quantize_rows (several rows at once; AVX-512 batches whole
+ * groups across rows) gives each row the reference's bytes. */
+START_TEST(quantize_rows_bytes_identical)
+{
+    static const int cl[] = {32, 72, 100, 128, 200, 960, 1000, 2560};
+    static const int groups[] = {32, 64, 128};
+    static const int schemes[] = {LMP_Q4_ASYM, LMP_Q4_ASYM, LMP_Q4_SYM, LMP_Q4_Q8};
+    float *x = malloc(sizeof(float) * 20 * 2560);
+    uint8_t *a = malloc(20 * 4096), *b = malloc(20 * 4096);
+    ck_assert(x && a && b);
+    for (int it = 0; it < 120; it++) {
+        int cols = cl[rnd_u32() % 8], grp = groups[rnd_u32() % 3], nrows = 1 + (int)(rnd_u32() % 20);
+        int sch = schemes[it % 4], kind = it % NKIND;
+        lmp_q4_method m = it % 6 == 5 ? LMP_Q4_MINMAX : LMP_Q4_SEARCH;
+        for (int r = 0; r < nrows; r++) fill(x + (size_t)r * cols, cols, grp, (kind + r) % NKIND);
+        size_t rb = lmp_q4_row_bytes(cols, grp, sch);
+        memset(a, 0x5a, rb * (size_t)nrows);
+        memset(b, 0xa5, rb * (size_t)nrows);
+        for (int r = 0; r < nrows; r++)
+            lmp_q4_quantize_row_ref(x + (size_t)r * cols, cols, grp, sch, m, a + (size_t)r * rb);
+        lmp_q4_quantize_rows(x, nrows, cols, grp, sch, m, b);
+        for (size_t i = 0; i < rb * (size_t)nrows; i++)
+            ck_assert_msg(a[i] == b[i], "%s g%d cols %d rows %d kind %d: byte %zu: %02x %02x",
+                          lmp_q4_scheme_name(sch), grp, cols, nrows, kind, i, a[i], b[i]);
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
+/* The AVX-512 pair kernels, bit for bit against two reference calls. */
+START_TEST(avx512_pair_kernels_bit_identical)
+{
+    if (!lmp_cpu_avx512()) {
+        fprintf(stderr, "test_q4quant: no AVX-512 (or LMP_CPU=avx2), pair kernels not tested\n");
+        return;
+    }
+    const lmp_q4_asym_kern *r = &lmp_q4_asym_ref, *v = &lmp_q4_asym_avx512;
+    float xa[128], xb[128];
+    for (int it = 0; it < 1000; it++) {
+        int n = 8 * (1 + (int)(rnd_u32() % 16));
+        fill(xa, n, 64, it % NKIND);
+        fill(xb, n, 64, (it / NKIND + it) % NKIND);
+        float ra[3], rb[3], va[3], vb[3];
+        r->stats(xa, n, ra);
+        r->stats(xb, n, rb);
+        v->stats2(xa, xb, n, va, vb);
+        ck_assert_msg(!memcmp(ra, va, sizeof ra) && !memcmp(rb, vb, sizeof rb), "stats2 n %d it %d",
+                      n, it);
+        float mn[2] = {ra[0], rb[0]}, mx[2] = {ra[1], rb[1]}, isa[9], isb[9];
+        for (int j = 0; j < 9; j++) {
+            isa[j] = (14.0f + 0.25f * (float)j) / (mx[0] - mn[0]);
+            isb[j] = (14.5f + 0.125f * (float)j) / (mx[1] - mn[1]);
+        }
+        float ca[27], cb[27], pa[27], pb[27];
+        r->cands(xa, n, mn[0], mx[0], 5, 4, isa, ca);
+        r->cands(xb, n, mn[1], mx[1], 5, 4, isb, cb);
+        v->cands2(xa, xb, n, mn, mx, 5, 4, isa, isb, pa, pb);
+        ck_assert_msg(!memcmp(ca, pa, sizeof ca) && !memcmp(cb, pb, sizeof cb), "cands2 n %d it %d",
+                      n, it);
+        float d[2], m[2] = {mn[0], mn[1]};
+        for (int k = 0; k < 2; k++) {
+            d[k] = (mx[k] - mn[k]) / 15.0f * (0.9f + 0.2f * (float)(rnd_u32() % 8) / 8.0f);
+            if (d[k] == 0.0f) d[k] = 1.0f; /* eval2 needs d != 0 */
+        }
+        for (int mode = 0; mode < 3; mode++)
+            for (int useid = 0; useid < 2; useid++) {
+                uint8_t ua[128], ub[128], qa[128], qb[128];
+                float id[2] = {useid ? 1.0f / d[0] : 0.0f, useid ? 1.0f / d[1] : 0.0f};
+                if ((id[0] == 0.0f) != (id[1] == 0.0f)) continue; /* d = inf: not for eval2 */
+                float sa[3] = {0}, sb[3] = {0}, ta[3] = {0}, tb[3] = {0}, e[2];
+                float ea = r->eval(xa, n, d[0], m[0], id[0], ua, sa, mode);
+                float eb = r->eval(xb, n, d[1], m[1], id[1], ub, sb, mode);
+                v->eval2(xa, xb, n, d, m, id, qa, qb, ta, tb, mode, e);
+                ck_assert_msg(!memcmp(&ea, &e[0], 4) && !memcmp(&eb, &e[1], 4) &&
+                                  !memcmp(ua, qa, (size_t)n) && !memcmp(ub, qb, (size_t)n) &&
+                                  !memcmp(sa, ta, sizeof sa) && !memcmp(sb, tb, sizeof sb),
+                              "eval2 n %d it %d mode %d id %d", n, it, mode, useid);
             }
     }
 }
@@ -223,6 +357,9 @@ Suite *lmp_suite_q4quant(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, fast_quantizer_bytes_identical_to_reference);
     tcase_add_test(tc, avx2_kernels_bit_identical);
+    tcase_add_test(tc, every_kernel_table_bytes_identical);
+    tcase_add_test(tc, avx512_pair_kernels_bit_identical);
+    tcase_add_test(tc, quantize_rows_bytes_identical);
     tcase_add_test(tc, search_never_worse_on_awkward_rows);
     tcase_add_test(tc, bf16_to_f32_finite_all_patterns);
     suite_add_tcase(s, tc);
