@@ -693,6 +693,50 @@ void lmp_q4_matmul_many(const lmp_mat *const *w, float *const *y, int count, con
     matmul_many(w, y, count, x, n, pool, lmp_q4_simd_active());
 }
 
+/* ---- the two halves of a matmul, for fused callers (see q4.h) ------------- */
+
+#define ACT_HDR ((sizeof(lmp_q4_act) + 63) & ~(size_t)63)
+
+size_t lmp_q4_act_prep_bytes(const lmp_mat *w, int n)
+{
+    if (n < 1 || w->cols < 1 || w->group < 32) return ACT_HDR;
+    return ACT_HDR + act_bytes(n, w->cols, w->group) + 64;
+}
+
+const lmp_q4_act *lmp_q4_act_prep(const lmp_mat *w, const float *x, int n, void *buf, int simd)
+{
+    if (!mat_ok(w) || n < 1) return NULL;
+    uintptr_t p = ((uintptr_t)buf + 63) & ~(uintptr_t)63;
+    lmp_q4_act *a = (lmp_q4_act *)p;
+    act_quantize(a, (char *)a + ACT_HDR, x, n, w->cols, w->group, simd && w->kind == LMP_MAT_Q4,
+                 simd);
+    return a;
+}
+
+void lmp_q4_rows(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y, int simd)
+{
+    if (r0 >= r1) return;
+    if (!a || !mat_ok(w) || a->cols != w->cols || a->ng != (w->cols + w->group - 1) / w->group ||
+        a->bpg != w->group / 32 || a->paired != (simd && w->kind == LMP_MAT_Q4)) {
+        for (int t = 0; a && t < a->n; t++)
+            for (int r = r0; r < r1; r++) y[(size_t)t * w->rows + r] = NAN;
+        return;
+    }
+    /* the same dispatch as mm_task */
+#if defined(__x86_64__) || defined(__i386__)
+    if (simd) {
+        lmp_q4_rows_avx2(w, a, r0, r1, y);
+        return;
+    }
+#elif defined(__wasm_simd128__)
+    if (simd) {
+        lmp_q4_rows_wasm(w, a, r0, r1, y);
+        return;
+    }
+#endif
+    rows_ref(w, a, r0, r1, y);
+}
+
 void lmp_q4_get_row(const lmp_mat *w, int r, float *out)
 {
     if (!mat_ok(w) || r < 0 || r >= w->rows) {
