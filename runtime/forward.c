@@ -4,6 +4,7 @@
 #include "runtime/mat_impl.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,12 @@ struct lmp_state {
     float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u;
     lmp_hidden_hook hook;
     void *hook_ctx;
+    /* fused path (see fused_task): per-thread scratch and phase counters */
+    int fused_ok;       /* q/k/v and gate/up can share a prepared input */
+    size_t tbuf_bytes;  /* per thread, multiple of 64 */
+    unsigned char *tbuf; /* [nthreads][tbuf_bytes] prepared matmul inputs */
+    float *txn;         /* [nthreads][PIECE][hidden] normalised activations */
+    atomic_int *ctr;    /* [n_layers * PHASES + 1] chunk counters */
 };
 
 static void *alloc_floats(size_t n)
@@ -48,8 +55,13 @@ void lmp_state_close(lmp_state *s)
     free(s->tmp);
     free(s->g);
     free(s->u);
+    free(s->tbuf);
+    free(s->txn);
+    free(s->ctr);
     free(s);
 }
+
+static lmp_status fused_init(lmp_state *s, lmp_diag *d);
 
 lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_pool *pool,
                             lmp_diag *d)
@@ -90,6 +102,7 @@ lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_po
                     !s->xn || !s->tmp || !s->q || !s->att || !s->k || !s->v || !s->g || !s->u,
                 LMP_ERR_NOMEM, "out of memory for a %d-position KV cache (%zu MB)", ctx,
                 cache * 2 * sizeof(float) >> 20);
+    LMP_FORWARD(fused_init(s, d));
     /* inv_freq_i = theta^(-2i/d), angle = pos * inv_freq, all in double. */
     for (int i = 0; i < half; i++) {
         double inv = lmp_config_inv_freq(c, i);
@@ -203,6 +216,15 @@ static void run_tasks(lmp_state *s, lmp_task_fn fn, void *ctx, int n)
         lmp_pool_run(s->pool, fn, ctx, n);
 }
 
+/* g[i] = silu(g[i]) * u[i] */
+static void silu_mul(float *g, const float *u, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float gv = g[i];
+        g[i] = gv / (1.0f + expf(-gv)) * u[i];
+    }
+}
+
 static void layer_forward(lmp_state *s, int l, int n, int pos)
 {
     const lmp_config *c = &s->m->cfg;
@@ -237,12 +259,230 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
     const lmp_mat *gu[2] = {&L->wgate, &L->wup};
     float *gu_out[2] = {s->g, s->u};
     lmp_mat_mul_many(gu, gu_out, 2, s->xn, n, s->pool);
-    for (size_t i = 0; i < (size_t)n * c->intermediate; i++) {
-        float gv = s->g[i];
-        s->g[i] = gv / (1.0f + expf(-gv)) * s->u[i];
-    }
+    for (int t = 0; t < n; t++)
+        silu_mul(s->g + (size_t)t * c->intermediate, s->u + (size_t)t * c->intermediate,
+                 c->intermediate);
     lmp_mat_mul(&L->wdown, s->g, n, s->tmp, s->pool);
     for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
+}
+
+/* ---- fused path -------------------------------------------------------------
+ * One gang run of the pool per piece of tokens instead of ~5 pool runs per
+ * layer: every thread runs fused_task, the parallel phases of a layer are
+ * separated by barriers, and within a phase the threads claim chunks of
+ * output rows from a per-phase atomic counter (dynamic balance, as the pool
+ * does). The small elementwise ops run on the chunk that was just computed,
+ * by the thread that computed it (RoPE and the KV-cache store on q/k/v
+ * heads, SiLU(gate) * up on gate/up rows, the residual add on o/down rows);
+ * RMSNorm and the activation quantization, which need the whole vector,
+ * are done by every thread redundantly into its own scratch (a few us, and
+ * it saves a barrier each). Five barriers per layer:
+ *   A  q, k, v rows by whole heads (+ RoPE, KV store)   | barrier
+ *   B  attention, one (token, head) per claim           | barrier
+ *   C  o_proj rows (+ residual add)                     | barrier
+ *   D  gate and up rows of the same range (+ SiLU * up) | barrier
+ *   E  down rows (+ residual add)                       | barrier
+ * then the final norm and lm_head rows.
+ * Every element is computed by the same functions with the same inputs as
+ * the pool-run path (layer_forward), so the bits are the same for any
+ * thread count, for decode vs prefill, and fused vs not (tests check it). */
+
+enum { PH_QKV, PH_ATTN, PH_O, PH_GU, PH_DOWN, PHASES };
+
+static atomic_int fused_enabled = 1;
+
+int lmp_forward_set_fused(int on)
+{
+    return atomic_exchange(&fused_enabled, on ? 1 : 0);
+}
+
+static size_t round64(size_t v)
+{
+    return (v + 63) & ~(size_t)63;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+static lmp_status fused_init(lmp_state *s, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    const lmp_model *m = s->m;
+    const lmp_config *c = &m->cfg;
+    int ok = 1;
+    size_t tb = lmp_mat_prep_bytes(&m->lm_head, PIECE);
+    for (int l = 0; l < c->n_layers; l++) {
+        const lmp_layer *L = &m->layers[l];
+        ok = ok && lmp_mat_prep_shared(&L->wq, &L->wk) && lmp_mat_prep_shared(&L->wq, &L->wv) &&
+             lmp_mat_prep_shared(&L->wgate, &L->wup);
+        tb = max_sz(tb, lmp_mat_prep_bytes(&L->wq, PIECE));
+        tb = max_sz(tb, lmp_mat_prep_bytes(&L->wo, PIECE));
+        tb = max_sz(tb, lmp_mat_prep_bytes(&L->wgate, PIECE));
+        tb = max_sz(tb, lmp_mat_prep_bytes(&L->wdown, PIECE));
+    }
+    s->fused_ok = ok;
+    if (!ok) return LMP_OK;
+    s->tbuf_bytes = round64(tb + 64);
+    s->tbuf = malloc(s->tbuf_bytes * (size_t)s->nthreads);
+    s->txn = alloc_floats((size_t)s->nthreads * PIECE * (size_t)c->hidden);
+    s->ctr = malloc(sizeof(atomic_int) * ((size_t)c->n_layers * PHASES + 1));
+    LMP_FAIL_IF(!s->tbuf || !s->txn || !s->ctr, LMP_ERR_NOMEM,
+                "out of memory for the per-thread forward scratch");
+out:
+    return rc;
+}
+
+typedef struct {
+    lmp_state *s;
+    int n, pos;   /* tokens of this piece and the position of the first */
+    float *logits; /* NULL: no lm_head */
+    int all;      /* logits for every token, else for the last only */
+    int simd;     /* attention kernel choice */
+} fused_job;
+
+/* Rows per claim: ~4 claims per thread (as quantize/q4.c splits a matmul:
+ * contiguous ranges keep each thread's weight stream sequential), a
+ * multiple of `unit`. */
+static int chunk_rows(int rows, int nt, int unit)
+{
+    int c = (rows + 4 * nt - 1) / (4 * nt);
+    c = (c + unit - 1) / unit * unit;
+    return c < unit ? unit : c;
+}
+
+static int claim(atomic_int *c)
+{
+    return atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* Phase A: q, k and v in chunks of whole heads. */
+static void phase_qkv(lmp_state *s, int l, int n, int pos, const lmp_mat_in *in, int nt,
+                      atomic_int *ctr)
+{
+    const lmp_config *c = &s->m->cfg;
+    const lmp_layer *L = &s->m->layers[l];
+    int hd = c->head_dim, half = hd / 2, nh = c->n_heads, nkv = c->n_kv_heads;
+    int hpc = chunk_rows(nh + 2 * nkv, nt, 1); /* heads per claim */
+    int cq = (nh + hpc - 1) / hpc, ck = (nkv + hpc - 1) / hpc, total = cq + 2 * ck;
+    for (int k; (k = claim(ctr)) < total;) {
+        int which = k < cq ? 0 : k < cq + ck ? 1 : 2;
+        int h0 = (which == 0 ? k : which == 1 ? k - cq : k - cq - ck) * hpc;
+        int h1 = h0 + hpc, lim = which == 0 ? nh : nkv;
+        if (h1 > lim) h1 = lim;
+        const lmp_mat *w = which == 0 ? &L->wq : which == 1 ? &L->wk : &L->wv;
+        float *y = which == 0 ? s->q : which == 1 ? s->k : s->v;
+        int stride = which == 0 ? s->qdim : s->kvdim;
+        lmp_mat_rows(w, in, h0 * hd, h1 * hd, y);
+        for (int t = 0; t < n; t++) {
+            int p = pos + t;
+            const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
+            for (int h = h0; h < h1; h++) {
+                float *v = y + (size_t)t * stride + (size_t)h * hd;
+                if (which < 2) rope(v, cs, sn, half);
+                if (which == 0) continue;
+                size_t at = (((size_t)l * nkv + h) * (size_t)s->ctx + (size_t)p) * hd;
+                memcpy((which == 1 ? s->kc : s->vc) + at, v, (size_t)hd * sizeof(float));
+            }
+        }
+    }
+}
+
+/* Phases C and E: rows of w into tmp, then x += tmp on those rows. */
+static void phase_residual(lmp_state *s, const lmp_mat *w, const lmp_mat_in *in, int n, int nt,
+                           atomic_int *ctr)
+{
+    int hid = s->m->cfg.hidden, rpc = chunk_rows(hid, nt, 16), total = (hid + rpc - 1) / rpc;
+    for (int k; (k = claim(ctr)) < total;) {
+        int r0 = k * rpc, r1 = r0 + rpc < hid ? r0 + rpc : hid;
+        lmp_mat_rows(w, in, r0, r1, s->tmp);
+        for (int t = 0; t < n; t++)
+            for (int r = r0; r < r1; r++) s->x[(size_t)t * hid + r] += s->tmp[(size_t)t * hid + r];
+    }
+}
+
+/* Phase D: gate and up rows of the same range, then g = silu(g) * u there. */
+static void phase_gate_up(lmp_state *s, const lmp_layer *L, const lmp_mat_in *in, int n, int nt,
+                          atomic_int *ctr)
+{
+    int I = s->m->cfg.intermediate, rpc = chunk_rows(I, nt, 16), total = (I + rpc - 1) / rpc;
+    for (int k; (k = claim(ctr)) < total;) {
+        int r0 = k * rpc, r1 = r0 + rpc < I ? r0 + rpc : I;
+        lmp_mat_rows(&L->wgate, in, r0, r1, s->g);
+        lmp_mat_rows(&L->wup, in, r0, r1, s->u);
+        for (int t = 0; t < n; t++)
+            silu_mul(s->g + (size_t)t * I + r0, s->u + (size_t)t * I + r0, r1 - r0);
+    }
+}
+
+static void fused_task(void *ctx, int tid, int nt)
+{
+    const fused_job *j = ctx;
+    lmp_state *s = j->s;
+    const lmp_model *m = s->m;
+    const lmp_config *c = &m->cfg;
+    lmp_pool *pool = nt > 1 ? s->pool : NULL;
+    int n = j->n, hid = c->hidden;
+    float *xn = s->txn + (size_t)tid * PIECE * hid;
+    void *buf = s->tbuf + (size_t)tid * s->tbuf_bytes;
+    lmp_mat_in in;
+    for (int l = 0; l < c->n_layers; l++) {
+        const lmp_layer *L = &m->layers[l];
+        atomic_int *ctr = s->ctr + (size_t)l * PHASES;
+        for (int t = 0; t < n; t++)
+            rmsnorm(xn + (size_t)t * hid, s->x + (size_t)t * hid, L->attn_norm, hid, c->rms_eps);
+        lmp_mat_prep(&L->wq, xn, n, buf, &in);
+        phase_qkv(s, l, n, j->pos, &in, nt, ctr + PH_QKV);
+        lmp_pool_barrier(pool);
+
+        attn_job aj = {s, l, n, j->pos, j->simd};
+        for (int k; (k = claim(ctr + PH_ATTN)) < n * c->n_heads;) attn_task(&aj, k, tid);
+        lmp_pool_barrier(pool);
+
+        lmp_mat_prep(&L->wo, s->att, n, buf, &in);
+        phase_residual(s, &L->wo, &in, n, nt, ctr + PH_O);
+        lmp_pool_barrier(pool);
+
+        for (int t = 0; t < n; t++)
+            rmsnorm(xn + (size_t)t * hid, s->x + (size_t)t * hid, L->ffn_norm, hid, c->rms_eps);
+        lmp_mat_prep(&L->wgate, xn, n, buf, &in);
+        phase_gate_up(s, L, &in, n, nt, ctr + PH_GU);
+        lmp_pool_barrier(pool);
+
+        lmp_mat_prep(&L->wdown, s->g, n, buf, &in);
+        phase_residual(s, &L->wdown, &in, n, nt, ctr + PH_DOWN);
+        lmp_pool_barrier(pool);
+    }
+    if (!j->logits) return;
+    int t0 = j->all ? 0 : n - 1, nl = n - t0, V = c->vocab;
+    for (int t = t0; t < n; t++)
+        rmsnorm(xn + (size_t)(t - t0) * hid, s->x + (size_t)t * hid, m->final_norm, hid,
+                c->rms_eps);
+    lmp_mat_prep(&m->lm_head, xn, nl, buf, &in);
+    atomic_int *ctr = s->ctr + (size_t)c->n_layers * PHASES;
+    int rpc = chunk_rows(V, nt, 16), total = (V + rpc - 1) / rpc;
+    for (int k; (k = claim(ctr)) < total;) {
+        int r0 = k * rpc;
+        lmp_mat_rows(&m->lm_head, &in, r0, r0 + rpc < V ? r0 + rpc : V, j->logits);
+    }
+}
+
+/* One piece through the fused path (caller checked fused_usable). */
+static void fused_piece(lmp_state *s, int n, int pos, float *logits, int all)
+{
+    const lmp_config *c = &s->m->cfg;
+    for (size_t i = 0; i < (size_t)c->n_layers * PHASES + 1; i++) atomic_init(&s->ctr[i], 0);
+    fused_job j = {s, n, pos, logits, all, lmp_mat_simd_active()};
+    if (s->nthreads == 1)
+        fused_task(&j, 0, 1);
+    else
+        lmp_pool_gang(s->pool, fused_task, &j);
+}
+
+static int fused_usable(const lmp_state *s)
+{
+    return s->fused_ok && !s->hook && !s->m->acquire_layer && atomic_load(&fused_enabled);
 }
 
 lmp_status lmp_forward(lmp_state *s, const int *ids, int n, int pos, float *logits_out,
@@ -271,6 +511,15 @@ lmp_status lmp_forward(lmp_state *s, const int *ids, int n, int pos, float *logi
         int b = n - p0 < PIECE ? n - p0 : PIECE;
         int at = pos + p0;
         for (int t = 0; t < b; t++) lmp_mat_get_row(&m->embed, ids[p0 + t], s->x + (size_t)t * hid);
+        if (fused_usable(s)) {
+            int last_piece = p0 + b == n;
+            int want = logits_out && (logits_mode == LMP_LOGITS_ALL || last_piece);
+            int all = logits_mode == LMP_LOGITS_ALL;
+            fused_piece(s, b, at, want ? logits_out + (all ? (size_t)p0 * c->vocab : 0) : NULL,
+                        all);
+            s->filled = at + b;
+            continue;
+        }
         if (s->hook) s->hook(s->hook_ctx, 0, at, b, s->x);
         for (int l = 0; l < c->n_layers; l++) {
             if (m->acquire_layer) { /* streamed model: bring layer l in */
