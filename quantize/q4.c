@@ -563,6 +563,26 @@ static int rows_per_task(int rows, int threads)
     return rpt < MM_ROWS ? MM_ROWS : rpt;
 }
 
+/* Rows [r0, r1) of w: the one kernel dispatch, shared by the pool tasks
+ * below and by lmp_q4_rows (fused callers). */
+static void rows_dispatch(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
+                          int simd)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (simd) {
+        lmp_q4_rows_avx2(w, a, r0, r1, y);
+        return;
+    }
+#elif defined(__wasm_simd128__)
+    if (simd) { /* browser build: SIMD128 (quantize/q4_wasm.c) */
+        lmp_q4_rows_wasm(w, a, r0, r1, y);
+        return;
+    }
+#endif
+    (void)simd;
+    rows_ref(w, a, r0, r1, y);
+}
+
 static void mm_task(void *ctx, int task, int tid)
 {
     (void)tid;
@@ -572,24 +592,21 @@ static void mm_task(void *ctx, int task, int tid)
     const lmp_mat *w = j->w[i];
     const int rpt = j->rpt[i];
     int r0 = (task - j->first[i]) * rpt, r1 = r0 + rpt < w->rows ? r0 + rpt : w->rows;
-#if defined(__x86_64__) || defined(__i386__)
-    if (j->simd) {
-        lmp_q4_rows_avx2(w, j->a, r0, r1, j->y[i]);
-        return;
-    }
-#elif defined(__wasm_simd128__)
-    if (j->simd) { /* browser build: SIMD128 (quantize/q4_wasm.c) */
-        lmp_q4_rows_wasm(w, j->a, r0, r1, j->y[i]);
-        return;
-    }
-#endif
-    rows_ref(w, j->a, r0, r1, j->y[i]);
+    rows_dispatch(w, j->a, r0, r1, j->y[i], j->simd);
 }
 
 /* Activations are quantized in chunks of tokens so the buffer stays small
  * (<= ~1 MB); each chunk streams the weights once. */
 #define ACT_BUDGET (1u << 20)
 #define ACT_STACK 32768
+
+/* The activations of n tokens for the kernel that simd selects, shared by
+ * matmul_many and lmp_q4_act_prep (fused callers). */
+static void act_prepare(lmp_q4_act *a, void *buf, const lmp_mat *w0, const float *x, int n,
+                        int simd)
+{
+    act_quantize(a, buf, x, n, w0->cols, w0->group, simd && w0->kind == LMP_MAT_Q4, simd);
+}
 
 /* A view whose kind, scheme and row_bytes disagree with the format rules
  * is never read: its results are NaN. */
@@ -632,8 +649,7 @@ static void matmul_many(const lmp_mat *const *w, float *const *y, int count, con
     for (int t0 = 0; t0 < n; t0 += chunk) {
         int nt = n - t0 < chunk ? n - t0 : chunk;
         lmp_q4_act a;
-        act_quantize(&a, buf, x + (size_t)t0 * w0->cols, nt, w0->cols, w0->group,
-                     simd && w0->kind == LMP_MAT_Q4, simd);
+        act_prepare(&a, buf, w0, x + (size_t)t0 * w0->cols, nt, simd);
         mm_job j = {.count = count, .a = &a, .simd = simd};
         int tasks = 0;
         for (int i = 0; i < count; i++) {
@@ -708,8 +724,7 @@ const lmp_q4_act *lmp_q4_act_prep(const lmp_mat *w, const float *x, int n, void 
     if (!mat_ok(w) || n < 1) return NULL;
     uintptr_t p = ((uintptr_t)buf + 63) & ~(uintptr_t)63;
     lmp_q4_act *a = (lmp_q4_act *)p;
-    act_quantize(a, (char *)a + ACT_HDR, x, n, w->cols, w->group, simd && w->kind == LMP_MAT_Q4,
-                 simd);
+    act_prepare(a, (char *)a + ACT_HDR, w, x, n, simd);
     return a;
 }
 
@@ -717,24 +732,12 @@ void lmp_q4_rows(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y
 {
     if (r0 >= r1) return;
     if (!a || !mat_ok(w) || a->cols != w->cols || a->ng != (w->cols + w->group - 1) / w->group ||
-        a->bpg != w->group / 32 || a->paired != (simd && w->kind == LMP_MAT_Q4)) {
+        a->bpg != w->group / 32) {
         for (int t = 0; a && t < a->n; t++)
             for (int r = r0; r < r1; r++) y[(size_t)t * w->rows + r] = NAN;
         return;
     }
-    /* the same dispatch as mm_task */
-#if defined(__x86_64__) || defined(__i386__)
-    if (simd) {
-        lmp_q4_rows_avx2(w, a, r0, r1, y);
-        return;
-    }
-#elif defined(__wasm_simd128__)
-    if (simd) {
-        lmp_q4_rows_wasm(w, a, r0, r1, y);
-        return;
-    }
-#endif
-    rows_ref(w, a, r0, r1, y);
+    rows_dispatch(w, a, r0, r1, y, simd);
 }
 
 void lmp_q4_get_row(const lmp_mat *w, int r, float *out)

@@ -168,7 +168,9 @@ void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y);
  * or lmp_q4_matmul_ref (simd = 0) give for those elements. One handle
  * serves every matrix with the same kind, cols and group as w, from any
  * number of threads at once; `simd` must be the same in both calls.
- * A NULL handle or a mismatching matrix gives NaN rows. */
+ * A NULL handle or other cols / group give NaN rows (the caller checks the
+ * kind: runtime/mat.c). Both go through the same helpers as the pool path
+ * (act_prepare, rows_dispatch), so a new kernel there serves both. */
 typedef struct lmp_q4_act lmp_q4_act;
 size_t lmp_q4_act_prep_bytes(const lmp_mat *w, int n);
 const lmp_q4_act *lmp_q4_act_prep(const lmp_mat *w, const float *x, int n, void *buf, int simd);

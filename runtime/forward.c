@@ -185,6 +185,16 @@ static void attn_head_ref(const float *q, const float *K, const float *V, int np
     }
 }
 
+/* Position p of KV head h in layer l: k and v (head_dim floats each) into
+ * the cache. (Same signature as on h/attn, which changes the K layout.) */
+static void cache_put(lmp_state *s, int l, int h, int p, const float *k, const float *v)
+{
+    int hd = s->m->cfg.head_dim;
+    size_t at = (((size_t)l * s->m->cfg.n_kv_heads + h) * (size_t)s->ctx + (size_t)p) * hd;
+    memcpy(s->kc + at, k, (size_t)hd * sizeof(float));
+    memcpy(s->vc + at, v, (size_t)hd * sizeof(float));
+}
+
 typedef struct {
     lmp_state *s;
     int layer, n, pos, simd;
@@ -206,6 +216,14 @@ static void attn_task(void *ctx, int task, int tid)
     (j->simd ? lmp_attn_head_avx2 : attn_head_ref)(q, s->kc + base, s->vc + base,
                                                    j->pos + t + 1, hd, scale,
                                                    s->scores + (size_t)tid * s->ctx, o);
+}
+
+/* The attention of layer l for n tokens at pos as attn_task tasks: fills
+ * *aj, returns the task count (used by both execution paths). */
+static int attn_setup(lmp_state *s, attn_job *aj, int l, int n, int pos)
+{
+    *aj = (attn_job){s, l, n, pos, lmp_mat_simd_active()};
+    return n * s->m->cfg.n_heads;
 }
 
 static void run_tasks(lmp_state *s, lmp_task_fn fn, void *ctx, int n)
@@ -243,14 +261,12 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
         for (int h = 0; h < nkv; h++) {
             float *kt = s->k + (size_t)t * s->kvdim + (size_t)h * hd;
             rope(kt, cs, sn, half);
-            size_t at = (((size_t)l * nkv + h) * (size_t)s->ctx + (size_t)p) * hd;
-            memcpy(s->kc + at, kt, (size_t)hd * sizeof(float));
-            memcpy(s->vc + at, s->v + (size_t)t * s->kvdim + (size_t)h * hd,
-                   (size_t)hd * sizeof(float));
+            cache_put(s, l, h, p, kt, s->v + (size_t)t * s->kvdim + (size_t)h * hd);
         }
     }
-    attn_job aj = {s, l, n, pos, lmp_mat_simd_active()};
-    run_tasks(s, attn_task, &aj, n * c->n_heads);
+    attn_job aj;
+    int ntasks = attn_setup(s, &aj, l, n, pos);
+    run_tasks(s, attn_task, &aj, ntasks);
     lmp_mat_mul(&L->wo, s->att, n, s->tmp, s->pool);
     for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
 
@@ -339,7 +355,6 @@ typedef struct {
     int n, pos;   /* tokens of this piece and the position of the first */
     float *logits; /* NULL: no lm_head */
     int all;      /* logits for every token, else for the last only */
-    int simd;     /* attention kernel choice */
 } fused_job;
 
 /* Rows per claim: ~4 claims per thread (as quantize/q4.c splits a matmul:
@@ -357,7 +372,8 @@ static int claim(atomic_int *c)
     return atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* Phase A: q, k and v in chunks of whole heads. */
+/* Phase A: q in chunks of whole heads, then k and v together in chunks of
+ * whole KV heads (RoPE on q and k, then k and v into the cache). */
 static void phase_qkv(lmp_state *s, int l, int n, int pos, const lmp_mat_in *in, int nt,
                       atomic_int *ctr)
 {
@@ -365,25 +381,27 @@ static void phase_qkv(lmp_state *s, int l, int n, int pos, const lmp_mat_in *in,
     const lmp_layer *L = &s->m->layers[l];
     int hd = c->head_dim, half = hd / 2, nh = c->n_heads, nkv = c->n_kv_heads;
     int hpc = chunk_rows(nh + 2 * nkv, nt, 1); /* heads per claim */
-    int cq = (nh + hpc - 1) / hpc, ck = (nkv + hpc - 1) / hpc, total = cq + 2 * ck;
+    int cq = (nh + hpc - 1) / hpc, total = cq + (nkv + hpc - 1) / hpc;
     for (int k; (k = claim(ctr)) < total;) {
-        int which = k < cq ? 0 : k < cq + ck ? 1 : 2;
-        int h0 = (which == 0 ? k : which == 1 ? k - cq : k - cq - ck) * hpc;
-        int h1 = h0 + hpc, lim = which == 0 ? nh : nkv;
+        int isq = k < cq, h0 = (isq ? k : k - cq) * hpc, h1 = h0 + hpc, lim = isq ? nh : nkv;
         if (h1 > lim) h1 = lim;
-        const lmp_mat *w = which == 0 ? &L->wq : which == 1 ? &L->wk : &L->wv;
-        float *y = which == 0 ? s->q : which == 1 ? s->k : s->v;
-        int stride = which == 0 ? s->qdim : s->kvdim;
-        lmp_mat_rows(w, in, h0 * hd, h1 * hd, y);
+        if (isq)
+            lmp_mat_rows(&L->wq, in, h0 * hd, h1 * hd, s->q);
+        else {
+            lmp_mat_rows(&L->wk, in, h0 * hd, h1 * hd, s->k);
+            lmp_mat_rows(&L->wv, in, h0 * hd, h1 * hd, s->v);
+        }
         for (int t = 0; t < n; t++) {
             int p = pos + t;
             const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
             for (int h = h0; h < h1; h++) {
-                float *v = y + (size_t)t * stride + (size_t)h * hd;
-                if (which < 2) rope(v, cs, sn, half);
-                if (which == 0) continue;
-                size_t at = (((size_t)l * nkv + h) * (size_t)s->ctx + (size_t)p) * hd;
-                memcpy((which == 1 ? s->kc : s->vc) + at, v, (size_t)hd * sizeof(float));
+                if (isq) {
+                    rope(s->q + (size_t)t * s->qdim + (size_t)h * hd, cs, sn, half);
+                    continue;
+                }
+                float *kt = s->k + (size_t)t * s->kvdim + (size_t)h * hd;
+                rope(kt, cs, sn, half);
+                cache_put(s, l, h, p, kt, s->v + (size_t)t * s->kvdim + (size_t)h * hd);
             }
         }
     }
@@ -436,8 +454,9 @@ static void fused_task(void *ctx, int tid, int nt)
         phase_qkv(s, l, n, j->pos, &in, nt, ctr + PH_QKV);
         lmp_pool_barrier(pool);
 
-        attn_job aj = {s, l, n, j->pos, j->simd};
-        for (int k; (k = claim(ctr + PH_ATTN)) < n * c->n_heads;) attn_task(&aj, k, tid);
+        attn_job aj;
+        int natt = attn_setup(s, &aj, l, n, j->pos);
+        for (int k; (k = claim(ctr + PH_ATTN)) < natt;) attn_task(&aj, k, tid);
         lmp_pool_barrier(pool);
 
         lmp_mat_prep(&L->wo, s->att, n, buf, &in);
@@ -473,7 +492,7 @@ static void fused_piece(lmp_state *s, int n, int pos, float *logits, int all)
 {
     const lmp_config *c = &s->m->cfg;
     for (size_t i = 0; i < (size_t)c->n_layers * PHASES + 1; i++) atomic_init(&s->ctr[i], 0);
-    fused_job j = {s, n, pos, logits, all, lmp_mat_simd_active()};
+    fused_job j = {s, n, pos, logits, all};
     if (s->nthreads == 1)
         fused_task(&j, 0, 1);
     else
