@@ -1,6 +1,7 @@
 /* Llama forward pass (see forward.h for the math and the contracts). */
 #include "runtime/forward.h"
 
+#include "runtime/fwd_impl.h"
 #include "runtime/mat_impl.h"
 
 #include <math.h>
@@ -140,13 +141,19 @@ void lmp_state_set_hook(lmp_state *s, lmp_hidden_hook fn, void *ctx)
     s->hook_ctx = ctx;
 }
 
-/* out = x * rsqrt(mean(x^2) + eps) * w, accumulated in double. */
-static void rmsnorm(float *out, const float *x, const float *w, int h, float eps)
+/* out = x * rsqrt(mean(x^2) + eps) * w, accumulated in double. Scalar
+ * reference; AVX2 (fwd_avx2.c) while SIMD is active. */
+static void rmsnorm_ref(float *out, const float *x, const float *w, int h, float eps)
 {
     double ss = 0.0;
     for (int i = 0; i < h; i++) ss += (double)x[i] * x[i];
     double scale = 1.0 / sqrt(ss / h + (double)eps);
     for (int i = 0; i < h; i++) out[i] = (float)(x[i] * scale) * w[i];
+}
+
+static void rmsnorm(float *out, const float *x, const float *w, int h, float eps)
+{
+    (lmp_mat_simd_active() ? lmp_rmsnorm_avx2 : rmsnorm_ref)(out, x, w, h, eps);
 }
 
 /* Rotate-half RoPE on one head vector at position p. */
@@ -234,13 +241,30 @@ static void run_tasks(lmp_state *s, lmp_task_fn fn, void *ctx, int n)
         lmp_pool_run(s->pool, fn, ctx, n);
 }
 
-/* g[i] = silu(g[i]) * u[i] */
-static void silu_mul(float *g, const float *u, int n)
+/* g[i] = silu(g[i]) * u[i]. Scalar reference (libm expf); AVX2 with a
+ * polynomial exp (fwd_avx2.c) while SIMD is active. */
+static void silu_mul_ref(float *g, const float *u, int n)
 {
     for (int i = 0; i < n; i++) {
         float gv = g[i];
         g[i] = gv / (1.0f + expf(-gv)) * u[i];
     }
+}
+
+static void silu_mul(float *g, const float *u, int n)
+{
+    (lmp_mat_simd_active() ? lmp_silu_mul_avx2 : silu_mul_ref)(g, u, n);
+}
+
+/* Test hooks (fwd_impl.h): the references, for the AVX2 tests. */
+void lmp_fwd_rmsnorm_ref(float *out, const float *x, const float *w, int h, float eps)
+{
+    rmsnorm_ref(out, x, w, h, eps);
+}
+
+void lmp_fwd_silu_mul_ref(float *g, const float *u, int n)
+{
+    silu_mul_ref(g, u, n);
 }
 
 static void layer_forward(lmp_state *s, int l, int n, int pos)

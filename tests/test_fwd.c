@@ -9,11 +9,16 @@
  * token-by-token decode. A wrong RoPE position, a missed chunk, a skipped
  * barrier or a residual added twice changes the logits. */
 #include <check.h>
+#include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "common/pool.h"
+#include "runtime/fwd_impl.h"
+#include "runtime/generate.h"
 #include "quantize/q4.h"
 #include "runtime/forward.h"
 #include "runtime/mat.h"
@@ -227,12 +232,122 @@ START_TEST(pool_gang_and_barrier)
 }
 END_TEST
 
+/* ---- AVX2 elementwise steps against their references -------------------- */
+
+static uint32_t rng_state = 12345u;
+static float rnd_sym(float scale) /* uniform in (-scale, scale) */
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return scale * ((float)(rng_state >> 8) / 8388608.0f - 1.0f);
+}
+
+START_TEST(rmsnorm_avx2_matches_reference)
+{
+    if (!lmp_cpu_avx2()) return;
+    enum { H = 1000 };
+    float x[H], w[H], a[H], b[H];
+    int sizes[] = {1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 960, 999};
+    for (int k = 0; k < (int)(sizeof sizes / sizeof *sizes); k++) {
+        int h = sizes[k];
+        for (int i = 0; i < h; i++) {
+            x[i] = rnd_sym(k == 3 ? 1e-20f : 40.0f); /* tiny values: eps dominates */
+            w[i] = rnd_sym(2.0f);
+        }
+        lmp_fwd_rmsnorm_ref(a, x, w, h, 1e-5f);
+        lmp_rmsnorm_avx2(b, x, w, h, 1e-5f);
+        /* double sums in another order: at most one float rounding apart */
+        double ss = 0;
+        for (int i = 0; i < h; i++) ss += (double)x[i] * x[i];
+        double sc = 1.0 / sqrt(ss / h + 1e-5);
+        for (int i = 0; i < h; i++) {
+            ck_assert_msg(fabsf(a[i] - b[i]) <= 2.5e-7f * fabsf(a[i]),
+                          "h %d i %d: avx2 %.9g reference %.9g", h, i, b[i], a[i]);
+            double want = (double)x[i] * sc * w[i];
+            ck_assert_msg(fabs(b[i] - want) <= 3e-7 * fabs(want) + 1e-30, "h %d i %d: %.9g vs %.9g",
+                          h, i, b[i], want);
+        }
+    }
+}
+END_TEST
+
+START_TEST(silu_avx2_matches_reference)
+{
+    if (!lmp_cpu_avx2()) return;
+    enum { NS = 4099 };
+    float *g = malloc(sizeof(float) * NS), *u = malloc(sizeof(float) * NS),
+          *a = malloc(sizeof(float) * NS), *b = malloc(sizeof(float) * NS);
+    const float special[] = {0.0f,  -0.0f, INFINITY, -INFINITY, NAN,   1e-30f, -1e-30f,
+                             88.0f, -88.0f, 87.5f,   -87.5f,    100.f, -100.f, 1e-3f, -17.0f};
+    for (int i = 0; i < NS; i++) {
+        int ns = (int)(sizeof special / sizeof *special);
+        g[i] = i < ns ? special[i] : rnd_sym(i % 3 == 0 ? 12.0f : 100.0f);
+        u[i] = i < ns ? 1.5f : rnd_sym(3.0f);
+    }
+    memcpy(a, g, sizeof(float) * NS);
+    memcpy(b, g, sizeof(float) * NS);
+    lmp_fwd_silu_mul_ref(a, u, NS);
+    lmp_silu_mul_avx2(b, u, NS);
+    for (int i = 0; i < NS; i++) {
+        if (isnan(a[i])) {
+            ck_assert_msg(isnan(b[i]), "g %g: reference NaN, avx2 %g", g[i], b[i]);
+            continue;
+        }
+        double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        if (isinf(want)) {
+            ck_assert_msg(b[i] == want, "g %g: avx2 %g, want %g", g[i], b[i], want);
+            continue;
+        }
+        /* a few ulp; below g = -87 the vector exp gives 0, so results under
+         * ~1e-35 (e^-87 * 87 * |u|) may be flushed to 0 */
+        double tol = 6e-7 * fabs(want) + 1e-34;
+        ck_assert_msg(fabs(b[i] - want) <= tol, "g %.9g u %.9g: avx2 %.9g, exact %.9g (ref %.9g)",
+                      g[i], u[i], b[i], want, a[i]);
+    }
+    free(g);
+    free(u);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(argmax_avx2_matches_reference)
+{
+    enum { V = 49152 };
+    float *v = malloc(sizeof(float) * V);
+    for (int round = 0; round < 400; round++) {
+        int n = round < 100 ? 1 + round : round < 390 ? 1 + (int)((rng_state >> 7) % V) : V;
+        for (int i = 0; i < n; i++) v[i] = rnd_sym(round % 4 == 0 ? 3.0f : 1000.0f);
+        if (round % 5 == 1) /* ties: a few copies of one value at random places */
+            for (int k = 0; k < 4; k++) v[(rng_state >> (3 * k)) % (unsigned)n] = 5000.0f;
+        if (round % 7 == 2) /* NaNs sprinkled, or first */
+            for (int k = 0; k < 3; k++) v[(rng_state >> (5 * k)) % (unsigned)n] = NAN;
+        if (round % 11 == 3) v[0] = NAN;
+        if (round % 13 == 4) /* signed zeros as the maximum */
+            for (int i = 0; i < n; i++) v[i] = i % 3 == 0 ? -0.0f : i % 3 == 1 ? 0.0f : -1.0f;
+        int want = lmp_argmax_ref(v, n);
+        ck_assert_msg(lmp_argmax(v, n) == want, "round %d n %d: %d vs %d", round, n,
+                      lmp_argmax(v, n), want);
+        if (lmp_cpu_avx2())
+            ck_assert_int_eq(lmp_argmax_avx2(v, n), want);
+    }
+    /* by hand */
+    float h[20] = {1, 2, 3, 9, 4, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9};
+    ck_assert_int_eq(lmp_argmax(h, 20), 3);
+    h[0] = NAN;
+    ck_assert_int_eq(lmp_argmax(h, 20), 0);
+    free(v);
+}
+END_TEST
+
 Suite *lmp_suite_fwd(void)
 {
     Suite *s = suite_create("fwd");
     TCase *tc = tcase_create("fused forward");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, pool_gang_and_barrier);
+    tcase_add_test(tc, rmsnorm_avx2_matches_reference);
+    tcase_add_test(tc, silu_avx2_matches_reference);
+    tcase_add_test(tc, argmax_avx2_matches_reference);
     tcase_add_test(tc, mat_rows_equal_mat_mul);
     tcase_add_test(tc, fused_forward_f32_same_bits);
     tcase_add_test(tc, fused_forward_q4_same_bits);
