@@ -436,11 +436,17 @@ static void phase_residual(lmp_state *s, const lmp_mat *w, const lmp_mat_in *in,
                            atomic_int *ctr)
 {
     int hid = s->m->cfg.hidden, rpc = chunk_rows(hid, nt, 16), total = (hid + rpc - 1) / rpc;
+    int simd = lmp_mat_simd_active();
     for (int k; (k = claim(ctr)) < total;) {
         int r0 = k * rpc, r1 = r0 + rpc < hid ? r0 + rpc : hid;
         lmp_mat_rows(w, in, r0, r1, s->tmp);
-        for (int t = 0; t < n; t++)
-            for (int r = r0; r < r1; r++) s->x[(size_t)t * hid + r] += s->tmp[(size_t)t * hid + r];
+        for (int t = 0; t < n; t++) {
+            size_t o = (size_t)t * hid + (size_t)r0;
+            if (simd)
+                lmp_vadd_avx2(s->x + o, s->tmp + o, r1 - r0);
+            else
+                for (int r = 0; r < r1 - r0; r++) s->x[o + r] += s->tmp[o + r];
+        }
     }
 }
 

@@ -115,3 +115,11 @@ int lmp_argmax_avx2(const float *v, int n)
         if (v[i] == m) return i;
     return 0; /* not reached: m is one of the values */
 }
+
+void lmp_vadd_avx2(float *x, const float *y, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) x[i] += y[i];
+}

@@ -23,6 +23,9 @@ void lmp_silu_mul_avx2(float *g, const float *u, int n);
  * exactly lmp_argmax's result. n >= 1. */
 int lmp_argmax_avx2(const float *v, int n);
 
+/* x[i] += y[i] (the same bits as the scalar loop: one IEEE add each). */
+void lmp_vadd_avx2(float *x, const float *y, int n);
+
 /* The scalar references (runtime/forward.c), exported for the tests. */
 void lmp_fwd_rmsnorm_ref(float *out, const float *x, const float *w, int h, float eps);
 void lmp_fwd_silu_mul_ref(float *g, const float *u, int n);

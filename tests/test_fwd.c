@@ -310,6 +310,22 @@ START_TEST(silu_avx2_matches_reference)
 }
 END_TEST
 
+START_TEST(vadd_avx2_exact)
+{
+    if (!lmp_cpu_avx2()) return;
+    float x[37], y[37], want[37];
+    for (int n = 0; n <= 37; n++) {
+        for (int i = 0; i < 37; i++) {
+            x[i] = rnd_sym(1e3f);
+            y[i] = rnd_sym(1e-2f);
+            want[i] = i < n ? x[i] + y[i] : x[i];
+        }
+        lmp_vadd_avx2(x, y, n);
+        ck_assert_msg(!memcmp(x, want, sizeof x), "n %d", n);
+    }
+}
+END_TEST
+
 START_TEST(argmax_avx2_matches_reference)
 {
     enum { V = 49152 };
@@ -348,6 +364,7 @@ Suite *lmp_suite_fwd(void)
     tcase_add_test(tc, rmsnorm_avx2_matches_reference);
     tcase_add_test(tc, silu_avx2_matches_reference);
     tcase_add_test(tc, argmax_avx2_matches_reference);
+    tcase_add_test(tc, vadd_avx2_exact);
     tcase_add_test(tc, mat_rows_equal_mat_mul);
     tcase_add_test(tc, fused_forward_f32_same_bits);
     tcase_add_test(tc, fused_forward_q4_same_bits);
