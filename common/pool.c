@@ -14,8 +14,10 @@
  * that only pause-spins burns its fair share of the CPU while the thread
  * with the work waits for a core (measured 2-4x slower decode at load 6-10,
  * docs/PERFORMANCE.md); a yielding waiter hands its core to any runnable
- * thread at once. Budget: LMP_POOL_SPIN_US=N in the environment (0: sleep
- * at once, the old default), else DEFAULT_SPIN_US.
+ * thread at once, and as soon as one yield takes long (another thread ran)
+ * it stops spinning and sleeps. So spinning costs CPU only while the cores
+ * are otherwise idle. Budget: LMP_POOL_SPIN_US=N in the environment (0:
+ * sleep at once, the old default), else DEFAULT_SPIN_US.
  * The mutex protects only the sleep / wake-up decision, so no wake-up is
  * lost: the generation is bumped and the last worker signals under it.
  */
@@ -88,21 +90,27 @@ static void drain(lmp_pool *p, int tid)
 
 #define DEFAULT_SPIN_US 100
 #define SPIN_PAUSES 64
+#define BUSY_YIELD_NS 20000L
 
 /* Spin until cond holds or the budget is spent (the caller then rechecks
- * cond and sleeps if needed). */
+ * cond and sleeps if needed). A sched_yield() that took longer than
+ * BUSY_YIELD_NS means another thread got the core: the machine is busy, so
+ * stop spinning and sleep (a futex wake-up is then the faster way back,
+ * and the core is better used by whoever wanted it). */
 #define SPIN_UNTIL(p, cond)                                                                     \
     do {                                                                                        \
         if ((p)->spin_ns > 0 && !(cond)) {                                                      \
-            long t0_ = 0;                                                                       \
+            long t0_ = 0, tp_ = 0;                                                              \
             for (unsigned k_ = 1; !(cond); k_++) {                                              \
                 if (k_ < SPIN_PAUSES) {                                                         \
                     CPU_RELAX();                                                                \
                     continue;                                                                   \
                 }                                                                               \
-                if (k_ == SPIN_PAUSES) t0_ = now_ns();                                          \
+                if (k_ == SPIN_PAUSES) t0_ = tp_ = now_ns();                                    \
                 sched_yield();                                                                  \
-                if (now_ns() - t0_ > (p)->spin_ns) break;                                       \
+                long t_ = now_ns();                                                             \
+                if (t_ - t0_ > (p)->spin_ns || t_ - tp_ > BUSY_YIELD_NS) break;                 \
+                tp_ = t_;                                                                       \
             }                                                                                   \
         }                                                                                       \
     } while (0)

@@ -156,14 +156,20 @@ static void rmsnorm(float *out, const float *x, const float *w, int h, float eps
     (lmp_mat_simd_active() ? lmp_rmsnorm_avx2 : rmsnorm_ref)(out, x, w, h, eps);
 }
 
-/* Rotate-half RoPE on one head vector at position p. */
-static void rope(float *v, const float *cs, const float *sn, int half)
+/* Rotate-half RoPE on one head vector at position p (scalar reference;
+ * the AVX2 version gives the same bits). */
+static void rope_ref(float *v, const float *cs, const float *sn, int half)
 {
     for (int i = 0; i < half; i++) {
         float a = v[i], b = v[i + half];
         v[i] = a * cs[i] - b * sn[i];
         v[i + half] = b * cs[i] + a * sn[i];
     }
+}
+
+static void rope(float *v, const float *cs, const float *sn, int half)
+{
+    (lmp_mat_simd_active() ? lmp_rope_avx2 : rope_ref)(v, cs, sn, half);
 }
 
 /* Scalar reference: out = softmax(q.K * scale) V over np positions. */
@@ -265,6 +271,11 @@ void lmp_fwd_rmsnorm_ref(float *out, const float *x, const float *w, int h, floa
 void lmp_fwd_silu_mul_ref(float *g, const float *u, int n)
 {
     silu_mul_ref(g, u, n);
+}
+
+void lmp_fwd_rope_ref(float *v, const float *cs, const float *sn, int half)
+{
+    rope_ref(v, cs, sn, half);
 }
 
 static void layer_forward(lmp_state *s, int l, int n, int pos)

@@ -26,8 +26,14 @@ int lmp_argmax_avx2(const float *v, int n);
 /* x[i] += y[i] (the same bits as the scalar loop: one IEEE add each). */
 void lmp_vadd_avx2(float *x, const float *y, int n);
 
+/* Rotate-half RoPE of one head vector: v[i], v[i + half] rotated by
+ * (cs[i], sn[i]); the reference's operations lane by lane (products
+ * rounded, then subtracted / added: no FMA), so the same bits. */
+void lmp_rope_avx2(float *v, const float *cs, const float *sn, int half);
+
 /* The scalar references (runtime/forward.c), exported for the tests. */
 void lmp_fwd_rmsnorm_ref(float *out, const float *x, const float *w, int h, float eps);
 void lmp_fwd_silu_mul_ref(float *g, const float *u, int n);
+void lmp_fwd_rope_ref(float *v, const float *cs, const float *sn, int half);
 
 #endif

@@ -326,6 +326,23 @@ START_TEST(vadd_avx2_exact)
 }
 END_TEST
 
+START_TEST(rope_avx2_exact)
+{
+    if (!lmp_cpu_avx2()) return;
+    float a[80], b[80], cs[40], sn[40];
+    for (int half = 1; half <= 40; half++) {
+        for (int i = 0; i < 2 * half; i++) a[i] = b[i] = rnd_sym(10.0f);
+        for (int i = 0; i < half; i++) {
+            cs[i] = cosf((float)i * 0.37f + 0.1f);
+            sn[i] = sinf((float)i * 0.37f + 0.1f);
+        }
+        lmp_fwd_rope_ref(a, cs, sn, half);
+        lmp_rope_avx2(b, cs, sn, half);
+        ck_assert_msg(!memcmp(a, b, sizeof(float) * 2 * (size_t)half), "half %d", half);
+    }
+}
+END_TEST
+
 START_TEST(argmax_avx2_matches_reference)
 {
     enum { V = 49152 };
@@ -365,6 +382,7 @@ Suite *lmp_suite_fwd(void)
     tcase_add_test(tc, silu_avx2_matches_reference);
     tcase_add_test(tc, argmax_avx2_matches_reference);
     tcase_add_test(tc, vadd_avx2_exact);
+    tcase_add_test(tc, rope_avx2_exact);
     tcase_add_test(tc, mat_rows_equal_mat_mul);
     tcase_add_test(tc, fused_forward_f32_same_bits);
     tcase_add_test(tc, fused_forward_q4_same_bits);
