@@ -4,27 +4,28 @@
  * loops into one region (runtime/forward.c).
  *
  * Waiting (for the next run, for the last worker, at a barrier): a decode
- * step has ~160-230 short parallel phases (each matmul of a 360M model is
+ * step has ~160 short parallel phases (each matmul of a 360M model is
  * 10-100 us). Waking a sleeping thread through a mutex + condition variable
  * costs a futex syscall and a scheduler wake-up, on both sides. So a waiter
- * first spins briefly (SPIN_PAUSES pause instructions, ~2-4 us: enough when
- * the other thread is on its core and about to arrive), then calls
- * sched_yield() in a loop until the spin budget has passed, then sleeps on
- * the condition variable. The yield matters on a loaded machine: a thread
- * that only pause-spins burns its fair share of the CPU while the thread
- * with the work waits for a core (measured 2-4x slower decode at load 6-10,
- * docs/PERFORMANCE.md); a yielding waiter hands its core to any runnable
- * thread at once, and as soon as one yield takes long (another thread ran)
- * it stops spinning and sleeps. So spinning costs CPU only while the cores
- * are otherwise idle. Budget: LMP_POOL_SPIN_US=N in the environment (0:
- * sleep at once, the old default), else DEFAULT_SPIN_US.
+ * first spins (pause) for an adaptive budget, then sleeps on the condition
+ * variable. The budget adapts to the machine: a wait that ended while
+ * spinning doubles it (up to LMP_POOL_SPIN_US, default DEFAULT_SPIN_US), a
+ * wait that ran out quarters it (down to SPIN_MIN_NS). On an idle machine
+ * the threads arrive within microseconds of each other, so they spin and
+ * never sleep between phases; on a loaded one the other thread is often
+ * descheduled, spins run out, and the budget falls to ~2 us, so a waiter
+ * sleeps almost at once (measured: fixed 200 us spinning was 2-4x slower
+ * at load 6-10, and spinning with sched_yield() also lost there, because
+ * a yielding thread gives up its place for a whole time slice while a
+ * sleeping one is woken, with priority, when the work arrives;
+ * docs/PERFORMANCE.md). LMP_POOL_SPIN_US=0: sleep at once (the old
+ * default).
  * The mutex protects only the sleep / wake-up decision, so no wake-up is
  * lost: the generation is bumped and the last worker signals under it.
  */
 #include "common/pool.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -41,7 +42,8 @@ struct lmp_pool {
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    long spin_ns;              /* spinning budget before sleeping */
+    long spin_ns;              /* largest spinning budget before sleeping */
+    atomic_long spin_cur;      /* current (adaptive) budget, <= spin_ns */
     /* written by the caller before the generation bump (release), read by
      * workers after seeing it (acquire) */
     lmp_task_fn fn;
@@ -88,30 +90,36 @@ static void drain(lmp_pool *p, int tid)
     }
 }
 
-#define DEFAULT_SPIN_US 100
-#define SPIN_PAUSES 64
-#define BUSY_YIELD_NS 20000L
+#define DEFAULT_SPIN_US 50
+#define SPIN_MIN_NS 2000L
 
-/* Spin until cond holds or the budget is spent (the caller then rechecks
- * cond and sleeps if needed). A sched_yield() that took longer than
- * BUSY_YIELD_NS means another thread got the core: the machine is busy, so
- * stop spinning and sleep (a futex wake-up is then the faster way back,
- * and the core is better used by whoever wanted it). */
+/* Adapt the shared budget: a wait that ended while spinning doubles it (up
+ * to spin_ns), one that ran out quarters it (down to SPIN_MIN_NS). */
+static void spin_adapt(lmp_pool *p, long budget, int ok)
+{
+    long b = ok ? 2 * budget : budget / 4;
+    if (b < SPIN_MIN_NS) b = SPIN_MIN_NS;
+    if (b > p->spin_ns) b = p->spin_ns;
+    atomic_store_explicit(&p->spin_cur, b, memory_order_relaxed);
+}
+
+/* Spin (pause) until cond holds or the current budget is spent; the caller
+ * then rechecks cond and sleeps if needed. */
 #define SPIN_UNTIL(p, cond)                                                                     \
     do {                                                                                        \
+        long b_ = atomic_load_explicit(&(p)->spin_cur, memory_order_relaxed);                   \
         if ((p)->spin_ns > 0 && !(cond)) {                                                      \
-            long t0_ = 0, tp_ = 0;                                                              \
-            for (unsigned k_ = 1; !(cond); k_++) {                                              \
-                if (k_ < SPIN_PAUSES) {                                                         \
-                    CPU_RELAX();                                                                \
-                    continue;                                                                   \
+            long t0_ = now_ns();                                                                \
+            int ok_ = 0;                                                                        \
+            for (unsigned k_ = 1;; k_++) {                                                      \
+                if (cond) {                                                                     \
+                    ok_ = 1;                                                                    \
+                    break;                                                                      \
                 }                                                                               \
-                if (k_ == SPIN_PAUSES) t0_ = tp_ = now_ns();                                    \
-                sched_yield();                                                                  \
-                long t_ = now_ns();                                                             \
-                if (t_ - t0_ > (p)->spin_ns || t_ - tp_ > BUSY_YIELD_NS) break;                 \
-                tp_ = t_;                                                                       \
+                CPU_RELAX();                                                                    \
+                if ((k_ & 15) == 0 && now_ns() - t0_ > b_) break;                               \
             }                                                                                   \
+            spin_adapt((p), b_, ok_);                                                           \
         }                                                                                       \
     } while (0)
 
@@ -169,6 +177,7 @@ lmp_status lmp_pool_create(lmp_pool **out, int n_threads, lmp_diag *d)
     p->n = n_threads;
     p->th = NULL;
     p->spin_ns = spin_budget_ns();
+    atomic_init(&p->spin_cur, p->spin_ns);
     p->fn = NULL;
     p->ctx = NULL;
     p->n_tasks = 0;
