@@ -373,8 +373,10 @@ static lmp_status fused_init(lmp_state *s, lmp_diag *d)
         tb = max_sz(tb, lmp_mat_prep_bytes(&L->wgate, PIECE));
         tb = max_sz(tb, lmp_mat_prep_bytes(&L->wdown, PIECE));
     }
-    s->fused_ok = ok;
-    if (!ok) return LMP_OK;
+    /* LMP_FUSED=0 in the environment: the pool-run path (A/B timing) */
+    const char *env = getenv("LMP_FUSED");
+    s->fused_ok = ok && !(env && strcmp(env, "0") == 0);
+    if (!s->fused_ok) return LMP_OK;
     s->tbuf_bytes = round64(tb + 64);
     s->tbuf = malloc(s->tbuf_bytes * (size_t)s->nthreads);
     s->txn = alloc_floats((size_t)s->nthreads * PIECE * (size_t)c->hidden);
