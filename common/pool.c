@@ -1,25 +1,31 @@
 /* Thread pool: a fixed set of workers, dynamic hand-out of task indices
- * through one atomic counter.
+ * through one atomic counter, plus gang runs (every thread runs the same
+ * function once) with a barrier, for callers that fuse many short parallel
+ * loops into one region (runtime/forward.c).
  *
- * Hand-off: a decode step runs ~230 short parallel loops (each matmul of
- * a 360M model is 10-100 us). Waking a sleeping worker through a mutex +
- * condition variable costs a futex syscall and a scheduler wake-up at every
- * loop, on both sides. With LMP_POOL_SPIN_US=N in the environment, workers
- * first wait for the next loop for up to N microseconds (256 pause
- * instructions, then sched_yield() so a waiting thread hands its core to
- * any runnable thread), and the caller waits for the last worker the same
- * way, before falling back to the condition variables. The default is 0
- * (sleep at once): on the shared development VM (load 6-10 on 2 cores)
- * spinning never helped and sometimes cost 2-4x in decode (a spinning
- * thread spends its fair share of CPU while the other one waits for a
- * core; docs/PERFORMANCE.md). On a dedicated machine try 200.
+ * Waiting (for the next run, for the last worker, at a barrier): a decode
+ * step has ~160 short parallel phases (each matmul of a 360M model is
+ * 10-100 us). Waking a sleeping thread through a mutex + condition variable
+ * costs a futex syscall and a scheduler wake-up, on both sides. So a waiter
+ * first spins (pause) for an adaptive budget, then sleeps on the condition
+ * variable. The budget adapts to the machine: a wait that ended while
+ * spinning doubles it (up to LMP_POOL_SPIN_US, default DEFAULT_SPIN_US), a
+ * wait that ran out quarters it (down to SPIN_MIN_NS). On an idle machine
+ * the threads arrive within microseconds of each other, so they spin and
+ * never sleep between phases; on a loaded one the other thread is often
+ * descheduled, spins run out, and the budget falls to ~2 us, so a waiter
+ * sleeps almost at once (measured: fixed 200 us spinning was 2-4x slower
+ * at load 6-10, and spinning with sched_yield() also lost there, because
+ * a yielding thread gives up its place for a whole time slice while a
+ * sleeping one is woken, with priority, when the work arrives;
+ * docs/PERFORMANCE.md). LMP_POOL_SPIN_US=0: sleep at once (the old
+ * default).
  * The mutex protects only the sleep / wake-up decision, so no wake-up is
  * lost: the generation is bumped and the last worker signals under it.
  */
 #include "common/pool.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -36,7 +42,8 @@ struct lmp_pool {
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    long spin_ns;              /* spinning budget before sleeping */
+    long spin_ns;              /* largest spinning budget before sleeping */
+    atomic_long spin_cur;      /* current (adaptive) budget, <= spin_ns */
     /* written by the caller before the generation bump (release), read by
      * workers after seeing it (acquire) */
     lmp_task_fn fn;
@@ -47,6 +54,10 @@ struct lmp_pool {
     atomic_int quit;
     _Alignas(64) atomic_int next;
     _Alignas(64) atomic_int active; /* workers still busy in the current run */
+    lmp_gang_fn gang;               /* non-NULL: the current run is a gang run */
+    pthread_cond_t bar_cv;          /* barrier sleepers (under mu) */
+    _Alignas(64) atomic_int bar_count; /* threads arrived at the current barrier */
+    _Alignas(64) atomic_uint bar_gen;  /* bumped when a barrier opens */
 };
 
 typedef struct {
@@ -79,19 +90,36 @@ static void drain(lmp_pool *p, int tid)
     }
 }
 
-/* Spin until pred() holds or the budget is spent; returns pred(). */
+#define DEFAULT_SPIN_US 50
+#define SPIN_MIN_NS 2000L
+
+/* Adapt the shared budget: a wait that ended while spinning doubles it (up
+ * to spin_ns), one that ran out quarters it (down to SPIN_MIN_NS). */
+static void spin_adapt(lmp_pool *p, long budget, int ok)
+{
+    long b = ok ? 2 * budget : budget / 4;
+    if (b < SPIN_MIN_NS) b = SPIN_MIN_NS;
+    if (b > p->spin_ns) b = p->spin_ns;
+    atomic_store_explicit(&p->spin_cur, b, memory_order_relaxed);
+}
+
+/* Spin (pause) until cond holds or the current budget is spent; the caller
+ * then rechecks cond and sleeps if needed. */
 #define SPIN_UNTIL(p, cond)                                                                     \
     do {                                                                                        \
+        long b_ = atomic_load_explicit(&(p)->spin_cur, memory_order_relaxed);                   \
         if ((p)->spin_ns > 0 && !(cond)) {                                                      \
             long t0_ = now_ns();                                                                \
-            for (unsigned k_ = 1; !(cond); k_++) {                                              \
-                if (k_ < 256) {                                                                 \
-                    CPU_RELAX();                                                                \
-                    continue;                                                                   \
+            int ok_ = 0;                                                                        \
+            for (unsigned k_ = 1;; k_++) {                                                      \
+                if (cond) {                                                                     \
+                    ok_ = 1;                                                                    \
+                    break;                                                                      \
                 }                                                                               \
-                sched_yield();                                                                  \
-                if (now_ns() - t0_ > (p)->spin_ns) break;                                       \
+                CPU_RELAX();                                                                    \
+                if ((k_ & 15) == 0 && now_ns() - t0_ > b_) break;                               \
             }                                                                                   \
+            spin_adapt((p), b_, ok_);                                                           \
         }                                                                                       \
     } while (0)
 
@@ -114,7 +142,10 @@ static void *worker(void *arg)
         }
         if (atomic_load(&p->quit)) break;
         seen = atomic_load_explicit(&p->gen, memory_order_acquire);
-        drain(p, tid);
+        if (p->gang)
+            p->gang(p->ctx, tid, p->n);
+        else
+            drain(p, tid);
         if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
@@ -127,7 +158,7 @@ static void *worker(void *arg)
 static long spin_budget_ns(void)
 {
     const char *e = getenv("LMP_POOL_SPIN_US");
-    long us = 0;
+    long us = DEFAULT_SPIN_US;
     if (e && *e) {
         char *end;
         long v = strtol(e, &end, 10);
@@ -146,6 +177,7 @@ lmp_status lmp_pool_create(lmp_pool **out, int n_threads, lmp_diag *d)
     p->n = n_threads;
     p->th = NULL;
     p->spin_ns = spin_budget_ns();
+    atomic_init(&p->spin_cur, p->spin_ns);
     p->fn = NULL;
     p->ctx = NULL;
     p->n_tasks = 0;
@@ -153,6 +185,10 @@ lmp_status lmp_pool_create(lmp_pool **out, int n_threads, lmp_diag *d)
     atomic_init(&p->quit, 0);
     atomic_init(&p->next, 0);
     atomic_init(&p->active, 0);
+    p->gang = NULL;
+    atomic_init(&p->bar_count, 0);
+    atomic_init(&p->bar_gen, 0);
+    pthread_cond_init(&p->bar_cv, NULL);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -180,6 +216,27 @@ lmp_status lmp_pool_create(lmp_pool **out, int n_threads, lmp_diag *d)
     return LMP_OK;
 }
 
+/* Publish the run (fn/ctx/gang written by the caller) to the workers,
+ * take part as tid 0, wait for the last worker. */
+static void start_and_join(lmp_pool *p, int gang)
+{
+    atomic_store_explicit(&p->active, p->n - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    if (gang)
+        p->gang(p->ctx, 0, p->n);
+    else
+        drain(p, 0);
+    SPIN_UNTIL(p, atomic_load_explicit(&p->active, memory_order_acquire) == 0);
+    if (atomic_load_explicit(&p->active, memory_order_acquire) != 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->active) != 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
 void lmp_pool_run(lmp_pool *p, lmp_task_fn fn, void *ctx, int n_tasks)
 {
     if (n_tasks <= 0) return;
@@ -190,17 +247,43 @@ void lmp_pool_run(lmp_pool *p, lmp_task_fn fn, void *ctx, int n_tasks)
     p->fn = fn;
     p->ctx = ctx;
     p->n_tasks = n_tasks;
+    p->gang = NULL;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->active, p->n - 1, memory_order_relaxed);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    drain(p, 0);
-    SPIN_UNTIL(p, atomic_load_explicit(&p->active, memory_order_acquire) == 0);
-    if (atomic_load_explicit(&p->active, memory_order_acquire) != 0) {
+    start_and_join(p, 0);
+}
+
+void lmp_pool_gang(lmp_pool *p, lmp_gang_fn fn, void *ctx)
+{
+    if (!p || p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    p->fn = NULL;
+    p->ctx = ctx;
+    p->n_tasks = 0;
+    p->gang = fn;
+    start_and_join(p, 1);
+}
+
+void lmp_pool_barrier(lmp_pool *p)
+{
+    if (!p || p->n == 1) return;
+    /* read before arriving: the generation cannot move until we arrive */
+    unsigned g = atomic_load_explicit(&p->bar_gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&p->bar_count, 1, memory_order_acq_rel) == p->n - 1) {
+        /* last to arrive: nobody can arrive at the next barrier before the
+         * generation moves, so the count can be reset first */
+        atomic_store_explicit(&p->bar_count, 0, memory_order_relaxed);
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->active) != 0) pthread_cond_wait(&p->done, &p->mu);
+        atomic_fetch_add_explicit(&p->bar_gen, 1, memory_order_release);
+        pthread_cond_broadcast(&p->bar_cv);
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    SPIN_UNTIL(p, atomic_load_explicit(&p->bar_gen, memory_order_acquire) != g);
+    if (atomic_load_explicit(&p->bar_gen, memory_order_acquire) == g) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->bar_gen) == g) pthread_cond_wait(&p->bar_cv, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
 }
@@ -224,5 +307,6 @@ void lmp_pool_close(lmp_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->go);
     pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->bar_cv);
     free(p);
 }

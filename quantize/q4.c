@@ -640,6 +640,30 @@ static int rows_per_task(int rows, int threads)
     return rpt < MM_ROWS ? MM_ROWS : rpt;
 }
 
+/* Rows [r0, r1) of w: the one kernel dispatch, shared by the pool tasks
+ * below and by lmp_q4_rows (fused callers). */
+static void rows_dispatch(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
+                          int simd)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (simd && a->paired == LMP_Q4_HEXA) { /* chosen by act_prepare */
+        lmp_q4_rows_avx512(w, a, r0, r1, y);
+        return;
+    }
+    if (simd) {
+        lmp_q4_rows_avx2(w, a, r0, r1, y);
+        return;
+    }
+#elif defined(__wasm_simd128__)
+    if (simd) { /* browser build: SIMD128 (quantize/q4_wasm.c) */
+        lmp_q4_rows_wasm(w, a, r0, r1, y);
+        return;
+    }
+#endif
+    (void)simd;
+    rows_ref(w, a, r0, r1, y);
+}
+
 static void mm_task(void *ctx, int task, int tid)
 {
     (void)tid;
@@ -649,28 +673,27 @@ static void mm_task(void *ctx, int task, int tid)
     const lmp_mat *w = j->w[i];
     const int rpt = j->rpt[i];
     int r0 = (task - j->first[i]) * rpt, r1 = r0 + rpt < w->rows ? r0 + rpt : w->rows;
-#if defined(__x86_64__) || defined(__i386__)
-    if (j->simd && j->a->paired == LMP_Q4_HEXA) { /* chosen by matmul_many */
-        lmp_q4_rows_avx512(w, j->a, r0, r1, j->y[i]);
-        return;
-    }
-    if (j->simd) {
-        lmp_q4_rows_avx2(w, j->a, r0, r1, j->y[i]);
-        return;
-    }
-#elif defined(__wasm_simd128__)
-    if (j->simd) { /* browser build: SIMD128 (quantize/q4_wasm.c) */
-        lmp_q4_rows_wasm(w, j->a, r0, r1, j->y[i]);
-        return;
-    }
-#endif
-    rows_ref(w, j->a, r0, r1, j->y[i]);
+    rows_dispatch(w, j->a, r0, r1, j->y[i], j->simd);
 }
 
 /* Activations are quantized in chunks of tokens so the buffer stays small
  * (<= ~1 MB); each chunk streams the weights once. */
 #define ACT_BUDGET (1u << 20)
 #define ACT_STACK 32768
+
+/* The activations of n tokens for the kernel that simd selects, shared by
+ * matmul_many and lmp_q4_act_prep (fused callers). */
+static void act_prepare(lmp_q4_act *a, void *buf, const lmp_mat *w0, const float *x, int n,
+                        int simd)
+{
+    /* int4 SIMD kernels read the activations in their load order; Q8 and
+     * the scalar reference block after block. rows_dispatch picks the
+     * kernel from the layout, so both always agree. */
+    int layout = !simd || w0->kind != LMP_MAT_Q4 ? LMP_Q4_PLAIN
+                 : lmp_q4_avx512_active()        ? LMP_Q4_HEXA
+                                                 : LMP_Q4_PAIRED;
+    act_quantize(a, buf, x, n, w0->cols, w0->group, layout, simd);
+}
 
 /* A view whose kind, scheme and row_bytes disagree with the format rules
  * is never read: its results are NaN. */
@@ -710,15 +733,10 @@ static void matmul_many(const lmp_mat *const *w, float *const *y, int count, con
         for (int i = 0; i < count; i++) nan_fill(w[i], n, y[i]);
         return;
     }
-    /* int4 SIMD kernels read the activations in their load order; Q8 and
-     * the scalar reference block after block */
-    int layout = !simd || w0->kind != LMP_MAT_Q4 ? LMP_Q4_PLAIN
-                 : lmp_q4_avx512_active()        ? LMP_Q4_HEXA
-                                                 : LMP_Q4_PAIRED;
     for (int t0 = 0; t0 < n; t0 += chunk) {
         int nt = n - t0 < chunk ? n - t0 : chunk;
         lmp_q4_act a;
-        act_quantize(&a, buf, x + (size_t)t0 * w0->cols, nt, w0->cols, w0->group, layout, simd);
+        act_prepare(&a, buf, w0, x + (size_t)t0 * w0->cols, nt, simd);
         mm_job j = {.count = count, .a = &a, .simd = simd};
         int tasks = 0;
         for (int i = 0; i < count; i++) {
@@ -776,6 +794,37 @@ void lmp_q4_matmul_many(const lmp_mat *const *w, float *const *y, int count, con
         return;
     }
     matmul_many(w, y, count, x, n, pool, lmp_q4_simd_active());
+}
+
+/* ---- the two halves of a matmul, for fused callers (see q4.h) ------------- */
+
+#define ACT_HDR ((sizeof(lmp_q4_act) + 63) & ~(size_t)63)
+
+size_t lmp_q4_act_prep_bytes(const lmp_mat *w, int n)
+{
+    if (n < 1 || w->cols < 1 || w->group < 32) return ACT_HDR;
+    return ACT_HDR + act_bytes(n, w->cols, w->group) + 64;
+}
+
+const lmp_q4_act *lmp_q4_act_prep(const lmp_mat *w, const float *x, int n, void *buf, int simd)
+{
+    if (!mat_ok(w) || n < 1) return NULL;
+    uintptr_t p = ((uintptr_t)buf + 63) & ~(uintptr_t)63;
+    lmp_q4_act *a = (lmp_q4_act *)p;
+    act_prepare(a, (char *)a + ACT_HDR, w, x, n, simd);
+    return a;
+}
+
+void lmp_q4_rows(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y, int simd)
+{
+    if (r0 >= r1) return;
+    if (!a || !mat_ok(w) || a->cols != w->cols || a->ng != (w->cols + w->group - 1) / w->group ||
+        a->bpg != w->group / 32) {
+        for (int t = 0; a && t < a->n; t++)
+            for (int r = r0; r < r1; r++) y[(size_t)t * w->rows + r] = NAN;
+        return;
+    }
+    rows_dispatch(w, a, r0, r1, y, simd);
 }
 
 void lmp_q4_get_row(const lmp_mat *w, int r, float *out)

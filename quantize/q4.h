@@ -186,6 +186,25 @@ void lmp_q4_matmul_many(const lmp_mat *const *w, float *const *y, int count, con
 /* The scalar reference of both (any kind Q4/Q8), single-threaded. */
 void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y);
 
+/* The two halves of lmp_q4_matmul for callers that run their own parallel
+ * region (runtime/mat.c lmp_mat_prep / lmp_mat_rows, used by the fused
+ * forward pass in runtime/forward.c):
+ * lmp_q4_act_prep quantizes x[n][w->cols] once into buf (at least
+ * lmp_q4_act_prep_bytes(w, n) bytes, any alignment) and returns the handle
+ * (inside buf), or NULL when w is not a valid Q4/Q8 view;
+ * lmp_q4_rows computes rows [r0, r1) of y for every token from it, the
+ * same bits as lmp_q4_matmul / lmp_q8_matmul (simd = lmp_q4_simd_active())
+ * or lmp_q4_matmul_ref (simd = 0) give for those elements. One handle
+ * serves every matrix with the same kind, cols and group as w, from any
+ * number of threads at once; `simd` must be the same in both calls.
+ * A NULL handle or other cols / group give NaN rows (the caller checks the
+ * kind: runtime/mat.c). Both go through the same helpers as the pool path
+ * (act_prepare, rows_dispatch), so a new kernel there serves both. */
+typedef struct lmp_q4_act lmp_q4_act;
+size_t lmp_q4_act_prep_bytes(const lmp_mat *w, int n);
+const lmp_q4_act *lmp_q4_act_prep(const lmp_mat *w, const float *x, int n, void *buf, int simd);
+void lmp_q4_rows(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y, int simd);
+
 /* Dequantize row r of a Q4 or Q8 matrix into out[cols] (embedding lookup). */
 void lmp_q4_get_row(const lmp_mat *w, int r, float *out);
 void lmp_q8_get_row(const lmp_mat *w, int r, float *out);

@@ -1,9 +1,11 @@
 /* Llama forward pass (see forward.h for the math and the contracts). */
 #include "runtime/forward.h"
 
+#include "runtime/fwd_impl.h"
 #include "runtime/mat_impl.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +25,12 @@ struct lmp_state {
     float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u;
     lmp_hidden_hook hook;
     void *hook_ctx;
+    /* fused path (see fused_task): per-thread scratch and phase counters */
+    int fused_ok;       /* q/k/v and gate/up can share a prepared input */
+    size_t tbuf_bytes;  /* per thread, multiple of 64 */
+    unsigned char *tbuf; /* [nthreads][tbuf_bytes] prepared matmul inputs */
+    float *txn;         /* [nthreads][PIECE][hidden] normalised activations */
+    atomic_int *ctr;    /* [n_layers * PHASES + 1] chunk counters */
 };
 
 static void *alloc_floats(size_t n)
@@ -48,8 +56,13 @@ void lmp_state_close(lmp_state *s)
     free(s->tmp);
     free(s->g);
     free(s->u);
+    free(s->tbuf);
+    free(s->txn);
+    free(s->ctr);
     free(s);
 }
+
+static lmp_status fused_init(lmp_state *s, lmp_diag *d);
 
 lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_pool *pool,
                             lmp_diag *d)
@@ -90,6 +103,7 @@ lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_po
                     !s->xn || !s->tmp || !s->q || !s->att || !s->k || !s->v || !s->g || !s->u,
                 LMP_ERR_NOMEM, "out of memory for a %d-position KV cache (%zu MB)", ctx,
                 cache * 2 * sizeof(float) >> 20);
+    LMP_FORWARD(fused_init(s, d));
     /* inv_freq_i = theta^(-2i/d), angle = pos * inv_freq, all in double. */
     for (int i = 0; i < half; i++) {
         double inv = lmp_config_inv_freq(c, i);
@@ -127,8 +141,9 @@ void lmp_state_set_hook(lmp_state *s, lmp_hidden_hook fn, void *ctx)
     s->hook_ctx = ctx;
 }
 
-/* out = x * rsqrt(mean(x^2) + eps) * w, accumulated in double. */
-static void rmsnorm(float *out, const float *x, const float *w, int h, float eps)
+/* out = x * rsqrt(mean(x^2) + eps) * w, accumulated in double. Scalar
+ * reference; AVX2 (fwd_avx2.c) while SIMD is active. */
+static void rmsnorm_ref(float *out, const float *x, const float *w, int h, float eps)
 {
     double ss = 0.0;
     for (int i = 0; i < h; i++) ss += (double)x[i] * x[i];
@@ -136,14 +151,25 @@ static void rmsnorm(float *out, const float *x, const float *w, int h, float eps
     for (int i = 0; i < h; i++) out[i] = (float)(x[i] * scale) * w[i];
 }
 
-/* Rotate-half RoPE on one head vector at position p. */
-static void rope(float *v, const float *cs, const float *sn, int half)
+static void rmsnorm(float *out, const float *x, const float *w, int h, float eps)
+{
+    (lmp_mat_simd_active() ? lmp_rmsnorm_avx2 : rmsnorm_ref)(out, x, w, h, eps);
+}
+
+/* Rotate-half RoPE on one head vector at position p (scalar reference;
+ * the AVX2 version gives the same bits). */
+static void rope_ref(float *v, const float *cs, const float *sn, int half)
 {
     for (int i = 0; i < half; i++) {
         float a = v[i], b = v[i + half];
         v[i] = a * cs[i] - b * sn[i];
         v[i + half] = b * cs[i] + a * sn[i];
     }
+}
+
+static void rope(float *v, const float *cs, const float *sn, int half)
+{
+    (lmp_mat_simd_active() ? lmp_rope_avx2 : rope_ref)(v, cs, sn, half);
 }
 
 /* Scalar reference: out = softmax(q.K * scale) V over np positions. */
@@ -172,6 +198,16 @@ static void attn_head_ref(const float *q, const float *K, const float *V, int np
     }
 }
 
+/* Position p of KV head h in layer l: k and v (head_dim floats each) into
+ * the cache. (Same signature as on h/attn, which changes the K layout.) */
+static void cache_put(lmp_state *s, int l, int h, int p, const float *k, const float *v)
+{
+    int hd = s->m->cfg.head_dim;
+    size_t at = (((size_t)l * s->m->cfg.n_kv_heads + h) * (size_t)s->ctx + (size_t)p) * hd;
+    memcpy(s->kc + at, k, (size_t)hd * sizeof(float));
+    memcpy(s->vc + at, v, (size_t)hd * sizeof(float));
+}
+
 typedef struct {
     lmp_state *s;
     int layer, n, pos, simd;
@@ -195,12 +231,51 @@ static void attn_task(void *ctx, int task, int tid)
                                                    s->scores + (size_t)tid * s->ctx, o);
 }
 
+/* The attention of layer l for n tokens at pos as attn_task tasks: fills
+ * *aj, returns the task count (used by both execution paths). */
+static int attn_setup(lmp_state *s, attn_job *aj, int l, int n, int pos)
+{
+    *aj = (attn_job){s, l, n, pos, lmp_mat_simd_active()};
+    return n * s->m->cfg.n_heads;
+}
+
 static void run_tasks(lmp_state *s, lmp_task_fn fn, void *ctx, int n)
 {
     if (s->nthreads == 1)
         for (int i = 0; i < n; i++) fn(ctx, i, 0);
     else
         lmp_pool_run(s->pool, fn, ctx, n);
+}
+
+/* g[i] = silu(g[i]) * u[i]. Scalar reference (libm expf); AVX2 with a
+ * polynomial exp (fwd_avx2.c) while SIMD is active. */
+static void silu_mul_ref(float *g, const float *u, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float gv = g[i];
+        g[i] = gv / (1.0f + expf(-gv)) * u[i];
+    }
+}
+
+static void silu_mul(float *g, const float *u, int n)
+{
+    (lmp_mat_simd_active() ? lmp_silu_mul_avx2 : silu_mul_ref)(g, u, n);
+}
+
+/* Test hooks (fwd_impl.h): the references, for the AVX2 tests. */
+void lmp_fwd_rmsnorm_ref(float *out, const float *x, const float *w, int h, float eps)
+{
+    rmsnorm_ref(out, x, w, h, eps);
+}
+
+void lmp_fwd_silu_mul_ref(float *g, const float *u, int n)
+{
+    silu_mul_ref(g, u, n);
+}
+
+void lmp_fwd_rope_ref(float *v, const float *cs, const float *sn, int half)
+{
+    rope_ref(v, cs, sn, half);
 }
 
 static void layer_forward(lmp_state *s, int l, int n, int pos)
@@ -221,14 +296,12 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
         for (int h = 0; h < nkv; h++) {
             float *kt = s->k + (size_t)t * s->kvdim + (size_t)h * hd;
             rope(kt, cs, sn, half);
-            size_t at = (((size_t)l * nkv + h) * (size_t)s->ctx + (size_t)p) * hd;
-            memcpy(s->kc + at, kt, (size_t)hd * sizeof(float));
-            memcpy(s->vc + at, s->v + (size_t)t * s->kvdim + (size_t)h * hd,
-                   (size_t)hd * sizeof(float));
+            cache_put(s, l, h, p, kt, s->v + (size_t)t * s->kvdim + (size_t)h * hd);
         }
     }
-    attn_job aj = {s, l, n, pos, lmp_mat_simd_active()};
-    run_tasks(s, attn_task, &aj, n * c->n_heads);
+    attn_job aj;
+    int ntasks = attn_setup(s, &aj, l, n, pos);
+    run_tasks(s, attn_task, &aj, ntasks);
     lmp_mat_mul(&L->wo, s->att, n, s->tmp, s->pool);
     for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
 
@@ -237,12 +310,241 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
     const lmp_mat *gu[2] = {&L->wgate, &L->wup};
     float *gu_out[2] = {s->g, s->u};
     lmp_mat_mul_many(gu, gu_out, 2, s->xn, n, s->pool);
-    for (size_t i = 0; i < (size_t)n * c->intermediate; i++) {
-        float gv = s->g[i];
-        s->g[i] = gv / (1.0f + expf(-gv)) * s->u[i];
-    }
+    for (int t = 0; t < n; t++)
+        silu_mul(s->g + (size_t)t * c->intermediate, s->u + (size_t)t * c->intermediate,
+                 c->intermediate);
     lmp_mat_mul(&L->wdown, s->g, n, s->tmp, s->pool);
     for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
+}
+
+/* ---- fused path -------------------------------------------------------------
+ * One gang run of the pool per piece of tokens instead of ~5 pool runs per
+ * layer: every thread runs fused_task, the parallel phases of a layer are
+ * separated by barriers, and within a phase the threads claim chunks of
+ * output rows from a per-phase atomic counter (dynamic balance, as the pool
+ * does). The small elementwise ops run on the chunk that was just computed,
+ * by the thread that computed it (RoPE and the KV-cache store on q/k/v
+ * heads, SiLU(gate) * up on gate/up rows, the residual add on o/down rows);
+ * RMSNorm and the activation quantization, which need the whole vector,
+ * are done by every thread redundantly into its own scratch (a few us, and
+ * it saves a barrier each). Five barriers per layer:
+ *   A  q, k, v rows by whole heads (+ RoPE, KV store)   | barrier
+ *   B  attention, one (token, head) per claim           | barrier
+ *   C  o_proj rows (+ residual add)                     | barrier
+ *   D  gate and up rows of the same range (+ SiLU * up) | barrier
+ *   E  down rows (+ residual add)                       | barrier
+ * then the final norm and lm_head rows.
+ * Every element is computed by the same functions with the same inputs as
+ * the pool-run path (layer_forward), so the bits are the same for any
+ * thread count, for decode vs prefill, and fused vs not (tests check it). */
+
+enum { PH_QKV, PH_ATTN, PH_O, PH_GU, PH_DOWN, PHASES };
+
+static atomic_int fused_enabled = 1;
+
+int lmp_forward_set_fused(int on)
+{
+    return atomic_exchange(&fused_enabled, on ? 1 : 0);
+}
+
+static size_t round64(size_t v)
+{
+    return (v + 63) & ~(size_t)63;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+static lmp_status fused_init(lmp_state *s, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    const lmp_model *m = s->m;
+    const lmp_config *c = &m->cfg;
+    int ok = 1;
+    size_t tb = lmp_mat_prep_bytes(&m->lm_head, PIECE);
+    for (int l = 0; l < c->n_layers; l++) {
+        const lmp_layer *L = &m->layers[l];
+        ok = ok && lmp_mat_prep_shared(&L->wq, &L->wk) && lmp_mat_prep_shared(&L->wq, &L->wv) &&
+             lmp_mat_prep_shared(&L->wgate, &L->wup);
+        tb = max_sz(tb, lmp_mat_prep_bytes(&L->wq, PIECE));
+        tb = max_sz(tb, lmp_mat_prep_bytes(&L->wo, PIECE));
+        tb = max_sz(tb, lmp_mat_prep_bytes(&L->wgate, PIECE));
+        tb = max_sz(tb, lmp_mat_prep_bytes(&L->wdown, PIECE));
+    }
+    /* LMP_FUSED=0 in the environment: the pool-run path (A/B timing) */
+    const char *env = getenv("LMP_FUSED");
+    s->fused_ok = ok && !(env && strcmp(env, "0") == 0);
+    if (!s->fused_ok) return LMP_OK;
+    s->tbuf_bytes = round64(tb + 64);
+    s->tbuf = malloc(s->tbuf_bytes * (size_t)s->nthreads);
+    s->txn = alloc_floats((size_t)s->nthreads * PIECE * (size_t)c->hidden);
+    s->ctr = malloc(sizeof(atomic_int) * ((size_t)c->n_layers * PHASES + 1));
+    LMP_FAIL_IF(!s->tbuf || !s->txn || !s->ctr, LMP_ERR_NOMEM,
+                "out of memory for the per-thread forward scratch");
+out:
+    return rc;
+}
+
+typedef struct {
+    lmp_state *s;
+    int n, pos;   /* tokens of this piece and the position of the first */
+    float *logits; /* NULL: no lm_head */
+    int all;      /* logits for every token, else for the last only */
+} fused_job;
+
+/* Rows per claim: ~4 claims per thread (as quantize/q4.c splits a matmul:
+ * contiguous ranges keep each thread's weight stream sequential), a
+ * multiple of `unit`. */
+static int chunk_rows(int rows, int nt, int unit)
+{
+    int c = (rows + 4 * nt - 1) / (4 * nt);
+    c = (c + unit - 1) / unit * unit;
+    return c < unit ? unit : c;
+}
+
+static int claim(atomic_int *c)
+{
+    return atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* Phase A: q in chunks of whole heads, then k and v together in chunks of
+ * whole KV heads (RoPE on q and k, then k and v into the cache). */
+static void phase_qkv(lmp_state *s, int l, int n, int pos, const lmp_mat_in *in, int nt,
+                      atomic_int *ctr)
+{
+    const lmp_config *c = &s->m->cfg;
+    const lmp_layer *L = &s->m->layers[l];
+    int hd = c->head_dim, half = hd / 2, nh = c->n_heads, nkv = c->n_kv_heads;
+    int hpc = chunk_rows(nh + 2 * nkv, nt, 1); /* heads per claim */
+    int cq = (nh + hpc - 1) / hpc, total = cq + (nkv + hpc - 1) / hpc;
+    for (int k; (k = claim(ctr)) < total;) {
+        int isq = k < cq, h0 = (isq ? k : k - cq) * hpc, h1 = h0 + hpc, lim = isq ? nh : nkv;
+        if (h1 > lim) h1 = lim;
+        if (isq)
+            lmp_mat_rows(&L->wq, in, h0 * hd, h1 * hd, s->q);
+        else {
+            lmp_mat_rows(&L->wk, in, h0 * hd, h1 * hd, s->k);
+            lmp_mat_rows(&L->wv, in, h0 * hd, h1 * hd, s->v);
+        }
+        for (int t = 0; t < n; t++) {
+            int p = pos + t;
+            const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
+            for (int h = h0; h < h1; h++) {
+                if (isq) {
+                    rope(s->q + (size_t)t * s->qdim + (size_t)h * hd, cs, sn, half);
+                    continue;
+                }
+                float *kt = s->k + (size_t)t * s->kvdim + (size_t)h * hd;
+                rope(kt, cs, sn, half);
+                cache_put(s, l, h, p, kt, s->v + (size_t)t * s->kvdim + (size_t)h * hd);
+            }
+        }
+    }
+}
+
+/* Phases C and E: rows of w into tmp, then x += tmp on those rows. */
+static void phase_residual(lmp_state *s, const lmp_mat *w, const lmp_mat_in *in, int n, int nt,
+                           atomic_int *ctr)
+{
+    int hid = s->m->cfg.hidden, rpc = chunk_rows(hid, nt, 16), total = (hid + rpc - 1) / rpc;
+    int simd = lmp_mat_simd_active();
+    for (int k; (k = claim(ctr)) < total;) {
+        int r0 = k * rpc, r1 = r0 + rpc < hid ? r0 + rpc : hid;
+        lmp_mat_rows(w, in, r0, r1, s->tmp);
+        for (int t = 0; t < n; t++) {
+            size_t o = (size_t)t * hid + (size_t)r0;
+            if (simd)
+                lmp_vadd_avx2(s->x + o, s->tmp + o, r1 - r0);
+            else
+                for (int r = 0; r < r1 - r0; r++) s->x[o + r] += s->tmp[o + r];
+        }
+    }
+}
+
+/* Phase D: gate and up rows of the same range, then g = silu(g) * u there. */
+static void phase_gate_up(lmp_state *s, const lmp_layer *L, const lmp_mat_in *in, int n, int nt,
+                          atomic_int *ctr)
+{
+    int I = s->m->cfg.intermediate, rpc = chunk_rows(I, nt, 16), total = (I + rpc - 1) / rpc;
+    for (int k; (k = claim(ctr)) < total;) {
+        int r0 = k * rpc, r1 = r0 + rpc < I ? r0 + rpc : I;
+        lmp_mat_rows(&L->wgate, in, r0, r1, s->g);
+        lmp_mat_rows(&L->wup, in, r0, r1, s->u);
+        for (int t = 0; t < n; t++)
+            silu_mul(s->g + (size_t)t * I + r0, s->u + (size_t)t * I + r0, r1 - r0);
+    }
+}
+
+static void fused_task(void *ctx, int tid, int nt)
+{
+    const fused_job *j = ctx;
+    lmp_state *s = j->s;
+    const lmp_model *m = s->m;
+    const lmp_config *c = &m->cfg;
+    lmp_pool *pool = nt > 1 ? s->pool : NULL;
+    int n = j->n, hid = c->hidden;
+    float *xn = s->txn + (size_t)tid * PIECE * hid;
+    void *buf = s->tbuf + (size_t)tid * s->tbuf_bytes;
+    lmp_mat_in in;
+    for (int l = 0; l < c->n_layers; l++) {
+        const lmp_layer *L = &m->layers[l];
+        atomic_int *ctr = s->ctr + (size_t)l * PHASES;
+        for (int t = 0; t < n; t++)
+            rmsnorm(xn + (size_t)t * hid, s->x + (size_t)t * hid, L->attn_norm, hid, c->rms_eps);
+        lmp_mat_prep(&L->wq, xn, n, buf, &in);
+        phase_qkv(s, l, n, j->pos, &in, nt, ctr + PH_QKV);
+        lmp_pool_barrier(pool);
+
+        attn_job aj;
+        int natt = attn_setup(s, &aj, l, n, j->pos);
+        for (int k; (k = claim(ctr + PH_ATTN)) < natt;) attn_task(&aj, k, tid);
+        lmp_pool_barrier(pool);
+
+        lmp_mat_prep(&L->wo, s->att, n, buf, &in);
+        phase_residual(s, &L->wo, &in, n, nt, ctr + PH_O);
+        lmp_pool_barrier(pool);
+
+        for (int t = 0; t < n; t++)
+            rmsnorm(xn + (size_t)t * hid, s->x + (size_t)t * hid, L->ffn_norm, hid, c->rms_eps);
+        lmp_mat_prep(&L->wgate, xn, n, buf, &in);
+        phase_gate_up(s, L, &in, n, nt, ctr + PH_GU);
+        lmp_pool_barrier(pool);
+
+        lmp_mat_prep(&L->wdown, s->g, n, buf, &in);
+        phase_residual(s, &L->wdown, &in, n, nt, ctr + PH_DOWN);
+        lmp_pool_barrier(pool);
+    }
+    if (!j->logits) return;
+    int t0 = j->all ? 0 : n - 1, nl = n - t0, V = c->vocab;
+    for (int t = t0; t < n; t++)
+        rmsnorm(xn + (size_t)(t - t0) * hid, s->x + (size_t)t * hid, m->final_norm, hid,
+                c->rms_eps);
+    lmp_mat_prep(&m->lm_head, xn, nl, buf, &in);
+    atomic_int *ctr = s->ctr + (size_t)c->n_layers * PHASES;
+    int rpc = chunk_rows(V, nt, 16), total = (V + rpc - 1) / rpc;
+    for (int k; (k = claim(ctr)) < total;) {
+        int r0 = k * rpc;
+        lmp_mat_rows(&m->lm_head, &in, r0, r0 + rpc < V ? r0 + rpc : V, j->logits);
+    }
+}
+
+/* One piece through the fused path (caller checked fused_usable). */
+static void fused_piece(lmp_state *s, int n, int pos, float *logits, int all)
+{
+    const lmp_config *c = &s->m->cfg;
+    for (size_t i = 0; i < (size_t)c->n_layers * PHASES + 1; i++) atomic_init(&s->ctr[i], 0);
+    fused_job j = {s, n, pos, logits, all};
+    if (s->nthreads == 1)
+        fused_task(&j, 0, 1);
+    else
+        lmp_pool_gang(s->pool, fused_task, &j);
+}
+
+static int fused_usable(const lmp_state *s)
+{
+    return s->fused_ok && !s->hook && !s->m->acquire_layer && atomic_load(&fused_enabled);
 }
 
 lmp_status lmp_forward(lmp_state *s, const int *ids, int n, int pos, float *logits_out,
@@ -271,6 +573,15 @@ lmp_status lmp_forward(lmp_state *s, const int *ids, int n, int pos, float *logi
         int b = n - p0 < PIECE ? n - p0 : PIECE;
         int at = pos + p0;
         for (int t = 0; t < b; t++) lmp_mat_get_row(&m->embed, ids[p0 + t], s->x + (size_t)t * hid);
+        if (fused_usable(s)) {
+            int last_piece = p0 + b == n;
+            int want = logits_out && (logits_mode == LMP_LOGITS_ALL || last_piece);
+            int all = logits_mode == LMP_LOGITS_ALL;
+            fused_piece(s, b, at, want ? logits_out + (all ? (size_t)p0 * c->vocab : 0) : NULL,
+                        all);
+            s->filled = at + b;
+            continue;
+        }
         if (s->hook) s->hook(s->hook_ctx, 0, at, b, s->x);
         for (int l = 0; l < c->n_layers; l++) {
             if (m->acquire_layer) { /* streamed model: bring layer l in */

@@ -61,4 +61,15 @@ enum {
 lmp_status lmp_forward(lmp_state *s, const int *ids, int n, int pos, float *logits_out,
                        int logits_mode, lmp_diag *d);
 
+/* Execution strategy (same bits either way): with `fused` on (default),
+ * lmp_forward runs each piece of tokens as one gang run of the pool (phases
+ * separated by barriers, elementwise ops done by the thread that computed
+ * the rows) instead of ~5 pool runs per layer. It falls back to the
+ * pool-run path when a hidden-state hook is set, for streamed models
+ * (acquire_layer) and when q/k/v or gate/up cannot share one prepared
+ * input, or when LMP_FUSED=0 was in the environment at lmp_state_create
+ * (for timing both paths with one binary). Test hook: returns the previous
+ * setting; process-wide, call only while no forward pass is running. */
+int lmp_forward_set_fused(int on);
+
 #endif

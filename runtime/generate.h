@@ -39,6 +39,9 @@ typedef struct lmp_gen_stats {
 
 /* Index of the largest value; the first one on ties (as torch.argmax). */
 int lmp_argmax(const float *v, int n);
+/* The scalar reference of lmp_argmax (same result; NaNs never win, a NaN at
+ * v[0] gives 0). */
+int lmp_argmax_ref(const float *v, int n);
 /* Greedy chooser (ctx unused). */
 int lmp_choose_greedy(void *ctx, float *logits, int vocab);
 

@@ -190,6 +190,59 @@ void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *po
     mul_plain(&w, &y, 1, x, n, pool);
 }
 
+/* ---- two halves (see mat.h) -------------------------------------------------- */
+
+static int quant_kind(lmp_mat_kind k)
+{
+    return k == LMP_MAT_Q4 || k == LMP_MAT_Q8;
+}
+
+size_t lmp_mat_prep_bytes(const lmp_mat *w, int n)
+{
+    return quant_kind(w->kind) ? lmp_q4_act_prep_bytes(w, n) : 0;
+}
+
+void lmp_mat_prep(const lmp_mat *w, const float *x, int n, void *buf, lmp_mat_in *in)
+{
+    in->x = x;
+    in->act = NULL;
+    in->n = n;
+    in->cols = w->cols;
+    in->kind = w->kind;
+    in->group = w->group;
+    if (quant_kind(w->kind)) {
+        /* the choice lmp_mat_mul makes: reference when SIMD is forbidden */
+        in->simd = atomic_load(&simd_allowed) && lmp_q4_simd_active();
+        in->act = lmp_q4_act_prep(w, x, n, buf, in->simd);
+    } else {
+        in->simd = lmp_mat_simd_active();
+    }
+}
+
+int lmp_mat_prep_shared(const lmp_mat *a, const lmp_mat *b)
+{
+    if (a->cols != b->cols) return 0;
+    if (quant_kind(a->kind) || quant_kind(b->kind)) return a->kind == b->kind && a->group == b->group;
+    return plain_kind(a->kind) && plain_kind(b->kind);
+}
+
+void lmp_mat_rows(const lmp_mat *w, const lmp_mat_in *in, int r0, int r1, float *y)
+{
+    if (r1 > w->rows) r1 = w->rows;
+    if (in->n <= 0 || r0 >= r1) return;
+    if (quant_kind(w->kind)) {
+        if (quant_kind((lmp_mat_kind)in->kind) && in->kind == (int)w->kind && in->cols == w->cols &&
+            in->group == w->group) {
+            lmp_q4_rows(w, in->act, r0, r1, y, in->simd);
+            return;
+        }
+    } else if (plain_kind(w->kind) && !quant_kind((lmp_mat_kind)in->kind) && in->cols == w->cols) {
+        rows_kernel(w, in->x, in->n, y, r0, r1, in->simd);
+        return;
+    }
+    nan_rows(w, in->n, y, r0, r1); /* input prepared for another kind of matrix */
+}
+
 void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y)
 {
     if (n <= 0 || w->rows <= 0) return;

@@ -44,6 +44,28 @@ void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *po
 void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const float *x, int n,
                       lmp_pool *pool);
 
+/* ---- lmp_mat_mul in two halves, for callers that run their own parallel
+ * region (the fused forward pass, runtime/forward.c) ----------------------
+ * lmp_mat_prep prepares the input x[n][w->cols] for w once (Q4/Q8: the
+ * int8 activations, written into buf of lmp_mat_prep_bytes(w, n) bytes;
+ * float kinds: nothing, x is used in place and must stay valid); then
+ * lmp_mat_rows computes rows [r0, r1) of y[n][w->rows] for every token,
+ * bit-identical to those elements of lmp_mat_mul(w, x, n, y, any pool) with
+ * the same lmp_mat_set_simd setting. A prepared input serves every matrix
+ * for which lmp_mat_prep_shared(w, other) holds (same kind, cols, group),
+ * from any number of threads at once (lmp_mat_rows only reads it).
+ * Do not change lmp_mat_set_simd between the two calls. */
+typedef struct lmp_mat_in {
+    const float *x;         /* float kinds: the input itself */
+    const void *act;        /* Q4/Q8: quantized activations (inside buf), NULL otherwise */
+    int n, cols, kind, group;
+    int simd;               /* kernel choice fixed at prep time */
+} lmp_mat_in;
+size_t lmp_mat_prep_bytes(const lmp_mat *w, int n);
+void lmp_mat_prep(const lmp_mat *w, const float *x, int n, void *buf, lmp_mat_in *in);
+void lmp_mat_rows(const lmp_mat *w, const lmp_mat_in *in, int r0, int r1, float *y);
+int lmp_mat_prep_shared(const lmp_mat *a, const lmp_mat *b);
+
 /* Dequantize / convert row r into out[cols] (embedding lookup). */
 void lmp_mat_get_row(const lmp_mat *w, int r, float *out);
 
