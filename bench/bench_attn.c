@@ -33,17 +33,22 @@ typedef struct {
     float *kc, *vc, *q, *out, *scratch;
 } work;
 
-/* n tokens at positions [pos, pos+n): every (token, head) pair. */
+/* n tokens at positions [pos, pos+n): tiles of up to 12 rows (tokens x the
+ * query heads of one KV head), as runtime/forward.c cuts them. */
 static void run_piece(work *w, int n, int pos)
 {
-    int g = w->nh / w->nkv;
-    float scale = (float)(1.0 / sqrt((double)w->hd));
-    for (int t = 0; t < n; t++)
-        for (int h = 0; h < w->nh; h++) {
-            size_t base = (size_t)(h / g) * (size_t)w->ctx * w->hd;
-            lmp_attn_head_avx2(w->q + ((size_t)t * w->nh + h) * w->hd, w->kc + base, w->vc + base,
-                               pos + t + 1, w->hd, scale, w->scratch,
-                               w->out + ((size_t)t * w->nh + h) * w->hd);
+    int g = w->nh / w->nkv, tt = g < 12 ? 12 / g : 1;
+    size_t qdim = (size_t)w->nh * w->hd;
+    for (int t0 = 0; t0 < n; t0 += tt)
+        for (int kvh = 0; kvh < w->nkv; kvh++) {
+            size_t base = (size_t)kvh * (size_t)w->ctx * w->hd;
+            size_t row0 = (size_t)t0 * qdim + (size_t)kvh * g * w->hd;
+            lmp_attn_tile a = {.q = w->q + row0, .q_tok = qdim, .out = w->out + row0,
+                               .out_tok = qdim, .ntok = n - t0 < tt ? n - t0 : tt, .nhead = g,
+                               .np0 = pos + t0 + 1, .hd = w->hd,
+                               .scale = (float)(1.0 / sqrt((double)w->hd)), .k = w->kc + base,
+                               .v = w->vc + base, .sc = w->scratch, .sc_stride = (size_t)w->ctx};
+            lmp_attn_tile_avx2(&a);
         }
 }
 
@@ -81,13 +86,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_attn: no AVX2/FMA on this CPU\n");
         return 1;
     }
-    w.ctx = tokens + 1;
+    w.ctx = (tokens + 1 + LMP_ATTN_KB - 1) / LMP_ATTN_KB * LMP_ATTN_KB;
     size_t cache = (size_t)w.nkv * w.ctx * w.hd;
     w.kc = malloc(cache * sizeof(float));
     w.vc = malloc(cache * sizeof(float));
     w.q = malloc((size_t)PIECE * w.nh * w.hd * sizeof(float));
     w.out = malloc((size_t)PIECE * w.nh * w.hd * sizeof(float));
-    w.scratch = malloc((size_t)w.ctx * sizeof(float));
+    w.scratch = malloc((size_t)w.ctx * (size_t)(w.nh > 12 ? w.nh : 12) * sizeof(float));
     if (!w.kc || !w.vc || !w.q || !w.out || !w.scratch) return 1;
     for (size_t i = 0; i < cache; i++) {
         w.kc[i] = urand();
