@@ -3,6 +3,8 @@
 
 #include "runtime/mat_impl.h"
 
+#include "common/cpu.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,7 +199,8 @@ static void cache_put(lmp_state *s, int l, int h, int p, const float *k, const f
 
 typedef struct {
     lmp_state *s;
-    int layer, n, pos, simd, ntiles;
+    int layer, n, pos, ntiles;
+    int simd; /* 0 scalar reference, 1 AVX2, 2 AVX-512 */
 } attn_job;
 
 /* One tile: up to attn_tok consecutive tokens x the query heads of one KV
@@ -222,7 +225,7 @@ static void attn_task(void *ctx, int task, int tid)
                            .np0 = j->pos + t0 + 1, .hd = hd, .scale = scale,
                            .k = s->kc + base, .v = s->vc + base, .sc = sc,
                            .sc_stride = (size_t)s->ctxr};
-        lmp_attn_tile_avx2(&a);
+        (j->simd == 2 ? lmp_attn_tile_avx512 : lmp_attn_tile_avx2)(&a);
         return;
     }
     for (int t = 0; t < nt; t++)
@@ -262,7 +265,9 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
             cache_put(s, l, h, p, kt, s->v + (size_t)t * s->kvdim + (size_t)h * hd);
         }
     }
-    attn_job aj = {s, l, n, pos, lmp_mat_simd_active(), (n + s->attn_tok - 1) / s->attn_tok};
+    int simd = lmp_mat_simd_active() ? (lmp_cpu_avx512() ? 2 : 1) : 0;
+    attn_job aj = {.s = s, .layer = l, .n = n, .pos = pos, .simd = simd,
+                   .ntiles = (n + s->attn_tok - 1) / s->attn_tok};
     run_tasks(s, attn_task, &aj, aj.ntiles * nkv);
     lmp_mat_mul(&L->wo, s->att, n, s->tmp, s->pool);
     for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];

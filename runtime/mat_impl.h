@@ -43,12 +43,17 @@ typedef struct {
     const float *k; /* blocked K of the KV head (lmp_attn_koff) */
     const float *v; /* V of the KV head, [position][hd] */
     float *sc;      /* scratch: ntok*nhead rows of sc_stride floats */
-    size_t sc_stride; /* >= np0 + ntok - 1 rounded up to a multiple of 8 */
+    size_t sc_stride; /* >= np0 + ntok - 1 rounded up to LMP_ATTN_KB */
 } lmp_attn_tile;
 
 /* AVX2/FMA: out = softmax(q.K * scale) V for every row of the tile. Call
  * only when lmp_mat_simd_active(). Reads K up to the row's position count
- * rounded up to 8 (inside the round_up(ctx, LMP_ATTN_KB) allocation). */
+ * rounded up to LMP_ATTN_KB (inside the round_up(ctx, LMP_ATTN_KB)
+ * allocation; the padding positions are loaded, never used). */
 void lmp_attn_tile_avx2(const lmp_attn_tile *a);
+
+/* AVX-512 (runtime/attn_avx512.c), the same bits as the AVX2 tile. Call
+ * only when lmp_mat_simd_active() && lmp_cpu_avx512(). */
+void lmp_attn_tile_avx512(const lmp_attn_tile *a);
 
 #endif

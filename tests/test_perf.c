@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cpu.h"
 #include "common/pool.h"
 #include "runtime/mat.h"
 #include "runtime/mat_impl.h"
@@ -93,7 +94,20 @@ static void case_free(attn_case *t)
 
 /* Run the tile of tokens [t0, t0+nt) x heads [h0, h0+nh) of the case; the
  * last token of the case sees all np positions. out: [ntok][nhead][hd]. */
-static void run_tile(attn_case *t, int t0, int nt, int h0, int nh, float *out)
+typedef void (*tile_fn)(const lmp_attn_tile *);
+
+/* The tile kernels this CPU runs: AVX2, and AVX-512 where present. */
+static int tile_kernels(tile_fn *k)
+{
+    int n = 0;
+    k[n++] = lmp_attn_tile_avx2;
+    if (lmp_cpu_avx512()) k[n++] = lmp_attn_tile_avx512;
+    return n;
+}
+
+static const char *const kernel_name[] = {"avx2", "avx512"};
+
+static void run_tile(tile_fn fn, attn_case *t, int t0, int nt, int h0, int nh, float *out)
 {
     size_t tok = (size_t)t->nhead * t->hd;
     size_t row0 = (size_t)t0 * tok + (size_t)h0 * t->hd;
@@ -101,7 +115,7 @@ static void run_tile(attn_case *t, int t0, int nt, int h0, int nh, float *out)
                        .ntok = nt, .nhead = nh, .np0 = t->np - t->ntok + 1 + t0, .hd = t->hd,
                        .scale = (float)(1.0 / sqrt((double)t->hd)), .k = t->Kb, .v = t->V,
                        .sc = t->sc, .sc_stride = t->stride};
-    lmp_attn_tile_avx2(&a);
+    fn(&a);
 }
 
 START_TEST(attention_avx2_matches_double_softmax)
@@ -118,6 +132,9 @@ START_TEST(attention_avx2_matches_double_softmax)
     static const int heads[] = {3, 1, 4};
     static const float spreads[] = {1.0f, 30.0f}; /* 30: scores over ~100s of nats */
     double *ref = malloc(sizeof(double) * 128);
+    tile_fn kern[2];
+    int nk = tile_kernels(kern);
+    for (int kk = 0; kk < nk; kk++)
     for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
         for (size_t b = 0; b < sizeof nps / sizeof *nps; b++)
             for (size_t c = 0; c < 2; c++) {
@@ -126,7 +143,7 @@ START_TEST(attention_avx2_matches_double_softmax)
                 attn_case t;
                 case_init(&t, hd, np, ntok, nh, spreads[c]);
                 float *out = malloc(sizeof(float) * (size_t)hd * ntok * nh);
-                run_tile(&t, 0, ntok, 0, nh, out);
+                run_tile(kern[kk], &t, 0, ntok, 0, nh, out);
                 double scale = 1.0 / sqrt((double)hd);
                 /* observed: < 2e-7 (spread 1), ~6e-6 (spread 30: scores of
                  * ~100 carry ~1e-5 absolute float error, amplified by exp).
@@ -140,9 +157,9 @@ START_TEST(attention_avx2_matches_double_softmax)
                         attn_double(t.q + r, t.K, t.V, npi, hd, scale, ref);
                         for (int e = 0; e < hd; e++)
                             ck_assert_msg(fabs(out[r + e] - ref[e]) <= tol,
-                                          "hd %d np %d token %d head %d/%d spread %g: out[%d] = "
-                                          "%.9g, double %.9g",
-                                          hd, npi, i, h, nh, (double)spreads[c], e,
+                                          "%s hd %d np %d token %d head %d/%d spread %g: out[%d] "
+                                          "= %.9g, double %.9g",
+                                          kernel_name[kk], hd, npi, i, h, nh, (double)spreads[c], e,
                                           (double)out[r + e], ref[e]);
                     }
                 free(out);
@@ -155,12 +172,15 @@ END_TEST
 /* The bit-identity contract behind "prefill == decode" and "any thread
  * count": a row's result must not depend on which tokens and heads share
  * its tile. Whole tile vs one token (decode) or one head at a time, and
- * tiles cut at other tokens. */
+ * tiles cut at other tokens; the AVX-512 tile (where the CPU has it) must
+ * give the AVX2 tile's bits in every cut. */
 START_TEST(attention_avx2_rows_independent_of_tile)
 {
     if (!lmp_mat_simd_active()) return;
     static const int hds[] = {64, 128, 20};
     static const int nps[] = {12, 64, 70, 131, 257};
+    tile_fn kern[2];
+    int nk = tile_kernels(kern);
     for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
         for (size_t b = 0; b < sizeof nps / sizeof *nps; b++) {
             int hd = hds[a], np = nps[b], nh = 3, ntok = 9;
@@ -168,20 +188,26 @@ START_TEST(attention_avx2_rows_independent_of_tile)
             case_init(&t, hd, np, ntok, nh, 4.0f);
             size_t n = (size_t)hd * ntok * nh;
             float *whole = malloc(sizeof(float) * n), *part = malloc(sizeof(float) * n);
-            run_tile(&t, 0, ntok, 0, nh, whole);
-            for (int i = 0; i < ntok; i++) /* decode: one token at a time */
-                run_tile(&t, i, 1, 0, nh, part);
-            ck_assert_msg(memcmp(whole, part, sizeof(float) * n) == 0,
-                          "hd %d np %d: tokens one at a time differ from the tile", hd, np);
-            for (int i = 0; i < ntok; i++) /* one head at a time */
-                for (int h = 0; h < nh; h++) run_tile(&t, i, 1, h, 1, part);
-            ck_assert_msg(memcmp(whole, part, sizeof(float) * n) == 0,
-                          "hd %d np %d: heads one at a time differ from the tile", hd, np);
-            run_tile(&t, 0, 2, 0, nh, part); /* tiles of 2, 4, 3 tokens */
-            run_tile(&t, 2, 4, 0, nh, part);
-            run_tile(&t, 6, 3, 0, nh, part);
-            ck_assert_msg(memcmp(whole, part, sizeof(float) * n) == 0,
-                          "hd %d np %d: other tile cuts differ", hd, np);
+            run_tile(kern[0], &t, 0, ntok, 0, nh, whole);
+            for (int kk = 0; kk < nk; kk++) {
+                const char *kn = kernel_name[kk];
+                for (int i = 0; i < ntok; i++) /* decode: one token at a time */
+                    run_tile(kern[kk], &t, i, 1, 0, nh, part);
+                ck_assert_msg(memcmp(whole, part, sizeof(float) * n) == 0,
+                              "%s hd %d np %d: tokens one at a time differ from the AVX2 tile",
+                              kn, hd, np);
+                for (int i = 0; i < ntok; i++) /* one head at a time */
+                    for (int h = 0; h < nh; h++) run_tile(kern[kk], &t, i, 1, h, 1, part);
+                ck_assert_msg(memcmp(whole, part, sizeof(float) * n) == 0,
+                              "%s hd %d np %d: heads one at a time differ from the AVX2 tile",
+                              kn, hd, np);
+                run_tile(kern[kk], &t, 0, 2, 0, nh, part); /* tiles of 2, 4, 3 tokens */
+                run_tile(kern[kk], &t, 2, 4, 0, nh, part);
+                run_tile(kern[kk], &t, 6, 3, 0, nh, part);
+                ck_assert_msg(memcmp(whole, part, sizeof(float) * n) == 0,
+                              "%s hd %d np %d: other tile cuts differ from the AVX2 tile", kn, hd,
+                              np);
+            }
             free(whole);
             free(part);
             case_free(&t);
