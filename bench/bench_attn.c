@@ -5,7 +5,8 @@
  *
  *   bench_attn [--tokens N] [--reps R] [--decode-only] [--heads H --kv-heads K --head-dim D]
  *
- * Prints CPU seconds (median of R) and query-position pairs per second. For
+ * Prints CPU seconds (median of R) and query-position pairs per second.
+ * Uses the AVX-512 tile where the CPU has it (LMP_CPU=avx2: the AVX2 one). For
  * repeatable numbers run it under `valgrind --tool=callgrind
  * --toggle-collect=lmp_attn_*` (instruction counts do not depend on load). */
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "bench/bench_util.h"
+#include "common/cpu.h"
 #include "runtime/mat.h"
 #include "runtime/mat_impl.h"
 
@@ -29,15 +31,15 @@ static float urand(void)
 }
 
 typedef struct {
-    int nh, nkv, hd, ctx;
+    int nh, nkv, hd, ctx, rows;
     float *kc, *vc, *q, *out, *scratch;
 } work;
 
-/* n tokens at positions [pos, pos+n): tiles of up to 12 rows (tokens x the
+/* n tokens at positions [pos, pos+n): tiles of up to --rows rows (default 48; tokens x the
  * query heads of one KV head), as runtime/forward.c cuts them. */
 static void run_piece(work *w, int n, int pos)
 {
-    int g = w->nh / w->nkv, tt = g < 12 ? 12 / g : 1;
+    int g = w->nh / w->nkv, tt = g < w->rows ? w->rows / g : 1;
     size_t qdim = (size_t)w->nh * w->hd;
     for (int t0 = 0; t0 < n; t0 += tt)
         for (int kvh = 0; kvh < w->nkv; kvh++) {
@@ -48,7 +50,7 @@ static void run_piece(work *w, int n, int pos)
                                .np0 = pos + t0 + 1, .hd = w->hd,
                                .scale = (float)(1.0 / sqrt((double)w->hd)), .k = w->kc + base,
                                .v = w->vc + base, .sc = w->scratch, .sc_stride = (size_t)w->ctx};
-            lmp_attn_tile_avx2(&a);
+            (lmp_cpu_avx512() ? lmp_attn_tile_avx512 : lmp_attn_tile_avx2)(&a);
         }
 }
 
@@ -61,7 +63,7 @@ static double median(double *v, int n)
 int main(int argc, char **argv)
 {
     int tokens = 2048, reps = 3, decode_only = 0;
-    work w = {.nh = 15, .nkv = 5, .hd = 64};
+    work w = {.nh = 15, .nkv = 5, .hd = 64, .rows = 48};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
@@ -69,6 +71,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--kv-heads") && i + 1 < argc) w.nkv = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--head-dim") && i + 1 < argc) w.hd = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--decode-only")) decode_only = 1;
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) w.rows = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--help")) {
             printf("usage: bench_attn [--tokens N] [--reps R] [--decode-only] [--heads H]"
                    " [--kv-heads K] [--head-dim D]\n");
@@ -92,7 +95,7 @@ int main(int argc, char **argv)
     w.vc = malloc(cache * sizeof(float));
     w.q = malloc((size_t)PIECE * w.nh * w.hd * sizeof(float));
     w.out = malloc((size_t)PIECE * w.nh * w.hd * sizeof(float));
-    w.scratch = malloc((size_t)w.ctx * (size_t)(w.nh > 12 ? w.nh : 12) * sizeof(float));
+    w.scratch = malloc((size_t)w.ctx * (size_t)(w.nh > w.rows ? w.nh : w.rows) * sizeof(float));
     if (!w.kc || !w.vc || !w.q || !w.out || !w.scratch) return 1;
     for (size_t i = 0; i < cache; i++) {
         w.kc[i] = urand();
@@ -116,6 +119,7 @@ int main(int argc, char **argv)
         td[r] = (bench_thread_cpu_s() - t0) / 100;
         check += w.out[0];
     }
+    printf("kernel: %s\n", lmp_cpu_avx512() ? "avx512" : "avx2");
     double pairs = (double)tokens * (tokens + 1) / 2 * w.nh;
     double mp = median(tp, reps), md = median(td, reps);
     if (!decode_only)

@@ -13,9 +13,11 @@
  * each weight row over blocks of 32 tokens anyway (mat_avx2.c). */
 #define PIECE 64
 
-/* Attention rows per task (tokens x query heads of one KV head): K and V are
- * read once per tile (runtime/attn_avx2.c). */
-#define ATTN_ROWS 12
+/* Attention rows per task at most (tokens x query heads of one KV head): K
+ * and V are read once per tile (runtime/attn_avx2.c); bench_attn at 2048
+ * tokens: 12 rows 139-144, 24 rows 159-163, 48 rows 170-175 M
+ * query-positions/s (AVX-512, one thread). */
+#define ATTN_ROWS 48
 
 struct lmp_state {
     const lmp_model *m;
@@ -23,7 +25,7 @@ struct lmp_state {
     int ctx, filled, nthreads;
     int qdim, kvdim;    /* n_heads*head_dim, n_kv_heads*head_dim */
     int ctxr;           /* ctx rounded up to LMP_ATTN_KB: positions per KV head */
-    int attn_tok, attn_rows; /* tokens per attention tile, rows (x query heads) */
+    int attn_tok, attn_rows; /* tokens per attention tile at most, rows (x query heads) */
     /* [layer][kv_head][ctxr * head_dim]: K in position blocks (lmp_attn_koff),
      * V as [ctxr][head_dim] */
     float *kc, *vc;
@@ -199,7 +201,7 @@ static void cache_put(lmp_state *s, int l, int h, int p, const float *k, const f
 
 typedef struct {
     lmp_state *s;
-    int layer, n, pos, ntiles;
+    int layer, n, pos, tt, ntiles; /* tt tokens per tile */
     int simd; /* 0 scalar reference, 1 AVX2, 2 AVX-512 */
 } attn_job;
 
@@ -213,8 +215,8 @@ static void attn_task(void *ctx, int task, int tid)
     const lmp_config *c = &s->m->cfg;
     int nkv = c->n_kv_heads, hd = c->head_dim, g = c->n_heads / nkv;
     int tile = j->ntiles - 1 - task / nkv, kvh = task % nkv;
-    int t0 = tile * s->attn_tok;
-    int nt = j->n - t0 < s->attn_tok ? j->n - t0 : s->attn_tok;
+    int t0 = tile * j->tt;
+    int nt = j->n - t0 < j->tt ? j->n - t0 : j->tt;
     size_t base = ((size_t)j->layer * nkv + kvh) * (size_t)s->ctxr * hd;
     size_t row0 = (size_t)t0 * s->qdim + (size_t)kvh * g * hd;
     float *sc = s->scores + (size_t)tid * s->attn_rows * s->ctxr;
@@ -266,8 +268,12 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
         }
     }
     int simd = lmp_mat_simd_active() ? (lmp_cpu_avx512() ? 2 : 1) : 0;
-    attn_job aj = {.s = s, .layer = l, .n = n, .pos = pos, .simd = simd,
-                   .ntiles = (n + s->attn_tok - 1) / s->attn_tok};
+    /* the largest tiles that still give each thread ~4 tasks (a row's bits do
+     * not depend on the cut) */
+    int tt = n * nkv / (4 * s->nthreads);
+    tt = tt < 1 ? 1 : tt > s->attn_tok ? s->attn_tok : tt;
+    attn_job aj = {.s = s, .layer = l, .n = n, .pos = pos, .simd = simd, .tt = tt,
+                   .ntiles = (n + tt - 1) / tt};
     run_tasks(s, attn_task, &aj, aj.ntiles * nkv);
     lmp_mat_mul(&L->wo, s->att, n, s->tmp, s->pool);
     for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
