@@ -73,6 +73,7 @@ static inline __attribute__((always_inline)) void scores(const float *const *q, 
         kb[j] = k + lmp_attn_koff(p + 8 * j, 0, hd);
         UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_setzero_ps();
     }
+#pragma GCC unroll 2
     for (int i = 0; i < hd; i++) {
         __m256 qv[RMAX];
         UNROLL for (int r = 0; r < R; r++) qv[r] = _mm256_broadcast_ss(q[r] + i);

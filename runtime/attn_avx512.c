@@ -57,6 +57,7 @@ static inline __attribute__((always_inline)) void scores(const float *const *q, 
         kb[j] = k + lmp_attn_koff(p + 16 * j, 0, hd);
         UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm512_setzero_ps();
     }
+#pragma GCC unroll 2
     for (int i = 0; i < hd; i++) {
         __m512 qv[RMAX];
         UNROLL for (int r = 0; r < R; r++) qv[r] = _mm512_set1_ps(q[r][i]);

@@ -267,7 +267,10 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
             cache_put(s, l, h, p, kt, s->v + (size_t)t * s->kvdim + (size_t)h * hd);
         }
     }
-    int simd = lmp_mat_simd_active() ? (lmp_cpu_avx512() ? 2 : 1) : 0;
+    /* AVX-512 tile (the same bits) only for prompts: a decode step's 3 rows
+     * gain little from 16 lanes, and next to the AVX2 int4 matmul the 512-bit
+     * FMAs cost it ~5 % (frequency license; measured CPU-time rates) */
+    int simd = !lmp_mat_simd_active() ? 0 : n > 1 && lmp_cpu_avx512() ? 2 : 1;
     /* the largest tiles that still give each thread ~4 tasks (a row's bits do
      * not depend on the cut) */
     int tt = n * nkv / (4 * s->nthreads);
