@@ -87,7 +87,7 @@ lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_po
     s->attn_rows = s->attn_tok * g;
     size_t cache = (size_t)c->n_layers * (size_t)s->kvdim * (size_t)s->ctxr;
     int half = c->head_dim / 2;
-    /* zeroed: the attention reads K up to a multiple of 8 positions (the
+    /* zeroed: the attention loads K up to a multiple of 16 positions (the
      * padding lanes are masked), never uninitialised memory */
     s->kc = cache ? calloc(cache, sizeof(float)) : NULL;
     s->vc = alloc_floats(cache);
@@ -205,7 +205,7 @@ typedef struct {
     int simd; /* 0 scalar reference, 1 AVX2, 2 AVX-512 */
 } attn_job;
 
-/* One tile: up to attn_tok consecutive tokens x the query heads of one KV
+/* One tile: up to j->tt consecutive tokens x the query heads of one KV
  * head, causal attention of token t over positions [0, pos+t]. Tasks run
  * the latest tiles (most positions) first so the threads end together. */
 static void attn_task(void *ctx, int task, int tid)
