@@ -1,58 +1,33 @@
-/* AVX2/FMA attention for one (token, head) pair; the scalar reference is
- * attn_head_ref in forward.c. Compiled with -mavx2 -mfma; called only after
- * the run-time CPU check. Summation order depends only on head_dim and the
- * number of positions, never on threads or batching.
+/* AVX2/FMA attention over a tile of query rows (lmp_attn_tile in
+ * mat_impl.h); the scalar reference is attn_head_ref in forward.c.
+ * Compiled with -mavx2 -mfma; called only after the run-time CPU check.
  *
- * Speed (long prompts: a 2048-token prefill spends most of its attention
- * time here): scores are computed 4 positions at a time (4 independent FMA
- * chains instead of one latency-bound chain; each position's own order is
- * unchanged), exp is evaluated 8 lanes at a time with a polynomial (about
- * 2 ulp, see exp8) instead of one libm call per position, and the weighted
- * sum of V walks the positions once with head_dim/8 accumulators (V read
- * once instead of head_dim/8 times; per output element the same
- * position-ascending FMA order as before). */
+ * Why a tile: the 3 query heads of a KV head (GQA) and several consecutive
+ * tokens read the same K and V. The rows of a tile walk the positions in
+ * blocks of PB; a K or V block is loaded from L2/L3 once and reused from L1
+ * and registers by every row (register tile: up to 3 rows x 32 positions for
+ * the scores, 3 rows x 32 output elements for the V sum).
+ *
+ * Per row (the bit-identity contract): three passes with an exact maximum,
+ * no online rescaling, so block boundaries do not enter the arithmetic.
+ *  1. score[p] = (sum_k q[k] K[p][k], one FMA chain over k = 0..hd-1,
+ *     lane = position) * scale, for p < np rounded up to 8; the padding
+ *     lanes are set to -inf;
+ *  2. mx = max score; e[p] = exp8(score[p] - mx), summed in double per lane
+ *     (lane = p mod 8; -inf lanes add an exact 0), lanes added in a fixed
+ *     order; w[p] = e[p] * (float)(1 / sum);
+ *  3. out[i] = sum_p w[p] V[p][i], one FMA chain per element, p ascending
+ *     from 0 to np-1 (between position blocks the partial sum waits in out,
+ *     which does not round).
+ * Nothing depends on the other rows of the tile, on how many there are or on
+ * the thread that runs it. */
 #include <immintrin.h>
 #include <math.h>
 
 #include "runtime/mat_impl.h"
 
-static inline float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float dot(const float *a, const float *b, int n)
-{
-    __m256 acc = _mm256_setzero_ps();
-    int k = 0;
-    for (; k + 8 <= n; k += 8)
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc);
-    float s = hsum8(acc);
-    for (; k < n; k++) s = __builtin_fmaf(a[k], b[k], s);
-    return s;
-}
-
-/* Four dot products q . K[p..p+3] (n a multiple of 8): each is exactly
- * dot(q, K[p+i], n) (same FMA order, same horizontal sum). */
-static inline void dot4(const float *q, const float *K, int n, float *out)
-{
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const float *k0 = K, *k1 = K + n, *k2 = K + 2 * (size_t)n, *k3 = K + 3 * (size_t)n;
-    for (int k = 0; k < n; k += 8) {
-        __m256 qv = _mm256_loadu_ps(q + k);
-        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + k), a0);
-        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + k), a1);
-        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + k), a2);
-        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + k), a3);
-    }
-    out[0] = hsum8(a0);
-    out[1] = hsum8(a1);
-    out[2] = hsum8(a2);
-    out[3] = hsum8(a3);
-}
+#define PB 64 /* positions per block walked by all rows of a tile */
+#define RMAX 3 /* rows per register tile */
 
 /* e^x for 8 lanes with x <= 0 (softmax arguments x - max): x = n ln2 + r,
  * |r| <= ln2/2 (ln2 split in two parts), degree-6 polynomial for e^r,
@@ -81,51 +56,109 @@ static inline __m256 exp8(__m256 x)
     return _mm256_andnot_ps(zero_mask, y);
 }
 
-/* out[8*nv] = sum_p (sc[p] * inv) V[p], positions ascending, one FMA chain
- * per output element (nv compile-time at each call: registers, not memory). */
-static inline __attribute__((always_inline)) void wsum_v(const float *sc, float inv,
-                                                         const float *V, int np, float *out,
-                                                         const int nv)
+
+#define UNROLL _Pragma("GCC unroll 4")
+
+/* Scores of R rows for NV vectors of 8 positions starting at p (a multiple
+ * of 8): sc[r][p + 8j + lane] = (q[r] . K[p + 8j + lane]) * scale. */
+static inline __attribute__((always_inline)) void scores(const float *const *q, const float *k,
+                                                         int hd, int p, float scale,
+                                                         float *const *sc, const int R,
+                                                         const int NV)
 {
-    __m256 acc[16];
-#pragma GCC unroll 16
-    for (int k = 0; k < nv; k++) acc[k] = _mm256_setzero_ps();
-    for (int p = 0; p < np; p++) {
-        const __m256 wv = _mm256_set1_ps(sc[p] * inv);
-        const float *vp = V + (size_t)p * (size_t)(8 * nv);
-#pragma GCC unroll 16
-        for (int k = 0; k < nv; k++)
-            acc[k] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(vp + 8 * k), acc[k]);
+    __m256 acc[RMAX][4];
+    const float *kb[4];
+    UNROLL for (int j = 0; j < NV; j++)
+    {
+        kb[j] = k + lmp_attn_koff(p + 8 * j, 0, hd);
+        UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_setzero_ps();
     }
-#pragma GCC unroll 16
-    for (int k = 0; k < nv; k++) _mm256_storeu_ps(out + 8 * k, acc[k]);
+#pragma GCC unroll 2
+    for (int i = 0; i < hd; i++) {
+        __m256 qv[RMAX];
+        UNROLL for (int r = 0; r < R; r++) qv[r] = _mm256_broadcast_ss(q[r] + i);
+        UNROLL for (int j = 0; j < NV; j++)
+        {
+            __m256 kv = _mm256_loadu_ps(kb[j] + (size_t)i * LMP_ATTN_KB);
+            UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(qv[r], kv, acc[r][j]);
+        }
+    }
+    const __m256 vs = _mm256_set1_ps(scale);
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int j = 0; j < NV; j++)
+            _mm256_storeu_ps(sc[r] + p + 8 * j, _mm256_mul_ps(acc[r][j], vs));
 }
 
-void lmp_attn_head_avx2(const float *q, const float *K, const float *V, int np, int hd,
-                        float scale, float *sc, float *out)
+/* out[r][c .. c+8NV) (+)= sum_{p in [p0, p1)} w[r][p] V[p][c ..]; first:
+ * start from 0, else continue the partial sums held in out. */
+static inline __attribute__((always_inline)) void wsum(const float *const *w, const float *v,
+                                                       int hd, int c, int p0, int p1,
+                                                       float *const *out, int first,
+                                                       const int R, const int NV)
 {
-    float mx = -INFINITY;
-    int p = 0;
-    if ((hd & 7) == 0)
-        for (; p + 4 <= np; p += 4) {
-            dot4(q, K + (size_t)p * hd, hd, sc + p);
-            for (int i = 0; i < 4; i++) {
-                sc[p + i] *= scale;
-                if (sc[p + i] > mx) mx = sc[p + i];
-            }
+    __m256 acc[RMAX][4];
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int j = 0; j < NV; j++)
+            acc[r][j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out[r] + c + 8 * j);
+    for (int p = p0; p < p1; p++) {
+        const float *vp = v + (size_t)p * hd + c;
+        __m256 wv[RMAX];
+        UNROLL for (int r = 0; r < R; r++) wv[r] = _mm256_broadcast_ss(w[r] + p);
+        UNROLL for (int j = 0; j < NV; j++)
+        {
+            __m256 vv = _mm256_loadu_ps(vp + 8 * j);
+            UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(wv[r], vv, acc[r][j]);
         }
-    for (; p < np; p++) {
-        sc[p] = dot(q, K + (size_t)p * hd, hd) * scale;
-        if (sc[p] > mx) mx = sc[p];
     }
-    /* exp 8 lanes at a time; the sum in double, lanes accumulated
-     * separately and added in a fixed order at the end */
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int j = 0; j < NV; j++) _mm256_storeu_ps(out[r] + c + 8 * j, acc[r][j]);
+}
+
+/* Compile-time (R, NV) instances behind one run-time switch each. */
+#define CASES(F, ...)                                                                     \
+    switch (R * 4 + NV) {                                                                 \
+    case 5: F(__VA_ARGS__, 1, 1); break;                                                  \
+    case 6: F(__VA_ARGS__, 1, 2); break;                                                  \
+    case 7: F(__VA_ARGS__, 1, 3); break;                                                  \
+    case 8: F(__VA_ARGS__, 1, 4); break;                                                  \
+    case 9: F(__VA_ARGS__, 2, 1); break;                                                  \
+    case 10: F(__VA_ARGS__, 2, 2); break;                                                 \
+    case 11: F(__VA_ARGS__, 2, 3); break;                                                 \
+    case 12: F(__VA_ARGS__, 2, 4); break;                                                 \
+    case 13: F(__VA_ARGS__, 3, 1); break;                                                 \
+    case 14: F(__VA_ARGS__, 3, 2); break;                                                 \
+    case 15: F(__VA_ARGS__, 3, 3); break;                                                 \
+    default: F(__VA_ARGS__, 3, 4); break;                                                 \
+    }
+
+static void scores_rn(const float *const *q, const float *k, int hd, int p, float scale,
+                      float *const *sc, int R, int NV)
+{
+    CASES(scores, q, k, hd, p, scale, sc)
+}
+
+static void wsum_rn(const float *const *w, const float *v, int hd, int c, int p0, int p1,
+                    float *const *out, int first, int R, int NV)
+{
+    CASES(wsum, w, v, hd, c, p0, p1, out, first)
+}
+
+/* Pass 2 on one row of np positions: softmax weights in place. */
+static void softmax_row(float *sc, int np)
+{
+    int nv = (np + 7) / 8;
+    for (int p = np; p < nv * 8; p++) sc[p] = -INFINITY;
+    __m256 m = _mm256_loadu_ps(sc);
+    for (int j = 1; j < nv; j++) m = _mm256_max_ps(m, _mm256_loadu_ps(sc + 8 * j));
+    float lane[8], mx = -INFINITY;
+    _mm256_storeu_ps(lane, m);
+    for (int i = 0; i < 8; i++)
+        if (lane[i] > mx) mx = lane[i];
     const __m256 vmx = _mm256_set1_ps(mx);
     __m256d s0 = _mm256_setzero_pd(), s1 = s0;
-    p = 0;
-    for (; p + 8 <= np; p += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + p), vmx));
-        _mm256_storeu_ps(sc + p, e);
+    for (int j = 0; j < nv; j++) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + 8 * j), vmx));
+        _mm256_storeu_ps(sc + 8 * j, e);
         s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
     }
@@ -134,35 +167,67 @@ void lmp_attn_head_avx2(const float *q, const float *K, const float *V, int np, 
     _mm256_storeu_pd(lanes + 4, s1);
     double sum = 0.0;
     for (int i = 0; i < 8; i++) sum += lanes[i];
-    if (p < np) { /* tail: same polynomial on a zero-padded vector */
-        float tmp[8];
-        for (int i = 0; i < 8; i++) tmp[i] = p + i < np ? sc[p + i] - mx : -INFINITY;
-        _mm256_storeu_ps(tmp, exp8(_mm256_loadu_ps(tmp)));
-        for (int i = 0; p + i < np; i++) {
-            sc[p + i] = tmp[i];
-            sum += tmp[i];
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (int j = 0; j < nv; j++)
+        _mm256_storeu_ps(sc + 8 * j, _mm256_mul_ps(_mm256_loadu_ps(sc + 8 * j), inv));
+}
+
+void lmp_attn_tile_avx2(const lmp_attn_tile *a)
+{
+    const int hd = a->hd, g = a->nhead, nt = a->ntok;
+    const int npmax = a->np0 + nt - 1;
+    /* pass 1: scores, position blocks outermost so a K block serves every row */
+    for (int b0 = 0; b0 < npmax; b0 += PB)
+        for (int t = 0; t < nt; t++) {
+            int np = a->np0 + t;
+            if (np <= b0) continue;
+            int end = np < b0 + PB ? np : b0 + PB;
+            int nvec = (end - b0 + 7) / 8;
+            for (int h0 = 0; h0 < g; h0 += RMAX) {
+                int R = g - h0 < RMAX ? g - h0 : RMAX;
+                const float *q[RMAX];
+                float *sc[RMAX];
+                for (int r = 0; r < R; r++) {
+                    q[r] = a->q + (size_t)t * a->q_tok + (size_t)(h0 + r) * hd;
+                    sc[r] = a->sc + (size_t)(t * g + h0 + r) * a->sc_stride;
+                }
+                int p = b0, left = nvec;
+                for (; left >= 4; left -= 4, p += 32) scores_rn(q, a->k, hd, p, a->scale, sc, R, 4);
+                if (left) scores_rn(q, a->k, hd, p, a->scale, sc, R, left);
+            }
         }
-    }
-    float inv = (float)(1.0 / sum);
-    if (hd == 64) {
-        wsum_v(sc, inv, V, np, out, 8);
-        return;
-    }
-    if (hd == 128) {
-        wsum_v(sc, inv, V, np, out, 16);
-        return;
-    }
-    int k = 0;
-    for (; k + 8 <= hd; k += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (p = 0; p < np; p++)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[p] * inv),
-                                  _mm256_loadu_ps(V + (size_t)p * hd + k), acc);
-        _mm256_storeu_ps(out + k, acc);
-    }
-    for (; k < hd; k++) {
-        float acc = 0.0f;
-        for (p = 0; p < np; p++) acc = __builtin_fmaf(sc[p] * inv, V[(size_t)p * hd + k], acc);
-        out[k] = acc;
-    }
+    /* pass 2: exact max, exp, normalise, row by row */
+    for (int t = 0; t < nt; t++)
+        for (int h = 0; h < g; h++)
+            softmax_row(a->sc + (size_t)(t * g + h) * a->sc_stride, a->np0 + t);
+    /* pass 3: weighted sum of V, the same block walk */
+    for (int b0 = 0; b0 < npmax; b0 += PB)
+        for (int t = 0; t < nt; t++) {
+            int np = a->np0 + t;
+            if (np <= b0) continue;
+            int end = np < b0 + PB ? np : b0 + PB;
+            for (int h0 = 0; h0 < g; h0 += RMAX) {
+                int R = g - h0 < RMAX ? g - h0 : RMAX;
+                const float *w[RMAX];
+                float *o[RMAX];
+                for (int r = 0; r < R; r++) {
+                    w[r] = a->sc + (size_t)(t * g + h0 + r) * a->sc_stride;
+                    o[r] = a->out + (size_t)t * a->out_tok + (size_t)(h0 + r) * hd;
+                }
+                int c = 0;
+                for (; c + 32 <= hd; c += 32) wsum_rn(w, a->v, hd, c, b0, end, o, b0 == 0, R, 4);
+                if (c + 8 <= hd) {
+                    int nv = (hd - c) / 8;
+                    wsum_rn(w, a->v, hd, c, b0, end, o, b0 == 0, R, nv);
+                    c += 8 * nv;
+                }
+                for (; c < hd; c++) /* head sizes that are not a multiple of 8 */
+                    for (int r = 0; r < R; r++) {
+                        float acc = b0 == 0 ? 0.0f : o[r][c];
+                        for (int p = b0; p < end; p++)
+                            acc = __builtin_fmaf(w[r][p], a->v[(size_t)p * hd + c], acc);
+                        o[r][c] = acc;
+                    }
+            }
+        }
 }

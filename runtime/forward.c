@@ -4,6 +4,8 @@
 #include "runtime/fwd_impl.h"
 #include "runtime/mat_impl.h"
 
+#include "common/cpu.h"
+
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -13,14 +15,24 @@
  * each weight row over blocks of 32 tokens anyway (mat_avx2.c). */
 #define PIECE 64
 
+/* Attention rows per task at most (tokens x query heads of one KV head): K
+ * and V are read once per tile (runtime/attn_avx2.c); bench_attn at 2048
+ * tokens: 12 rows 139-144, 24 rows 159-163, 48 rows 170-175 M
+ * query-positions/s (AVX-512, one thread). */
+#define ATTN_ROWS 48
+
 struct lmp_state {
     const lmp_model *m;
     lmp_pool *pool;     /* borrowed */
     int ctx, filled, nthreads;
     int qdim, kvdim;    /* n_heads*head_dim, n_kv_heads*head_dim */
-    float *kc, *vc;     /* [layer][kv_head][ctx][head_dim] */
+    int ctxr;           /* ctx rounded up to LMP_ATTN_KB: positions per KV head */
+    int attn_tok, attn_rows; /* tokens per attention tile at most, rows (x query heads) */
+    /* [layer][kv_head][ctxr * head_dim]: K in position blocks (lmp_attn_koff),
+     * V as [ctxr][head_dim] */
+    float *kc, *vc;
     float *rope_cos, *rope_sin; /* [ctx][head_dim/2] */
-    float *scores;      /* [nthreads][ctx] attention scratch */
+    float *scores;      /* [nthreads][attn_rows][ctxr] attention scratch */
     /* piece scratch, [PIECE][...] */
     float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u;
     lmp_hidden_hook hook;
@@ -82,13 +94,19 @@ lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_po
     s->nthreads = lmp_pool_threads(pool);
     s->qdim = c->n_heads * c->head_dim;
     s->kvdim = c->n_kv_heads * c->head_dim;
-    size_t cache = (size_t)c->n_layers * (size_t)s->kvdim * (size_t)ctx;
+    s->ctxr = (ctx + LMP_ATTN_KB - 1) / LMP_ATTN_KB * LMP_ATTN_KB;
+    int g = c->n_heads / c->n_kv_heads;
+    s->attn_tok = g < ATTN_ROWS ? ATTN_ROWS / g : 1;
+    s->attn_rows = s->attn_tok * g;
+    size_t cache = (size_t)c->n_layers * (size_t)s->kvdim * (size_t)s->ctxr;
     int half = c->head_dim / 2;
-    s->kc = alloc_floats(cache);
+    /* zeroed: the attention loads K up to a multiple of 16 positions (the
+     * padding lanes are masked), never uninitialised memory */
+    s->kc = cache ? calloc(cache, sizeof(float)) : NULL;
     s->vc = alloc_floats(cache);
     s->rope_cos = alloc_floats((size_t)ctx * half);
     s->rope_sin = alloc_floats((size_t)ctx * half);
-    s->scores = alloc_floats((size_t)s->nthreads * ctx);
+    s->scores = alloc_floats((size_t)s->nthreads * s->attn_rows * s->ctxr);
     size_t h = (size_t)c->hidden;
     s->x = alloc_floats(PIECE * h);
     s->xn = alloc_floats(PIECE * h);
@@ -172,15 +190,15 @@ static void rope(float *v, const float *cs, const float *sn, int half)
     (lmp_mat_simd_active() ? lmp_rope_avx2 : rope_ref)(v, cs, sn, half);
 }
 
-/* Scalar reference: out = softmax(q.K * scale) V over np positions. */
+/* Scalar reference: out = softmax(q.K * scale) V over np positions; K in the
+ * blocked layout of the cache (lmp_attn_koff), V [np][hd]. */
 static void attn_head_ref(const float *q, const float *K, const float *V, int np, int hd,
                           float scale, float *sc, float *out)
 {
     float mx = -INFINITY;
     for (int p = 0; p < np; p++) {
-        const float *kp = K + (size_t)p * hd;
         float dot = 0.0f;
-        for (int i = 0; i < hd; i++) dot += q[i] * kp[i];
+        for (int i = 0; i < hd; i++) dot += q[i] * K[lmp_attn_koff(p, i, hd)];
         sc[p] = dot * scale;
         if (sc[p] > mx) mx = sc[p];
     }
@@ -198,45 +216,70 @@ static void attn_head_ref(const float *q, const float *K, const float *V, int np
     }
 }
 
-/* Position p of KV head h in layer l: k and v (head_dim floats each) into
- * the cache. (Same signature as on h/attn, which changes the K layout.) */
+/* Position p of KV head h in layer l: k and v (head_dim floats each) into the cache. */
 static void cache_put(lmp_state *s, int l, int h, int p, const float *k, const float *v)
 {
     int hd = s->m->cfg.head_dim;
-    size_t at = (((size_t)l * s->m->cfg.n_kv_heads + h) * (size_t)s->ctx + (size_t)p) * hd;
-    memcpy(s->kc + at, k, (size_t)hd * sizeof(float));
-    memcpy(s->vc + at, v, (size_t)hd * sizeof(float));
+    size_t base = ((size_t)l * s->m->cfg.n_kv_heads + h) * (size_t)s->ctxr * hd;
+    for (int i = 0; i < hd; i++) s->kc[base + lmp_attn_koff(p, i, hd)] = k[i];
+    memcpy(s->vc + base + (size_t)p * hd, v, (size_t)hd * sizeof(float));
 }
 
 typedef struct {
     lmp_state *s;
-    int layer, n, pos, simd;
+    int layer, n, pos, tt, ntiles; /* tt tokens per tile */
+    int simd; /* 0 scalar reference, 1 AVX2, 2 AVX-512 */
 } attn_job;
 
-/* One (token, head) pair: causal attention over positions [0, pos+t]. */
+/* One tile: up to j->tt consecutive tokens x the query heads of one KV
+ * head, causal attention of token t over positions [0, pos+t]. Tasks run
+ * the latest tiles (most positions) first so the threads end together. */
 static void attn_task(void *ctx, int task, int tid)
 {
     const attn_job *j = ctx;
     lmp_state *s = j->s;
     const lmp_config *c = &s->m->cfg;
-    int nh = c->n_heads, hd = c->head_dim;
-    int t = task / nh, h = task % nh;
-    int kvh = h / (nh / c->n_kv_heads);
-    size_t base = ((size_t)j->layer * c->n_kv_heads + kvh) * (size_t)s->ctx * hd;
-    const float *q = s->q + (size_t)t * s->qdim + (size_t)h * hd;
-    float *o = s->att + (size_t)t * s->qdim + (size_t)h * hd;
+    int nkv = c->n_kv_heads, hd = c->head_dim, g = c->n_heads / nkv;
+    int tile = j->ntiles - 1 - task / nkv, kvh = task % nkv;
+    int t0 = tile * j->tt;
+    int nt = j->n - t0 < j->tt ? j->n - t0 : j->tt;
+    size_t base = ((size_t)j->layer * nkv + kvh) * (size_t)s->ctxr * hd;
+    size_t row0 = (size_t)t0 * s->qdim + (size_t)kvh * g * hd;
+    float *sc = s->scores + (size_t)tid * s->attn_rows * s->ctxr;
     float scale = (float)(1.0 / sqrt((double)hd));
-    (j->simd ? lmp_attn_head_avx2 : attn_head_ref)(q, s->kc + base, s->vc + base,
-                                                   j->pos + t + 1, hd, scale,
-                                                   s->scores + (size_t)tid * s->ctx, o);
+    if (j->simd) {
+        lmp_attn_tile a = {.q = s->q + row0, .q_tok = (size_t)s->qdim, .out = s->att + row0,
+                           .out_tok = (size_t)s->qdim, .ntok = nt, .nhead = g,
+                           .np0 = j->pos + t0 + 1, .hd = hd, .scale = scale,
+                           .k = s->kc + base, .v = s->vc + base, .sc = sc,
+                           .sc_stride = (size_t)s->ctxr};
+        (j->simd == 2 ? lmp_attn_tile_avx512 : lmp_attn_tile_avx2)(&a);
+        return;
+    }
+    for (int t = 0; t < nt; t++)
+        for (int h = 0; h < g; h++) {
+            size_t r = row0 + (size_t)t * s->qdim + (size_t)h * hd;
+            attn_head_ref(s->q + r, s->kc + base, s->vc + base, j->pos + t0 + t + 1, hd, scale,
+                          sc, s->att + r);
+        }
 }
 
 /* The attention of layer l for n tokens at pos as attn_task tasks: fills
  * *aj, returns the task count (used by both execution paths). */
 static int attn_setup(lmp_state *s, attn_job *aj, int l, int n, int pos)
 {
-    *aj = (attn_job){s, l, n, pos, lmp_mat_simd_active()};
-    return n * s->m->cfg.n_heads;
+    int nkv = s->m->cfg.n_kv_heads;
+    /* AVX-512 tile (the same bits) only for prompts: a decode step's 3 rows
+     * gain little from 16 lanes, and next to the AVX2 int4 matmul the 512-bit
+     * FMAs cost it ~5 % (frequency license; measured CPU-time rates) */
+    int simd = !lmp_mat_simd_active() ? 0 : n > 1 && lmp_cpu_avx512() ? 2 : 1;
+    /* the largest tiles that still give each thread ~4 tasks (a row's bits do
+     * not depend on the cut) */
+    int tt = n * nkv / (4 * s->nthreads);
+    tt = tt < 1 ? 1 : tt > s->attn_tok ? s->attn_tok : tt;
+    *aj = (attn_job){.s = s, .layer = l, .n = n, .pos = pos, .simd = simd, .tt = tt,
+                     .ntiles = (n + tt - 1) / tt};
+    return aj->ntiles * nkv;
 }
 
 static void run_tasks(lmp_state *s, lmp_task_fn fn, void *ctx, int n)

@@ -1,0 +1,202 @@
+/* AVX-512 attention tile: the same arithmetic as runtime/attn_avx2.c (read
+ * its header for the three passes and the bit-identity contract) on 16
+ * lanes. Compiled with AVX-512 F/BW/VL flags; called only when
+ * lmp_cpu_avx512().
+ *
+ * Same bits as the AVX2 tile, by construction: a score lane is the same FMA
+ * chain over k; exp16 is exp8's operation sequence lane for lane; the
+ * double sum keeps lanes p mod 8 and adds the low then the high half of
+ * each 16-position vector, i.e. the AVX2 8-position vectors in order (an
+ * extra all -inf half adds exact zeros); the V sums are per-element chains
+ * in position order. test_perf checks the two tiles bit for bit. */
+#include <immintrin.h>
+#include <math.h>
+
+#include "runtime/mat_impl.h"
+
+#define PB 64  /* positions per block walked by all rows of a tile */
+#define RMAX 3 /* rows per register tile */
+
+#define UNROLL _Pragma("GCC unroll 4")
+
+/* exp8 of attn_avx2.c on 16 lanes (same constants, same operations). */
+static inline __m512 exp16(__m512 x)
+{
+    const __m512 lo = _mm512_set1_ps(-87.0f);
+    __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ);
+    x = _mm512_max_ps(x, lo);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+    return _mm512_maskz_mov_ps(keep, y);
+}
+
+/* Scores of R rows for NV vectors of 16 positions starting at p (a multiple
+ * of 16: one K block per vector). */
+static inline __attribute__((always_inline)) void scores(const float *const *q, const float *k,
+                                                         int hd, int p, float scale,
+                                                         float *const *sc, const int R,
+                                                         const int NV)
+{
+    __m512 acc[RMAX][4];
+    const float *kb[4];
+    UNROLL for (int j = 0; j < NV; j++)
+    {
+        kb[j] = k + lmp_attn_koff(p + 16 * j, 0, hd);
+        UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm512_setzero_ps();
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < hd; i++) {
+        __m512 qv[RMAX];
+        UNROLL for (int r = 0; r < R; r++) qv[r] = _mm512_set1_ps(q[r][i]);
+        UNROLL for (int j = 0; j < NV; j++)
+        {
+            __m512 kv = _mm512_loadu_ps(kb[j] + (size_t)i * LMP_ATTN_KB);
+            UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm512_fmadd_ps(qv[r], kv, acc[r][j]);
+        }
+    }
+    const __m512 vs = _mm512_set1_ps(scale);
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int j = 0; j < NV; j++)
+            _mm512_storeu_ps(sc[r] + p + 16 * j, _mm512_mul_ps(acc[r][j], vs));
+}
+
+/* out[r][c .. c+16NV) (+)= sum_{p in [p0, p1)} w[r][p] V[p][c ..], the last
+ * vector limited to the lanes in m (head sizes not a multiple of 16). */
+static inline __attribute__((always_inline)) void wsum(const float *const *w, const float *v,
+                                                       int hd, int c, int p0, int p1,
+                                                       float *const *out, int first,
+                                                       __mmask16 m, const int R, const int NV)
+{
+    __m512 acc[RMAX][4];
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int j = 0; j < NV; j++)
+            acc[r][j] = first ? _mm512_setzero_ps()
+                              : _mm512_maskz_loadu_ps(j == NV - 1 ? m : 0xffff,
+                                                      out[r] + c + 16 * j);
+    for (int p = p0; p < p1; p++) {
+        const float *vp = v + (size_t)p * hd + c;
+        __m512 wv[RMAX];
+        UNROLL for (int r = 0; r < R; r++) wv[r] = _mm512_set1_ps(w[r][p]);
+        UNROLL for (int j = 0; j < NV; j++)
+        {
+            __m512 vv = _mm512_maskz_loadu_ps(j == NV - 1 ? m : 0xffff, vp + 16 * j);
+            UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm512_fmadd_ps(wv[r], vv, acc[r][j]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int j = 0; j < NV; j++)
+            _mm512_mask_storeu_ps(out[r] + c + 16 * j, j == NV - 1 ? m : 0xffff, acc[r][j]);
+}
+
+#define CASES(F, ...)                                                                     \
+    switch (R * 4 + NV) {                                                                 \
+    case 5: F(__VA_ARGS__, 1, 1); break;                                                  \
+    case 6: F(__VA_ARGS__, 1, 2); break;                                                  \
+    case 7: F(__VA_ARGS__, 1, 3); break;                                                  \
+    case 8: F(__VA_ARGS__, 1, 4); break;                                                  \
+    case 9: F(__VA_ARGS__, 2, 1); break;                                                  \
+    case 10: F(__VA_ARGS__, 2, 2); break;                                                 \
+    case 11: F(__VA_ARGS__, 2, 3); break;                                                 \
+    case 12: F(__VA_ARGS__, 2, 4); break;                                                 \
+    case 13: F(__VA_ARGS__, 3, 1); break;                                                 \
+    case 14: F(__VA_ARGS__, 3, 2); break;                                                 \
+    case 15: F(__VA_ARGS__, 3, 3); break;                                                 \
+    default: F(__VA_ARGS__, 3, 4); break;                                                 \
+    }
+
+static void scores_rn(const float *const *q, const float *k, int hd, int p, float scale,
+                      float *const *sc, int R, int NV)
+{
+    CASES(scores, q, k, hd, p, scale, sc)
+}
+
+static void wsum_rn(const float *const *w, const float *v, int hd, int c, int p0, int p1,
+                    float *const *out, int first, __mmask16 m, int R, int NV)
+{
+    CASES(wsum, w, v, hd, c, p0, p1, out, first, m)
+}
+
+/* Pass 2 on one row (softmax_row of attn_avx2.c, same bits). */
+static void softmax_row(float *sc, int np)
+{
+    int nv = (np + 15) / 16;
+    for (int p = np; p < nv * 16; p++) sc[p] = -INFINITY;
+    __m512 m = _mm512_loadu_ps(sc);
+    for (int j = 1; j < nv; j++) m = _mm512_max_ps(m, _mm512_loadu_ps(sc + 16 * j));
+    float mx = _mm512_reduce_max_ps(m);
+    const __m512 vmx = _mm512_set1_ps(mx);
+    __m512d s = _mm512_setzero_pd(); /* lane i: positions = i mod 8 */
+    for (int j = 0; j < nv; j++) {
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + 16 * j), vmx));
+        _mm512_storeu_ps(sc + 16 * j, e);
+        s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    double lanes[8];
+    _mm512_storeu_pd(lanes, s);
+    double sum = 0.0;
+    for (int i = 0; i < 8; i++) sum += lanes[i];
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+    for (int j = 0; j < nv; j++)
+        _mm512_storeu_ps(sc + 16 * j, _mm512_mul_ps(_mm512_loadu_ps(sc + 16 * j), inv));
+}
+
+void lmp_attn_tile_avx512(const lmp_attn_tile *a)
+{
+    const int hd = a->hd, g = a->nhead, nt = a->ntok;
+    const int npmax = a->np0 + nt - 1;
+    for (int b0 = 0; b0 < npmax; b0 += PB)
+        for (int t = 0; t < nt; t++) {
+            int np = a->np0 + t;
+            if (np <= b0) continue;
+            int end = np < b0 + PB ? np : b0 + PB;
+            int nvec = (end - b0 + 15) / 16;
+            for (int h0 = 0; h0 < g; h0 += RMAX) {
+                int R = g - h0 < RMAX ? g - h0 : RMAX;
+                const float *q[RMAX];
+                float *sc[RMAX];
+                for (int r = 0; r < R; r++) {
+                    q[r] = a->q + (size_t)t * a->q_tok + (size_t)(h0 + r) * hd;
+                    sc[r] = a->sc + (size_t)(t * g + h0 + r) * a->sc_stride;
+                }
+                scores_rn(q, a->k, hd, b0, a->scale, sc, R, nvec); /* PB = 4 x 16 */
+            }
+        }
+    for (int t = 0; t < nt; t++)
+        for (int h = 0; h < g; h++)
+            softmax_row(a->sc + (size_t)(t * g + h) * a->sc_stride, a->np0 + t);
+    for (int b0 = 0; b0 < npmax; b0 += PB)
+        for (int t = 0; t < nt; t++) {
+            int np = a->np0 + t;
+            if (np <= b0) continue;
+            int end = np < b0 + PB ? np : b0 + PB;
+            for (int h0 = 0; h0 < g; h0 += RMAX) {
+                int R = g - h0 < RMAX ? g - h0 : RMAX;
+                const float *w[RMAX];
+                float *o[RMAX];
+                for (int r = 0; r < R; r++) {
+                    w[r] = a->sc + (size_t)(t * g + h0 + r) * a->sc_stride;
+                    o[r] = a->out + (size_t)t * a->out_tok + (size_t)(h0 + r) * hd;
+                }
+                for (int c = 0; c < hd; c += 64) {
+                    int left = hd - c < 64 ? hd - c : 64;
+                    int nv = (left + 15) / 16;
+                    __mmask16 m = (__mmask16)(left % 16 ? (1u << (left % 16)) - 1 : 0xffff);
+                    wsum_rn(w, a->v, hd, c, b0, end, o, b0 == 0, m, R, nv);
+                }
+            }
+        }
+}
