@@ -13,7 +13,7 @@
  *  1. score[p] = (sum_k q[k] K[p][k], one FMA chain over k = 0..hd-1,
  *     lane = position) * scale, for p < np rounded up to 8; the padding
  *     lanes are set to -inf;
- *  2. mx = max score; e[p] = exp8(score[p] - mx), summed in double per lane
+ *  2. mx = max score; e[p] = lmp_exp8(score[p] - mx), summed in double per lane
  *     (lane = p mod 8; -inf lanes add an exact 0), lanes added in a fixed
  *     order; w[p] = e[p] * (float)(1 / sum);
  *  3. out[i] = sum_p w[p] V[p][i], one FMA chain per element, p ascending
@@ -25,36 +25,11 @@
 #include <math.h>
 
 #include "runtime/mat_impl.h"
+#include "runtime/exp_simd.h"
 
 #define PB 64 /* positions per block walked by all rows of a tile */
 #define RMAX 3 /* rows per register tile */
 
-/* e^x for 8 lanes with x <= 0 (softmax arguments x - max): x = n ln2 + r,
- * |r| <= ln2/2 (ln2 split in two parts), degree-6 polynomial for e^r,
- * scaled by 2^n through the exponent bits. Relative error about 2 ulp;
- * x < -87 gives 0 (e^-87 ~ 1.6e-38: below FLT_MIN, negligible next to the
- * maximum's weight 1). */
-static inline __m256 exp8(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.0f);
-    __m256 zero_mask = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lo);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(zero_mask, y);
-}
 
 
 #define UNROLL _Pragma("GCC unroll 4")
@@ -157,7 +132,7 @@ static void softmax_row(float *sc, int np)
     const __m256 vmx = _mm256_set1_ps(mx);
     __m256d s0 = _mm256_setzero_pd(), s1 = s0;
     for (int j = 0; j < nv; j++) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + 8 * j), vmx));
+        __m256 e = lmp_exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + 8 * j), vmx));
         _mm256_storeu_ps(sc + 8 * j, e);
         s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));

@@ -13,35 +13,13 @@
 #include <math.h>
 
 #include "runtime/mat_impl.h"
+#include "runtime/exp_simd.h"
 
 #define PB 64  /* positions per block walked by all rows of a tile */
 #define RMAX 3 /* rows per register tile */
 
 #define UNROLL _Pragma("GCC unroll 4")
 
-/* exp8 of attn_avx2.c on 16 lanes (same constants, same operations). */
-static inline __m512 exp16(__m512 x)
-{
-    const __m512 lo = _mm512_set1_ps(-87.0f);
-    __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ);
-    x = _mm512_max_ps(x, lo);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 r2 = _mm512_mul_ps(r, r);
-    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512i e = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-    return _mm512_maskz_mov_ps(keep, y);
-}
 
 /* Scores of R rows for NV vectors of 16 positions starting at p (a multiple
  * of 16: one K block per vector). */
@@ -140,7 +118,7 @@ static void softmax_row(float *sc, int np)
     const __m512 vmx = _mm512_set1_ps(mx);
     __m512d s = _mm512_setzero_pd(); /* lane i: positions = i mod 8 */
     for (int j = 0; j < nv; j++) {
-        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + 16 * j), vmx));
+        __m512 e = lmp_exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + 16 * j), vmx));
         _mm512_storeu_ps(sc + 16 * j, e);
         s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));

@@ -4,6 +4,7 @@
 #include "runtime/fwd_impl.h"
 
 #include <immintrin.h>
+#include "runtime/exp_simd.h"
 #include <math.h>
 
 void lmp_rmsnorm_avx2(float *out, const float *x, const float *w, int h, float eps)
@@ -37,30 +38,6 @@ void lmp_rmsnorm_avx2(float *out, const float *x, const float *w, int h, float e
     for (; i < h; i++) out[i] = (float)(x[i] * scale) * w[i];
 }
 
-/* e^x for x <= 0: x = n ln2 + r, |r| <= ln2/2 (ln2 in two parts), degree-6
- * polynomial for e^r, times 2^n through the exponent bits; x < -87 gives 0.
- * (The same approximation as the attention's exp8 in attn_avx2.c.) */
-static inline __m256 exp8_neg(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.0f);
-    __m256 zero_mask = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lo);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(zero_mask, y);
-}
 
 /* silu(g) = g * sigmoid(g); with e = e^-|g| in (0, 1]: sigmoid(g) =
  * 1 / (1 + e) for g >= 0 and e / (1 + e) for g < 0 (no overflow). NaN g
@@ -72,7 +49,7 @@ void lmp_silu_mul_avx2(float *g, const float *u, int n)
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 gv = _mm256_loadu_ps(g + i);
-        __m256 e = exp8_neg(_mm256_or_ps(gv, sign)); /* -|g| */
+        __m256 e = lmp_exp8(_mm256_or_ps(gv, sign)); /* -|g| */
         __m256 num = _mm256_blendv_ps(one, e, gv);   /* sign bit of g set: e */
         __m256 sg = _mm256_div_ps(num, _mm256_add_ps(one, e));
         _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_mul_ps(gv, sg), _mm256_loadu_ps(u + i)));
