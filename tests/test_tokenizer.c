@@ -158,12 +158,20 @@ START_TEST(golden_from_container)
     free(err);
     free(want);
     lmp_tok_close(t);
-    /* a container without tokenizer bytes is refused by name */
+    /* a container converted from a folder without tokenizer files is
+     * refused, naming the file and what is missing */
+    char cmd[8192], bare[4096];
+    snprintf(cmd, sizeof cmd,
+             "mkdir '%s/bare' && cd '%s' && ln -s \"$PWD/config.json\" \"$PWD/model.safetensors\" "
+             "'%s/bare/' && '%s' '%s/bare' -o '%s/bare.lmpk' --dtype f32 >/dev/null",
+             dir, t_data("stories260k"), dir, t_bin("lmpack-convert"), dir, dir);
+    ck_assert_int_eq(t_sh(cmd, NULL, NULL), 0);
+    snprintf(bare, sizeof bare, "%s/bare.lmpk", dir);
     lmp_tok *t2 = NULL;
-    char bad[4096];
-    snprintf(bad, sizeof bad, "%s/none.lmpk", dir);
-    ck_assert_int_ne(lmp_tok_open_model(&t2, bad, &d), LMP_OK);
-    ck_assert_ptr_nonnull(strstr(d.msg, "none.lmpk"));
+    ck_assert_int_ne(lmp_tok_open_model(&t2, bare, &d), LMP_OK);
+    ck_assert_ptr_null(t2);
+    ck_assert_msg(strstr(d.msg, "bare.lmpk") && strstr(d.msg, "no tokenizer.json"), "%s", d.msg);
+    free(dir);
 }
 END_TEST
 
