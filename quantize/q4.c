@@ -169,7 +169,7 @@ static void cand_sym(const float *x, int n, float is, float lo, float hi, float 
 
 /* Codes for the stored scale d (nearest level, clamped); returns the
  * squared reconstruction error. */
-static double sym_codes(const float *x, int n, float d, int lo, int hi, int8_t *q)
+static double sym_codes_ref(const float *x, int n, float d, int lo, int hi, int8_t *q)
 {
     double e = 0;
     for (int i = 0; i < n; i++) {
@@ -180,6 +180,18 @@ static double sym_codes(const float *x, int n, float d, int lo, int hi, int8_t *
     }
     return e;
 }
+
+/* All candidates k < nt of one group: cand_sym with scale is[k]. */
+static void sym_cands_ref(const float *x, int n, const float *is, int nt, float lo, float hi,
+                          float *sqx, float *sqq)
+{
+    for (int k = 0; k < nt; k++) cand_sym(x, n, is[k], lo, hi, &sqx[k], &sqq[k]);
+}
+
+const lmp_q4_sym_kern lmp_q4_sym_ref = {sym_cands_ref, sym_codes_ref};
+#if defined(__x86_64__) || defined(__i386__)
+const lmp_q4_sym_kern lmp_q4_sym_avx2 = {lmp_q4_sym_cands_avx2, lmp_q4_sym_codes_avx2};
+#endif
 
 /* Least-squares scale for fixed codes; 0 if all codes are 0. */
 static float sym_refit(const float *x, int n, const int8_t *q)
@@ -202,7 +214,8 @@ static const float k_sym_t4[] = {-9.5f, -9.0f, -8.75f, -8.5f, -8.25f, -8.0f, -7.
 static const float k_sym_t8[] = {-131.0f, -129.0f, -128.0f, -127.5f, -127.0f, -126.0f, -124.0f};
 
 /* Quantize one symmetric group: codes q[n], returns the fp16 bits of d. */
-static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method method, int8_t *q)
+static uint16_t sym_group(const lmp_q4_sym_kern *kk, const float *x, int n, int lo, int hi,
+                          lmp_q4_method method, int8_t *q)
 {
     int8_t tmp[128];
     float M = 0.0f, am = 0.0f;
@@ -220,16 +233,17 @@ static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method m
     }
     /* plain min-max: Q4 maps M to -8 (uses the extra negative level), Q8 to 127 */
     float d = h16(lo == -8 ? M / -8.0f : M / (float)hi, &dbits);
-    double best = sym_codes(x, n, d, lo, hi, q);
+    double best = kk->codes(x, n, d, lo, hi, q);
     if (method != LMP_Q4_SEARCH || best == 0.0) return dbits;
 
     const float *ts = lo == -8 ? k_sym_t4 : k_sym_t8;
     int nt = lo == -8 ? (int)(sizeof k_sym_t4 / sizeof *k_sym_t4)
                       : (int)(sizeof k_sym_t8 / sizeof *k_sym_t8);
-    float best_score = -1.0f, best_d = 0.0f;
+    float best_score = -1.0f, best_d = 0.0f, is[32], sqxs[32], sqqs[32];
+    for (int k = 0; k < nt; k++) is[k] = ts[k] / M;
+    kk->cands(x, n, is, nt, (float)lo, (float)hi, sqxs, sqqs);
     for (int k = 0; k < nt; k++) {
-        float sqx, sqq;
-        cand_sym(x, n, ts[k] / M, (float)lo, (float)hi, &sqx, &sqq);
+        float sqx = sqxs[k], sqq = sqqs[k];
         /* error of the LS fit = sum x^2 - sqx^2/sqq: maximize sqx^2/sqq */
         if (sqq > 0.0f && sqx * sqx > best_score * sqq) {
             best_score = sqx * sqx / sqq;
@@ -243,7 +257,7 @@ static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method m
         float d16 = h16(cur, &bits);
         if (d16 == prev) break;
         prev = d16;
-        double e = sym_codes(x, n, d16, lo, hi, tmp);
+        double e = kk->codes(x, n, d16, lo, hi, tmp);
         if (e < best) {
             best = e;
             dbits = bits;
@@ -285,9 +299,14 @@ static void quantize_row(const float *x, int cols, int group, int scheme, lmp_q4
             }
         } else {
             int lo = scheme == LMP_Q4_Q8 ? -127 : -8, hi = scheme == LMP_Q4_Q8 ? 127 : 7;
+            /* any SIMD ASYM table means the AVX2 check passed: SYM kernels too */
+            const lmp_q4_sym_kern *kk = &lmp_q4_sym_ref;
+#if defined(__x86_64__) || defined(__i386__)
+            if (k != &lmp_q4_asym_ref) kk = &lmp_q4_sym_avx2;
+#endif
             for (int g = 0; g < gn; g++) {
                 int n = cn - g * group < group ? cn - g * group : group;
-                wr16(sc + 2 * (g0 + g), sym_group(x + c0 + g * group, n, lo, hi, method, q));
+                wr16(sc + 2 * (g0 + g), sym_group(kk, x + c0 + g * group, n, lo, hi, method, q));
                 for (int i = 0; i < n; i++)
                     u[g * group + i] = (uint8_t)(q[i] + (scheme == LMP_Q4_SYM ? 8 : 0));
             }
