@@ -26,38 +26,70 @@ static inline float tail_code(float v, float lo, float hi)
     return (v + LMP_Q4_MAGIC) - LMP_Q4_MAGIC;
 }
 
+/* s[k] = ((((0 + r_k[0]) + r_k[1]) + ...) + r_k[7]) for the 8 rows r_0..7
+ * (the reference's sequential lane sum), 8 candidates at once: an 8x8
+ * transpose, then column adds in lane order. */
+TGT static inline __m256 seq_sum8(const __m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    __m256 c[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                   _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                   _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                   _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+    __m256 s = _mm256_setzero_ps();
+    for (int l = 0; l < 8; l++) s = _mm256_add_ps(s, c[l]);
+    return s;
+}
+
 TGT void lmp_q4_sym_cands_avx2(const float *x, int n, const float *is, int nt, float lo, float hi,
                                float *sqx, float *sqq)
 {
     const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     const int nv = n / 8;
-    for (int k = 0; k < nt; k++) {
-        const __m256 s = _mm256_set1_ps(is[k]);
-        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-        for (int v = 0; v < nv; v++) {
-            __m256 xv = _mm256_loadu_ps(x + 8 * v);
-            __m256 c = _mm256_mul_ps(xv, s);
-            c = _mm256_max_ps(c, vlo); /* c > lo ? c : lo */
-            c = _mm256_min_ps(c, vhi); /* c < hi ? c : hi */
-            c = rne8(c);
-            a = _mm256_add_ps(a, _mm256_mul_ps(c, xv));
-            b = _mm256_add_ps(b, _mm256_mul_ps(c, c));
+    for (int k0 = 0; k0 < nt; k0 += 8) {
+        const int kn = nt - k0 < 8 ? nt - k0 : 8;
+        __m256 A[8], B[8];
+        for (int j = 0; j < 8; j++) {
+            A[j] = B[j] = _mm256_setzero_ps();
+            if (j >= kn) continue; /* padding rows: sums unused */
+            const __m256 s = _mm256_set1_ps(is[k0 + j]);
+            __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+            for (int v = 0; v < nv; v++) {
+                __m256 xv = _mm256_loadu_ps(x + 8 * v);
+                __m256 c = _mm256_mul_ps(xv, s);
+                c = _mm256_max_ps(c, vlo); /* c > lo ? c : lo */
+                c = _mm256_min_ps(c, vhi); /* c < hi ? c : hi */
+                c = rne8(c);
+                a = _mm256_add_ps(a, _mm256_mul_ps(c, xv));
+                b = _mm256_add_ps(b, _mm256_mul_ps(c, c));
+            }
+            if (8 * nv < n) { /* ragged tail: lane 0, element order */
+                float al[8], bl[8];
+                _mm256_storeu_ps(al, a);
+                _mm256_storeu_ps(bl, b);
+                for (int i = 8 * nv; i < n; i++) {
+                    float c = tail_code(x[i] * is[k0 + j], lo, hi);
+                    al[0] += c * x[i];
+                    bl[0] += c * c;
+                }
+                a = _mm256_loadu_ps(al);
+                b = _mm256_loadu_ps(bl);
+            }
+            A[j] = a;
+            B[j] = b;
         }
-        float al[8], bl[8];
-        _mm256_storeu_ps(al, a);
-        _mm256_storeu_ps(bl, b);
-        for (int i = 8 * nv; i < n; i++) {
-            float c = tail_code(x[i] * is[k], lo, hi);
-            al[0] += c * x[i];
-            bl[0] += c * c;
-        }
-        float s1 = 0.0f, s2 = 0.0f;
-        for (int l = 0; l < 8; l++) {
-            s1 += al[l];
-            s2 += bl[l];
-        }
-        sqx[k] = s1;
-        sqq[k] = s2;
+        float s1[8], s2[8];
+        _mm256_storeu_ps(s1, seq_sum8(A));
+        _mm256_storeu_ps(s2, seq_sum8(B));
+        memcpy(sqx + k0, s1, sizeof(float) * (size_t)kn);
+        memcpy(sqq + k0, s2, sizeof(float) * (size_t)kn);
     }
 }
 
