@@ -56,34 +56,53 @@ TGT void lmp_q4_sym_cands_avx2(const float *x, int n, const float *is, int nt, f
     for (int k0 = 0; k0 < nt; k0 += 8) {
         const int kn = nt - k0 < 8 ? nt - k0 : 8;
         __m256 A[8], B[8];
-        for (int j = 0; j < 8; j++) {
-            A[j] = B[j] = _mm256_setzero_ps();
-            if (j >= kn) continue; /* padding rows: sums unused */
-            const __m256 s = _mm256_set1_ps(is[k0 + j]);
-            __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+        /* 4 candidates interleaved per pass over x: independent chains
+         * (unused rows get scale 0; their sums are never read) */
+        for (int j0 = 0; j0 < 8; j0 += 4) {
+            __m256 s[4], a[4], b[4];
+            for (int j = 0; j < 4; j++) {
+                s[j] = _mm256_set1_ps(j0 + j < kn ? is[k0 + j0 + j] : 0.0f);
+                a[j] = b[j] = _mm256_setzero_ps();
+            }
+            __m256 s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
+            __m256 a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+            __m256 b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
+            /* written out: -O2 would keep a[], b[] in memory */
+#define CAND(sj, aj, bj)                                                                           \
+    do {                                                                                           \
+        __m256 c = _mm256_mul_ps(xv, sj);                                                          \
+        c = _mm256_max_ps(c, vlo); /* c > lo ? c : lo */                                           \
+        c = _mm256_min_ps(c, vhi); /* c < hi ? c : hi */                                           \
+        c = rne8(c);                                                                               \
+        aj = _mm256_add_ps(aj, _mm256_mul_ps(c, xv));                                              \
+        bj = _mm256_add_ps(bj, _mm256_mul_ps(c, c));                                               \
+    } while (0)
             for (int v = 0; v < nv; v++) {
                 __m256 xv = _mm256_loadu_ps(x + 8 * v);
-                __m256 c = _mm256_mul_ps(xv, s);
-                c = _mm256_max_ps(c, vlo); /* c > lo ? c : lo */
-                c = _mm256_min_ps(c, vhi); /* c < hi ? c : hi */
-                c = rne8(c);
-                a = _mm256_add_ps(a, _mm256_mul_ps(c, xv));
-                b = _mm256_add_ps(b, _mm256_mul_ps(c, c));
+                CAND(s0, a0, b0);
+                CAND(s1, a1, b1);
+                CAND(s2, a2, b2);
+                CAND(s3, a3, b3);
             }
-            if (8 * nv < n) { /* ragged tail: lane 0, element order */
-                float al[8], bl[8];
-                _mm256_storeu_ps(al, a);
-                _mm256_storeu_ps(bl, b);
-                for (int i = 8 * nv; i < n; i++) {
-                    float c = tail_code(x[i] * is[k0 + j], lo, hi);
-                    al[0] += c * x[i];
-                    bl[0] += c * c;
+#undef CAND
+            a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+            b[0] = b0, b[1] = b1, b[2] = b2, b[3] = b3;
+            for (int j = 0; j < 4; j++) {
+                if (8 * nv < n && j0 + j < kn) { /* ragged tail: lane 0, element order */
+                    float al[8], bl[8], sc = is[k0 + j0 + j];
+                    _mm256_storeu_ps(al, a[j]);
+                    _mm256_storeu_ps(bl, b[j]);
+                    for (int i = 8 * nv; i < n; i++) {
+                        float c = tail_code(x[i] * sc, lo, hi);
+                        al[0] += c * x[i];
+                        bl[0] += c * c;
+                    }
+                    a[j] = _mm256_loadu_ps(al);
+                    b[j] = _mm256_loadu_ps(bl);
                 }
-                a = _mm256_loadu_ps(al);
-                b = _mm256_loadu_ps(bl);
+                A[j0 + j] = a[j];
+                B[j0 + j] = b[j];
             }
-            A[j] = a;
-            B[j] = b;
         }
         float s1[8], s2[8];
         _mm256_storeu_ps(s1, seq_sum8(A));
