@@ -167,9 +167,21 @@ static void cand_sym(const float *x, int n, float is, float lo, float hi, float 
 
 /* ---- symmetric groups (SYM: codes [-8,7]; Q8: [-127,127]) ---------------- */
 
+/* Least-squares scale for fixed codes; 0 if all codes are 0. */
+static float sym_refit(const float *x, int n, const int8_t *q)
+{
+    double sqx = 0, sqq = 0;
+    for (int i = 0; i < n; i++) {
+        sqx += (double)q[i] * x[i];
+        sqq += (double)q[i] * q[i];
+    }
+    return sqq > 0 ? (float)(sqx / sqq) : 0.0f;
+}
+
 /* Codes for the stored scale d (nearest level, clamped); returns the
- * squared reconstruction error. */
-static double sym_codes_ref(const float *x, int n, float d, int lo, int hi, int8_t *q)
+ * squared reconstruction error; *refit (if not NULL) = sym_refit of the codes. */
+static double sym_codes_ref(const float *x, int n, float d, int lo, int hi, int8_t *q,
+                            float *refit)
 {
     double e = 0;
     for (int i = 0; i < n; i++) {
@@ -178,6 +190,7 @@ static double sym_codes_ref(const float *x, int n, float d, int lo, int hi, int8
         double r = (double)x[i] - (double)d * (double)q[i];
         e += r * r;
     }
+    if (refit) *refit = sym_refit(x, n, q);
     return e;
 }
 
@@ -192,17 +205,6 @@ const lmp_q4_sym_kern lmp_q4_sym_ref = {sym_cands_ref, sym_codes_ref};
 #if defined(__x86_64__) || defined(__i386__)
 const lmp_q4_sym_kern lmp_q4_sym_avx2 = {lmp_q4_sym_cands_avx2, lmp_q4_sym_codes_avx2};
 #endif
-
-/* Least-squares scale for fixed codes; 0 if all codes are 0. */
-static float sym_refit(const float *x, int n, const int8_t *q)
-{
-    double sqx = 0, sqq = 0;
-    for (int i = 0; i < n; i++) {
-        sqx += (double)q[i] * x[i];
-        sqq += (double)q[i] * q[i];
-    }
-    return sqq > 0 ? (float)(sqx / sqq) : 0.0f;
-}
 
 /* Scale search offsets, in code levels, applied to the value of largest
  * magnitude M: candidate d = M / t maps M to level t (beyond the range
@@ -233,7 +235,7 @@ static uint16_t sym_group(const lmp_q4_sym_kern *kk, const float *x, int n, int 
     }
     /* plain min-max: Q4 maps M to -8 (uses the extra negative level), Q8 to 127 */
     float d = h16(lo == -8 ? M / -8.0f : M / (float)hi, &dbits);
-    double best = kk->codes(x, n, d, lo, hi, q);
+    double best = kk->codes(x, n, d, lo, hi, q, NULL);
     if (method != LMP_Q4_SEARCH || best == 0.0) return dbits;
 
     const float *ts = lo == -8 ? k_sym_t4 : k_sym_t8;
@@ -257,13 +259,12 @@ static uint16_t sym_group(const lmp_q4_sym_kern *kk, const float *x, int n, int 
         float d16 = h16(cur, &bits);
         if (d16 == prev) break;
         prev = d16;
-        double e = kk->codes(x, n, d16, lo, hi, tmp);
+        double e = kk->codes(x, n, d16, lo, hi, tmp, &cur);
         if (e < best) {
             best = e;
             dbits = bits;
             memcpy(q, tmp, (size_t)n);
         }
-        cur = sym_refit(x, n, tmp);
         if (cur == 0.0f) break;
     }
     return dbits;

@@ -157,16 +157,20 @@ void lmp_q4_asym_groups(const lmp_q4_asym_kern *k, const float *x, int cols, int
  *     lanes are then summed sequentially from 0.0f: sqx[k], sqq[k];
  *   codes: q = d != 0 ? rne(clampf(x / d, lo, hi)) : 0 (a true division),
  *     returns the double sum of r*r, r = (double)x - (double)d * q, added
- *     strictly in element order. */
+ *     strictly in element order; refit != NULL: *refit = sqq > 0 ?
+ *     (float)(sqx / sqq) : 0 with sqx = sum of (double)q * x (exact
+ *     products) added in element order and sqq = sum of q*q (an integer
+ *     < 2^53, exact in any order). */
 typedef struct lmp_q4_sym_kern {
     void (*cands)(const float *x, int n, const float *is, int nt, float lo, float hi, float *sqx,
                   float *sqq);
-    double (*codes)(const float *x, int n, float d, int lo, int hi, int8_t *q);
+    double (*codes)(const float *x, int n, float d, int lo, int hi, int8_t *q, float *refit);
 } lmp_q4_sym_kern;
 extern const lmp_q4_sym_kern lmp_q4_sym_ref;
 extern const lmp_q4_sym_kern lmp_q4_sym_avx2;
 void lmp_q4_sym_cands_avx2(const float *x, int n, const float *is, int nt, float lo, float hi,
                            float *sqx, float *sqq);
-double lmp_q4_sym_codes_avx2(const float *x, int n, float d, int lo, int hi, int8_t *q);
+double lmp_q4_sym_codes_avx2(const float *x, int n, float d, int lo, int hi, int8_t *q,
+                             float *refit);
 
 #endif

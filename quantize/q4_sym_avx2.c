@@ -112,12 +112,14 @@ TGT void lmp_q4_sym_cands_avx2(const float *x, int n, const float *is, int nt, f
     }
 }
 
-TGT double lmp_q4_sym_codes_avx2(const float *x, int n, float d, int lo, int hi, int8_t *q)
+TGT double lmp_q4_sym_codes_avx2(const float *x, int n, float d, int lo, int hi, int8_t *q,
+                                float *refit)
 {
     const __m256 vlo = _mm256_set1_ps((float)lo), vhi = _mm256_set1_ps((float)hi),
                  vd = _mm256_set1_ps(d);
     const __m256d dd = _mm256_set1_pd((double)d);
-    double e = 0;
+    double e = 0, sqx = 0;
+    long long sqq = 0; /* sum of q*q: an integer, exact in any order */
     int i = 0;
     if (d == 0.0f) { /* every code 0 (the reference's branch), r = x */
         memset(q, 0, (size_t)n);
@@ -125,30 +127,43 @@ TGT double lmp_q4_sym_codes_avx2(const float *x, int n, float d, int lo, int hi,
             double r = (double)x[i] - (double)d * 0.0;
             e += r * r;
         }
+        if (refit) *refit = 0.0f; /* sqq = 0 */
         return e;
     }
+    __m256i vqq = _mm256_setzero_si256();
     for (; i + 8 <= n; i += 8) {
         __m256 xv = _mm256_loadu_ps(x + i);
         __m256 v = _mm256_div_ps(xv, vd);
         v = _mm256_min_ps(_mm256_max_ps(v, vlo), vhi); /* = clampf for lo, hi != 0 */
         v = rne8(v);
         __m256i qi = _mm256_cvttps_epi32(v);
+        vqq = _mm256_add_epi32(vqq, _mm256_mullo_epi32(qi, qi));
         __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
         _mm_storel_epi64((__m128i *)(void *)(q + i), _mm_packs_epi16(q16, q16));
-        double r2[8];
+        double r2[8], qx[8];
         for (int h = 0; h < 2; h++) {
             __m256d xd = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(xv, 1) : _mm256_castps256_ps128(xv));
             __m256d qd = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(v, 1) : _mm256_castps256_ps128(v));
             __m256d r = _mm256_sub_pd(xd, _mm256_mul_pd(dd, qd));
             _mm256_storeu_pd(r2 + 4 * h, _mm256_mul_pd(r, r));
+            _mm256_storeu_pd(qx + 4 * h, _mm256_mul_pd(qd, xd)); /* exact */
         }
-        for (int l = 0; l < 8; l++) e += r2[l]; /* the reference's sequential sum */
+        for (int l = 0; l < 8; l++) { /* the reference's sequential sums */
+            e += r2[l];
+            sqx += qx[l];
+        }
     }
+    int qqs[8];
+    _mm256_storeu_si256((__m256i *)(void *)qqs, vqq);
+    for (int l = 0; l < 8; l++) sqq += qqs[l]; /* each lane <= 16 * 127^2 */
     for (; i < n; i++) {
         float v = tail_code(x[i] / d, (float)lo, (float)hi);
         q[i] = (int8_t)v;
         double r = (double)x[i] - (double)d * (double)q[i];
         e += r * r;
+        sqx += (double)q[i] * x[i];
+        sqq += q[i] * q[i];
     }
+    if (refit) *refit = sqq > 0 ? (float)(sqx / (double)sqq) : 0.0f;
     return e;
 }
