@@ -194,16 +194,32 @@ static double sym_codes_ref(const float *x, int n, float d, int lo, int hi, int8
     return e;
 }
 
-/* All candidates k < nt of one group: cand_sym with scale is[k]. */
-static void sym_cands_ref(const float *x, int n, const float *is, int nt, float lo, float hi,
-                          float *sqx, float *sqq)
+/* All candidates k < nt of one group: cand_sym with scale ts[k] / M. */
+static void sym_cands_ref(const float *x, int n, const float *ts, int nt, float M, float lo,
+                          float hi, float *sqx, float *sqq)
 {
-    for (int k = 0; k < nt; k++) cand_sym(x, n, is[k], lo, hi, &sqx[k], &sqq[k]);
+    for (int k = 0; k < nt; k++) cand_sym(x, n, ts[k] / M, lo, hi, &sqx[k], &sqq[k]);
 }
 
-const lmp_q4_sym_kern lmp_q4_sym_ref = {sym_cands_ref, sym_codes_ref};
+/* The element of largest magnitude (the first one if several; NaN never
+ * counts); 0 when every |x| is 0. */
+static float sym_absmax_ref(const float *x, int n)
+{
+    float M = 0.0f, am = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a > am) {
+            am = a;
+            M = x[i];
+        }
+    }
+    return M;
+}
+
+const lmp_q4_sym_kern lmp_q4_sym_ref = {sym_absmax_ref, sym_cands_ref, sym_codes_ref};
 #if defined(__x86_64__) || defined(__i386__)
-const lmp_q4_sym_kern lmp_q4_sym_avx2 = {lmp_q4_sym_cands_avx2, lmp_q4_sym_codes_avx2};
+const lmp_q4_sym_kern lmp_q4_sym_avx2 = {lmp_q4_sym_absmax_avx2, lmp_q4_sym_cands_avx2,
+                                         lmp_q4_sym_codes_avx2};
 #endif
 
 /* Scale search offsets, in code levels, applied to the value of largest
@@ -220,16 +236,9 @@ static uint16_t sym_group(const lmp_q4_sym_kern *kk, const float *x, int n, int 
                           lmp_q4_method method, int8_t *q)
 {
     int8_t tmp[128];
-    float M = 0.0f, am = 0.0f;
-    for (int i = 0; i < n; i++) {
-        float a = fabsf(x[i]);
-        if (a > am) {
-            am = a;
-            M = x[i];
-        }
-    }
+    float M = kk->absmax(x, n); /* 0 exactly when max |x| is 0 */
     uint16_t dbits = 0;
-    if (am == 0.0f) {
+    if (M == 0.0f) {
         memset(q, 0, (size_t)n);
         return lmp_f32_to_f16(0.0f);
     }
@@ -241,9 +250,8 @@ static uint16_t sym_group(const lmp_q4_sym_kern *kk, const float *x, int n, int 
     const float *ts = lo == -8 ? k_sym_t4 : k_sym_t8;
     int nt = lo == -8 ? (int)(sizeof k_sym_t4 / sizeof *k_sym_t4)
                       : (int)(sizeof k_sym_t8 / sizeof *k_sym_t8);
-    float best_score = -1.0f, best_d = 0.0f, is[32], sqxs[32], sqqs[32];
-    for (int k = 0; k < nt; k++) is[k] = ts[k] / M;
-    kk->cands(x, n, is, nt, (float)lo, (float)hi, sqxs, sqqs);
+    float best_score = -1.0f, best_d = 0.0f, sqxs[32], sqqs[32];
+    kk->cands(x, n, ts, nt, M, (float)lo, (float)hi, sqxs, sqqs);
     for (int k = 0; k < nt; k++) {
         float sqx = sqxs[k], sqq = sqqs[k];
         /* error of the LS fit = sum x^2 - sqx^2/sqq: maximize sqx^2/sqq */

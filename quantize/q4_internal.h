@@ -162,14 +162,18 @@ void lmp_q4_asym_groups(const lmp_q4_asym_kern *k, const float *x, int cols, int
  *     products) added in element order and sqq = sum of q*q (an integer
  *     < 2^53, exact in any order). */
 typedef struct lmp_q4_sym_kern {
-    void (*cands)(const float *x, int n, const float *is, int nt, float lo, float hi, float *sqx,
-                  float *sqq);
+    /* M = the first x[i] of largest |x| (NaN never counts), 0 if all are 0 */
+    float (*absmax)(const float *x, int n);
+    /* is[k] = ts[k] / M (a true division), then as described above */
+    void (*cands)(const float *x, int n, const float *ts, int nt, float M, float lo, float hi,
+                  float *sqx, float *sqq);
     double (*codes)(const float *x, int n, float d, int lo, int hi, int8_t *q, float *refit);
 } lmp_q4_sym_kern;
 extern const lmp_q4_sym_kern lmp_q4_sym_ref;
 extern const lmp_q4_sym_kern lmp_q4_sym_avx2;
-void lmp_q4_sym_cands_avx2(const float *x, int n, const float *is, int nt, float lo, float hi,
-                           float *sqx, float *sqq);
+float lmp_q4_sym_absmax_avx2(const float *x, int n);
+void lmp_q4_sym_cands_avx2(const float *x, int n, const float *ts, int nt, float M, float lo,
+                           float hi, float *sqx, float *sqq);
 double lmp_q4_sym_codes_avx2(const float *x, int n, float d, int lo, int hi, int8_t *q,
                              float *refit);
 

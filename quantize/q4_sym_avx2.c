@@ -5,6 +5,7 @@
  * kernels"). No fused multiply-adds: the reference has none. Only called
  * after the run-time AVX2 check in q4.c. */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "quantize/q4_internal.h"
@@ -48,9 +49,40 @@ TGT static inline __m256 seq_sum8(const __m256 r[8])
     return s;
 }
 
-TGT void lmp_q4_sym_cands_avx2(const float *x, int n, const float *is, int nt, float lo, float hi,
-                               float *sqx, float *sqq)
+TGT float lmp_q4_sym_absmax_avx2(const float *x, int n)
 {
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) /* maxps(a, acc): acc when a is NaN */
+        acc = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs), acc);
+    float l[8], am = 0.0f;
+    _mm256_storeu_ps(l, acc);
+    for (int j = 0; j < 8; j++) am = l[j] > am ? l[j] : am;
+    for (; i < n; i++) am = fabsf(x[i]) > am ? fabsf(x[i]) : am;
+    if (am == 0.0f) return 0.0f;
+    /* the reference keeps the first element reaching the maximum */
+    const __m256 va = _mm256_set1_ps(am);
+    for (i = 0; i + 8 <= n; i += 8) {
+        int m = _mm256_movemask_ps(
+            _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs), va, _CMP_EQ_OQ));
+        if (m) return x[i + __builtin_ctz((unsigned)m)];
+    }
+    for (; i < n; i++)
+        if (fabsf(x[i]) == am) return x[i];
+    return 0.0f; /* not reached */
+}
+
+TGT void lmp_q4_sym_cands_avx2(const float *x, int n, const float *ts, int nt, float M, float lo,
+                               float hi, float *sqx, float *sqq)
+{
+    float is[32]; /* nt <= 32 */
+    const __m256 vm = _mm256_set1_ps(M);
+    for (int k = 0; k < nt; k += 8) {
+        if (k + 8 <= nt) _mm256_storeu_ps(is + k, _mm256_div_ps(_mm256_loadu_ps(ts + k), vm));
+        else
+            for (int j = k; j < nt; j++) is[j] = ts[j] / M;
+    }
     const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     const int nv = n / 8;
     for (int k0 = 0; k0 < nt; k0 += 8) {
