@@ -220,6 +220,8 @@ const lmp_q4_sym_kern lmp_q4_sym_ref = {sym_absmax_ref, sym_cands_ref, sym_codes
 #if defined(__x86_64__) || defined(__i386__)
 const lmp_q4_sym_kern lmp_q4_sym_avx2 = {lmp_q4_sym_absmax_avx2, lmp_q4_sym_cands_avx2,
                                          lmp_q4_sym_codes_avx2};
+const lmp_q4_sym_kern lmp_q4_sym_avx512 = {lmp_q4_sym_absmax_avx2, lmp_q4_sym_cands_avx512,
+                                           lmp_q4_sym_codes_avx2};
 #endif
 
 /* Scale search offsets, in code levels, applied to the value of largest
@@ -308,10 +310,12 @@ static void quantize_row(const float *x, int cols, int group, int scheme, lmp_q4
             }
         } else {
             int lo = scheme == LMP_Q4_Q8 ? -127 : -8, hi = scheme == LMP_Q4_Q8 ? 127 : 7;
-            /* any SIMD ASYM table means the AVX2 check passed: SYM kernels too */
+            /* any SIMD ASYM table means the AVX2 check passed (the AVX-512 one:
+             * lmp_cpu_avx512() too): SYM kernels of the same level */
             const lmp_q4_sym_kern *kk = &lmp_q4_sym_ref;
 #if defined(__x86_64__) || defined(__i386__)
-            if (k != &lmp_q4_asym_ref) kk = &lmp_q4_sym_avx2;
+            if (k != &lmp_q4_asym_ref)
+                kk = k == &lmp_q4_asym_avx512 ? &lmp_q4_sym_avx512 : &lmp_q4_sym_avx2;
 #endif
             for (int g = 0; g < gn; g++) {
                 int n = cn - g * group < group ? cn - g * group : group;

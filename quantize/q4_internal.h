@@ -171,6 +171,11 @@ typedef struct lmp_q4_sym_kern {
 } lmp_q4_sym_kern;
 extern const lmp_q4_sym_kern lmp_q4_sym_ref;
 extern const lmp_q4_sym_kern lmp_q4_sym_avx2;
+/* AVX-512 candidates (q4_sym_avx512.c, two candidates per register), the
+ * AVX2 absmax and codes; only when lmp_cpu_avx512(). */
+extern const lmp_q4_sym_kern lmp_q4_sym_avx512;
+void lmp_q4_sym_cands_avx512(const float *x, int n, const float *ts, int nt, float M, float lo,
+                             float hi, float *sqx, float *sqq);
 float lmp_q4_sym_absmax_avx2(const float *x, int n);
 void lmp_q4_sym_cands_avx2(const float *x, int n, const float *ts, int nt, float M, float lo,
                            float hi, float *sqx, float *sqq);

@@ -233,12 +233,15 @@ START_TEST(sym_avx2_kernels_bit_identical)
         float M = Ma != 0.0f && rnd_u32() % 4 ? Ma : 1e-3f * rnd_gauss() + 1e-30f;
         float ca[2][32], cb[2][32];
         r->cands(x, n, ts, nt, M, (float)lo, (float)hi, ca[0], ca[1]);
-        v->cands(x, n, ts, nt, M, (float)lo, (float)hi, cb[0], cb[1]);
-        for (int k = 0; k < nt; k++)
-            ck_assert_msg(same_bits(&ca[0][k], &cb[0][k], 4) && same_bits(&ca[1][k], &cb[1][k], 4),
-                          "cands n %d kind %d cand %d/%d: sqx %a vs %a, sqq %a vs %a", n, kind, k,
-                          nt, (double)ca[0][k], (double)cb[0][k], (double)ca[1][k],
-                          (double)cb[1][k]);
+        for (int t = 0; t < 1 + lmp_cpu_avx512(); t++) { /* AVX2, AVX-512 candidates */
+            (t ? &lmp_q4_sym_avx512 : v)->cands(x, n, ts, nt, M, (float)lo, (float)hi, cb[0], cb[1]);
+            for (int k = 0; k < nt; k++)
+                ck_assert_msg(same_bits(&ca[0][k], &cb[0][k], 4) &&
+                                  same_bits(&ca[1][k], &cb[1][k], 4),
+                              "cands %s n %d kind %d cand %d/%d: sqx %a vs %a, sqq %a vs %a",
+                              t ? "avx512" : "avx2", n, kind, k, nt, (double)ca[0][k],
+                              (double)cb[0][k], (double)ca[1][k], (double)cb[1][k]);
+        }
         float d;
         switch (it % 6) {
         case 0: d = 0.0f; break;
@@ -311,11 +314,16 @@ START_TEST(sym_rows_bytes_identical)
         memset(a, 0x5a, rb);
         memset(b, 0xa5, rb);
         lmp_q4_quantize_row_ref(x, cols, grp, sch, m, a);
-        lmp_q4_quantize_row_kern(x, cols, grp, sch, m, b, &lmp_q4_asym_avx2);
-        for (size_t i = 0; i < rb; i++)
-            ck_assert_msg(a[i] == b[i], "%s g%d cols %d kind %d %s: byte %zu of %zu: %02x %02x",
-                          lmp_q4_scheme_name(sch), grp, cols, kind,
-                          m == LMP_Q4_SEARCH ? "search" : "minmax", i, rb, a[i], b[i]);
+        for (int t = 0; t < 1 + lmp_cpu_avx512(); t++) { /* SYM tables of AVX2, AVX-512 */
+            memset(b, 0xa5, rb);
+            lmp_q4_quantize_row_kern(x, cols, grp, sch, m, b,
+                                     t ? &lmp_q4_asym_avx512 : &lmp_q4_asym_avx2);
+            for (size_t i = 0; i < rb; i++)
+                ck_assert_msg(a[i] == b[i],
+                              "%s %s g%d cols %d kind %d %s: byte %zu of %zu: %02x %02x",
+                              t ? "avx512" : "avx2", lmp_q4_scheme_name(sch), grp, cols, kind,
+                              m == LMP_Q4_SEARCH ? "search" : "minmax", i, rb, a[i], b[i]);
+        }
     }
     free(x);
     free(a);
