@@ -167,20 +167,6 @@ static void cand_sym(const float *x, int n, float is, float lo, float hi, float 
 
 /* ---- symmetric groups (SYM: codes [-8,7]; Q8: [-127,127]) ---------------- */
 
-/* Codes for the stored scale d (nearest level, clamped); returns the
- * squared reconstruction error. */
-static double sym_codes(const float *x, int n, float d, int lo, int hi, int8_t *q)
-{
-    double e = 0;
-    for (int i = 0; i < n; i++) {
-        float v = d != 0.0f ? rne(clampf(x[i] / d, (float)lo, (float)hi)) : 0.0f;
-        q[i] = (int8_t)v;
-        double r = (double)x[i] - (double)d * (double)q[i];
-        e += r * r;
-    }
-    return e;
-}
-
 /* Least-squares scale for fixed codes; 0 if all codes are 0. */
 static float sym_refit(const float *x, int n, const int8_t *q)
 {
@@ -192,6 +178,52 @@ static float sym_refit(const float *x, int n, const int8_t *q)
     return sqq > 0 ? (float)(sqx / sqq) : 0.0f;
 }
 
+/* Codes for the stored scale d (nearest level, clamped); returns the
+ * squared reconstruction error; *refit (if not NULL) = sym_refit of the codes. */
+static double sym_codes_ref(const float *x, int n, float d, int lo, int hi, int8_t *q,
+                            float *refit)
+{
+    double e = 0;
+    for (int i = 0; i < n; i++) {
+        float v = d != 0.0f ? rne(clampf(x[i] / d, (float)lo, (float)hi)) : 0.0f;
+        q[i] = (int8_t)v;
+        double r = (double)x[i] - (double)d * (double)q[i];
+        e += r * r;
+    }
+    if (refit) *refit = sym_refit(x, n, q);
+    return e;
+}
+
+/* All candidates k < nt of one group: cand_sym with scale ts[k] / M. */
+static void sym_cands_ref(const float *x, int n, const float *ts, int nt, float M, float lo,
+                          float hi, float *sqx, float *sqq)
+{
+    for (int k = 0; k < nt; k++) cand_sym(x, n, ts[k] / M, lo, hi, &sqx[k], &sqq[k]);
+}
+
+/* The element of largest magnitude (the first one if several; NaN never
+ * counts); 0 when every |x| is 0. */
+static float sym_absmax_ref(const float *x, int n)
+{
+    float M = 0.0f, am = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a > am) {
+            am = a;
+            M = x[i];
+        }
+    }
+    return M;
+}
+
+const lmp_q4_sym_kern lmp_q4_sym_ref = {sym_absmax_ref, sym_cands_ref, sym_codes_ref};
+#if defined(__x86_64__) || defined(__i386__)
+const lmp_q4_sym_kern lmp_q4_sym_avx2 = {lmp_q4_sym_absmax_avx2, lmp_q4_sym_cands_avx2,
+                                         lmp_q4_sym_codes_avx2};
+const lmp_q4_sym_kern lmp_q4_sym_avx512 = {lmp_q4_sym_absmax_avx2, lmp_q4_sym_cands_avx512,
+                                           lmp_q4_sym_codes_avx2};
+#endif
+
 /* Scale search offsets, in code levels, applied to the value of largest
  * magnitude M: candidate d = M / t maps M to level t (beyond the range
  * means M is clipped, inside it leaves levels unused); each candidate's
@@ -202,34 +234,28 @@ static const float k_sym_t4[] = {-9.5f, -9.0f, -8.75f, -8.5f, -8.25f, -8.0f, -7.
 static const float k_sym_t8[] = {-131.0f, -129.0f, -128.0f, -127.5f, -127.0f, -126.0f, -124.0f};
 
 /* Quantize one symmetric group: codes q[n], returns the fp16 bits of d. */
-static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method method, int8_t *q)
+static uint16_t sym_group(const lmp_q4_sym_kern *kk, const float *x, int n, int lo, int hi,
+                          lmp_q4_method method, int8_t *q)
 {
     int8_t tmp[128];
-    float M = 0.0f, am = 0.0f;
-    for (int i = 0; i < n; i++) {
-        float a = fabsf(x[i]);
-        if (a > am) {
-            am = a;
-            M = x[i];
-        }
-    }
+    float M = kk->absmax(x, n); /* 0 exactly when max |x| is 0 */
     uint16_t dbits = 0;
-    if (am == 0.0f) {
+    if (M == 0.0f) {
         memset(q, 0, (size_t)n);
         return lmp_f32_to_f16(0.0f);
     }
     /* plain min-max: Q4 maps M to -8 (uses the extra negative level), Q8 to 127 */
     float d = h16(lo == -8 ? M / -8.0f : M / (float)hi, &dbits);
-    double best = sym_codes(x, n, d, lo, hi, q);
+    double best = kk->codes(x, n, d, lo, hi, q, NULL);
     if (method != LMP_Q4_SEARCH || best == 0.0) return dbits;
 
     const float *ts = lo == -8 ? k_sym_t4 : k_sym_t8;
     int nt = lo == -8 ? (int)(sizeof k_sym_t4 / sizeof *k_sym_t4)
                       : (int)(sizeof k_sym_t8 / sizeof *k_sym_t8);
-    float best_score = -1.0f, best_d = 0.0f;
+    float best_score = -1.0f, best_d = 0.0f, sqxs[32], sqqs[32];
+    kk->cands(x, n, ts, nt, M, (float)lo, (float)hi, sqxs, sqqs);
     for (int k = 0; k < nt; k++) {
-        float sqx, sqq;
-        cand_sym(x, n, ts[k] / M, (float)lo, (float)hi, &sqx, &sqq);
+        float sqx = sqxs[k], sqq = sqqs[k];
         /* error of the LS fit = sum x^2 - sqx^2/sqq: maximize sqx^2/sqq */
         if (sqq > 0.0f && sqx * sqx > best_score * sqq) {
             best_score = sqx * sqx / sqq;
@@ -243,13 +269,12 @@ static uint16_t sym_group(const float *x, int n, int lo, int hi, lmp_q4_method m
         float d16 = h16(cur, &bits);
         if (d16 == prev) break;
         prev = d16;
-        double e = sym_codes(x, n, d16, lo, hi, tmp);
+        double e = kk->codes(x, n, d16, lo, hi, tmp, &cur);
         if (e < best) {
             best = e;
             dbits = bits;
             memcpy(q, tmp, (size_t)n);
         }
-        cur = sym_refit(x, n, tmp);
         if (cur == 0.0f) break;
     }
     return dbits;
@@ -285,9 +310,16 @@ static void quantize_row(const float *x, int cols, int group, int scheme, lmp_q4
             }
         } else {
             int lo = scheme == LMP_Q4_Q8 ? -127 : -8, hi = scheme == LMP_Q4_Q8 ? 127 : 7;
+            /* any SIMD ASYM table means the AVX2 check passed (the AVX-512 one:
+             * lmp_cpu_avx512() too): SYM kernels of the same level */
+            const lmp_q4_sym_kern *kk = &lmp_q4_sym_ref;
+#if defined(__x86_64__) || defined(__i386__)
+            if (k != &lmp_q4_asym_ref)
+                kk = k == &lmp_q4_asym_avx512 ? &lmp_q4_sym_avx512 : &lmp_q4_sym_avx2;
+#endif
             for (int g = 0; g < gn; g++) {
                 int n = cn - g * group < group ? cn - g * group : group;
-                wr16(sc + 2 * (g0 + g), sym_group(x + c0 + g * group, n, lo, hi, method, q));
+                wr16(sc + 2 * (g0 + g), sym_group(kk, x + c0 + g * group, n, lo, hi, method, q));
                 for (int i = 0; i < n; i++)
                     u[g * group + i] = (uint8_t)(q[i] + (scheme == LMP_Q4_SYM ? 8 : 0));
             }

@@ -147,4 +147,39 @@ void lmp_q4_asym_rows_avx512(const float *x, int nrows, int cols, int group, int
 void lmp_q4_asym_groups(const lmp_q4_asym_kern *k, const float *x, int cols, int group,
                         int search, uint8_t *u, uint16_t *dbits, uint16_t *mbits);
 
+/* ---- SYM / Q8 search kernels (quantize/q4.c, sym_group) -------------------
+ * lmp_q4_sym_ref (scalar, q4.c) is the DEFINITION; lmp_q4_sym_avx2
+ * (q4_sym_avx2.c, AVX2 only) is bit-identical: same IEEE operations per
+ * element, no fused multiply-adds, and the same summation order:
+ *   cands: candidate k's codes c = rne(min(max(x * is[k], lo), hi)) (the
+ *     NaN-to-lo clampf for the n % 8 tail); element i < 8*(n/8) adds c*x and
+ *     c*c to lane i % 8 (float), tail elements to lane 0 in order; the 8
+ *     lanes are then summed sequentially from 0.0f: sqx[k], sqq[k];
+ *   codes: q = d != 0 ? rne(clampf(x / d, lo, hi)) : 0 (a true division),
+ *     returns the double sum of r*r, r = (double)x - (double)d * q, added
+ *     strictly in element order; refit != NULL: *refit = sqq > 0 ?
+ *     (float)(sqx / sqq) : 0 with sqx = sum of (double)q * x (exact
+ *     products) added in element order and sqq = sum of q*q (an integer
+ *     < 2^53, exact in any order). */
+typedef struct lmp_q4_sym_kern {
+    /* M = the first x[i] of largest |x| (NaN never counts), 0 if all are 0 */
+    float (*absmax)(const float *x, int n);
+    /* is[k] = ts[k] / M (a true division), then as described above */
+    void (*cands)(const float *x, int n, const float *ts, int nt, float M, float lo, float hi,
+                  float *sqx, float *sqq);
+    double (*codes)(const float *x, int n, float d, int lo, int hi, int8_t *q, float *refit);
+} lmp_q4_sym_kern;
+extern const lmp_q4_sym_kern lmp_q4_sym_ref;
+extern const lmp_q4_sym_kern lmp_q4_sym_avx2;
+/* AVX-512 candidates (q4_sym_avx512.c, two candidates per register), the
+ * AVX2 absmax and codes; only when lmp_cpu_avx512(). */
+extern const lmp_q4_sym_kern lmp_q4_sym_avx512;
+void lmp_q4_sym_cands_avx512(const float *x, int n, const float *ts, int nt, float M, float lo,
+                             float hi, float *sqx, float *sqq);
+float lmp_q4_sym_absmax_avx2(const float *x, int n);
+void lmp_q4_sym_cands_avx2(const float *x, int n, const float *ts, int nt, float M, float lo,
+                           float hi, float *sqx, float *sqq);
+double lmp_q4_sym_codes_avx2(const float *x, int n, float d, int lo, int hi, int8_t *q,
+                             float *refit);
+
 #endif

@@ -187,6 +187,150 @@ START_TEST(avx2_kernels_bit_identical)
 }
 END_TEST
 
+/* SYM / Q8 search kernels (quantize/q4_sym_avx2.c) against the scalar
+ * reference table bit for bit: absmax, every candidate's sums, codes with
+ * their error and least-squares refit, for every length 1..128 (ragged
+ * tails), both code ranges, scales from the group and awkward ones (0,
+ * subnormal, huge, negative), rows with zeros, ties, constants and a
+ * non-finite value. */
+static void fill_sym(float *x, int n, int kind)
+{
+    if (kind < NKIND) {
+        fill(x, n, n, kind);
+    } else if (kind == NKIND) { /* exact ties of the largest magnitude, +- */
+        for (int i = 0; i < n; i++) x[i] = (float)((int)(rnd_u32() % 5) - 2);
+    } else if (kind == NKIND + 1) { /* half-level ties for d = 1/4 */
+        for (int i = 0; i < n; i++) x[i] = 0.125f * (float)((int)(rnd_u32() % 129) - 64);
+    } else { /* one non-finite value among normal ones */
+        fill(x, n, n, 0);
+        x[rnd_u32() % (unsigned)n] = rnd_u32() % 2 ? NAN : -INFINITY;
+    }
+}
+
+static int same_bits(const void *a, const void *b, size_t n)
+{
+    return memcmp(a, b, n) == 0;
+}
+
+START_TEST(sym_avx2_kernels_bit_identical)
+{
+    if (!lmp_cpu_avx2()) {
+        fprintf(stderr, "test_q4quant: CPU without AVX2, SYM kernels not tested\n");
+        return;
+    }
+    const lmp_q4_sym_kern *r = &lmp_q4_sym_ref, *v = &lmp_q4_sym_avx2;
+    float x[128], ts[32];
+    for (int it = 0; it < 6000; it++) {
+        int n = 1 + (int)(rnd_u32() % 128), kind = it % (NKIND + 3);
+        int q8 = it % 3 == 0, lo = q8 ? -127 : -8, hi = q8 ? 127 : 7;
+        fill_sym(x, n, kind);
+        float Ma = r->absmax(x, n), Mb = v->absmax(x, n);
+        ck_assert_msg(same_bits(&Ma, &Mb, 4), "absmax n %d kind %d: %a vs %a", n, kind,
+                      (double)Ma, (double)Mb);
+        int nt = 1 + (int)(rnd_u32() % 32);
+        for (int k = 0; k < nt; k++) /* levels around +-hi, some exact halves */
+            ts[k] = (rnd_u32() % 2 ? 1.0f : -1.0f) * ((float)hi + 0.25f * (float)((int)(rnd_u32() % 17) - 8));
+        float M = Ma != 0.0f && rnd_u32() % 4 ? Ma : 1e-3f * rnd_gauss() + 1e-30f;
+        float ca[2][32], cb[2][32];
+        r->cands(x, n, ts, nt, M, (float)lo, (float)hi, ca[0], ca[1]);
+        for (int t = 0; t < 1 + lmp_cpu_avx512(); t++) { /* AVX2, AVX-512 candidates */
+            (t ? &lmp_q4_sym_avx512 : v)->cands(x, n, ts, nt, M, (float)lo, (float)hi, cb[0], cb[1]);
+            for (int k = 0; k < nt; k++)
+                ck_assert_msg(same_bits(&ca[0][k], &cb[0][k], 4) &&
+                                  same_bits(&ca[1][k], &cb[1][k], 4),
+                              "cands %s n %d kind %d cand %d/%d: sqx %a vs %a, sqq %a vs %a",
+                              t ? "avx512" : "avx2", n, kind, k, nt, (double)ca[0][k],
+                              (double)cb[0][k], (double)ca[1][k], (double)cb[1][k]);
+        }
+        float d;
+        switch (it % 6) {
+        case 0: d = 0.0f; break;
+        case 1: d = 1e-42f; break; /* subnormal: most codes clip */
+        case 2: d = -3e38f; break;
+        case 3: d = kind == NKIND + 1 ? 0.25f : Ma / -8.0f; break;
+        default: d = Ma / (float)hi * (0.5f + (float)(rnd_u32() % 64) / 32.0f); break;
+        }
+        for (int wr = 0; wr < 2; wr++) {
+            int8_t qa[128], qb[128];
+            float fa = 1.5f, fb = 2.5f;
+            double ea = r->codes(x, n, d, lo, hi, qa, wr ? &fa : NULL);
+            double eb = v->codes(x, n, d, lo, hi, qb, wr ? &fb : NULL);
+            ck_assert_msg(same_bits(&ea, &eb, 8) && same_bits(qa, qb, (size_t)n) &&
+                              (!wr || same_bits(&fa, &fb, 4)),
+                          "codes n %d kind %d d %a: e %a vs %a, refit %a vs %a", n, kind,
+                          (double)d, ea, eb, (double)fa, (double)fb);
+        }
+    }
+}
+END_TEST
+
+/* Codes at exact-ish half levels of a scale with a full mantissa: x / d
+ * lands within an ulp of k + 0.5, where a true division and a multiply by
+ * 1 / d round to different codes (a fast path must divide). */
+START_TEST(sym_avx2_codes_half_levels)
+{
+    if (!lmp_cpu_avx2()) return;
+    float x[128];
+    for (int it = 0; it < 4000; it++) {
+        int n = 1 + (int)(rnd_u32() % 128), q8 = it % 2, lo = q8 ? -127 : -8, hi = q8 ? 127 : 7;
+        float d = ldexpf(1.0f + (float)(rnd_u32() & 0x7fffff) / 8388608.0f, (int)(rnd_u32() % 20) - 10);
+        for (int i = 0; i < n; i++)
+            x[i] = (float)(((double)(lo + (int)(rnd_u32() % (unsigned)(hi - lo))) + 0.5) * d);
+        int8_t qa[128], qb[128];
+        float fa = 1.5f, fb = 2.5f;
+        double ea = lmp_q4_sym_ref.codes(x, n, d, lo, hi, qa, &fa);
+        double eb = lmp_q4_sym_avx2.codes(x, n, d, lo, hi, qb, &fb);
+        ck_assert_msg(same_bits(&ea, &eb, 8) && same_bits(qa, qb, (size_t)n) &&
+                          same_bits(&fa, &fb, 4),
+                      "half levels n %d d %a: e %a vs %a", n, (double)d, ea, eb);
+    }
+}
+END_TEST
+
+/* Whole SYM / Q8 rows through the AVX2 kernel table (any SIMD ASYM table
+ * selects it) against the reference rows, all group sizes, ragged ends. */
+START_TEST(sym_rows_bytes_identical)
+{
+    if (!lmp_cpu_avx2()) {
+        fprintf(stderr, "test_q4quant: CPU without AVX2, SYM rows not tested\n");
+        return;
+    }
+    static const int cl[] = {1, 5, 8, 31, 32, 33, 47, 64, 100, 128, 129, 200, 960, 1001};
+    static const int groups[] = {32, 64, 128};
+    float *x = malloc(sizeof(float) * 1001);
+    uint8_t *a = malloc(2048), *b = malloc(2048);
+    ck_assert(x && a && b);
+    for (int it = 0; it < 3000; it++) {
+        int cols = cl[rnd_u32() % 14], grp = groups[rnd_u32() % 3], kind = it % (NKIND + 2);
+        int sch = it % 2 ? LMP_Q4_SYM : LMP_Q4_Q8;
+        lmp_q4_method m = rnd_u32() % 5 ? LMP_Q4_SEARCH : LMP_Q4_MINMAX;
+        fill_sym(x, cols, kind);
+        if (it % 4 == 0) /* a constant group and a zero group among normal ones */
+            for (int c = 0; c < cols; c++) {
+                if ((c / grp) % 3 == 1) x[c] = -0.5f;
+                if ((c / grp) % 4 == 2) x[c] = 0.0f;
+            }
+        size_t rb = lmp_q4_row_bytes(cols, grp, sch);
+        memset(a, 0x5a, rb);
+        memset(b, 0xa5, rb);
+        lmp_q4_quantize_row_ref(x, cols, grp, sch, m, a);
+        for (int t = 0; t < 1 + lmp_cpu_avx512(); t++) { /* SYM tables of AVX2, AVX-512 */
+            memset(b, 0xa5, rb);
+            lmp_q4_quantize_row_kern(x, cols, grp, sch, m, b,
+                                     t ? &lmp_q4_asym_avx512 : &lmp_q4_asym_avx2);
+            for (size_t i = 0; i < rb; i++)
+                ck_assert_msg(a[i] == b[i],
+                              "%s %s g%d cols %d kind %d %s: byte %zu of %zu: %02x %02x",
+                              t ? "avx512" : "avx2", lmp_q4_scheme_name(sch), grp, cols, kind,
+                              m == LMP_Q4_SEARCH ? "search" : "minmax", i, rb, a[i], b[i]);
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* lmp_q4_quantize_rows (several rows at once; AVX-512 batches whole
  * groups across rows) gives each row the reference's bytes. */
 START_TEST(quantize_rows_bytes_identical)
@@ -357,6 +501,9 @@ Suite *lmp_suite_q4quant(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, fast_quantizer_bytes_identical_to_reference);
     tcase_add_test(tc, avx2_kernels_bit_identical);
+    tcase_add_test(tc, sym_avx2_kernels_bit_identical);
+    tcase_add_test(tc, sym_rows_bytes_identical);
+    tcase_add_test(tc, sym_avx2_codes_half_levels);
     tcase_add_test(tc, every_kernel_table_bytes_identical);
     tcase_add_test(tc, avx512_pair_kernels_bit_identical);
     tcase_add_test(tc, quantize_rows_bytes_identical);
