@@ -172,9 +172,9 @@ ifeq ($(HAVE_CLANG),yes)
 endif
 	@$(MAKE) --no-print-directory VARIANT=test check-run
 asan:
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(MAKE) --no-print-directory VARIANT=asan check-run
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 CK_TIMEOUT_MULTIPLIER=4 $(MAKE) --no-print-directory VARIANT=asan check-run
 ubsan:
-	@UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(MAKE) --no-print-directory VARIANT=ubsan check-run
+	@UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 CK_TIMEOUT_MULTIPLIER=4 $(MAKE) --no-print-directory VARIANT=ubsan check-run
 
 # libFuzzer builds with clang (VARIANT=fuzz library): one binary per parser,
 # a short run each over a scratch corpus seeded from fuzz/corpus/<name>/.
