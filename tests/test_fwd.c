@@ -25,20 +25,6 @@
 #include "runtime/model.h"
 #include "tests/testutil.h"
 
-static lmp_mat quant_view(const lmp_mat *src, void **buf)
-{
-    lmp_diag d;
-    lmp_mat m;
-    size_t rb = lmp_q4_row_bytes(src->cols, LMP_Q4_DEFAULT_GROUP, LMP_Q4_DEFAULT_SCHEME);
-    *buf = malloc(rb * src->rows);
-    ck_assert_int_eq(lmp_q4_quantize(src->data, src->rows, src->cols, LMP_Q4_DEFAULT_GROUP,
-                                     LMP_Q4_DEFAULT_SCHEME, LMP_Q4_SEARCH, *buf, NULL, "w", &d),
-                     LMP_OK);
-    ck_assert_int_eq(lmp_q4_mat_init(&m, src->rows, src->cols, LMP_Q4_DEFAULT_GROUP,
-                                     LMP_Q4_DEFAULT_SCHEME, *buf, &d),
-                     LMP_OK);
-    return m;
-}
 
 enum { N = 70, CTX = 80 };
 
@@ -127,15 +113,15 @@ START_TEST(fused_forward_q4_same_bits)
     for (int l = 0; l < fp.cfg.n_layers && nb + 7 < 63; l++) {
         lmp_layer *S = &fp.layers[l], *D = &qm.layers[l];
         *D = *S;
-        D->wq = quant_view(&S->wq, &bufs[nb++]);
-        D->wk = quant_view(&S->wk, &bufs[nb++]);
-        D->wv = quant_view(&S->wv, &bufs[nb++]);
-        D->wo = quant_view(&S->wo, &bufs[nb++]);
-        D->wgate = quant_view(&S->wgate, &bufs[nb++]);
-        D->wup = quant_view(&S->wup, &bufs[nb++]);
-        D->wdown = quant_view(&S->wdown, &bufs[nb++]);
+        D->wq = t_q4_default_view(&S->wq, &bufs[nb++]);
+        D->wk = t_q4_default_view(&S->wk, &bufs[nb++]);
+        D->wv = t_q4_default_view(&S->wv, &bufs[nb++]);
+        D->wo = t_q4_default_view(&S->wo, &bufs[nb++]);
+        D->wgate = t_q4_default_view(&S->wgate, &bufs[nb++]);
+        D->wup = t_q4_default_view(&S->wup, &bufs[nb++]);
+        D->wdown = t_q4_default_view(&S->wdown, &bufs[nb++]);
     }
-    qm.embed = quant_view(&fp.embed, &bufs[nb++]);
+    qm.embed = t_q4_default_view(&fp.embed, &bufs[nb++]);
     qm.lm_head = qm.embed;
     ck_assert_int_eq(lmp_model_check(&qm, "q4", &d), LMP_OK);
     check_model(&qm, "q4");
@@ -154,7 +140,7 @@ START_TEST(mat_rows_equal_mat_mul)
     ck_assert_msg(lmp_model_open(&fp, t_data("stories260k"), NULL, &d) == LMP_OK, "%s", d.msg);
     void *qbuf;
     const lmp_mat *f = &fp.layers[0].wgate;
-    lmp_mat q = quant_view(f, &qbuf);
+    lmp_mat q = t_q4_default_view(f, &qbuf);
     enum { T = 5 };
     float x[T * 64], ya[T * 172], yb[T * 172];
     for (int i = 0; i < T * 64; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;

@@ -729,21 +729,6 @@ END_TEST
  * quantized model stays close to FP32 (bounds well above the measured
  * KL 0.10 / top-1 85% of docs/QUANT.md, far below what a broken kernel
  * gives: KL of several nats, top-1 near chance). */
-static lmp_mat quant_view(const lmp_mat *src, void **buf)
-{
-    lmp_diag d;
-    lmp_mat m;
-    size_t rb = lmp_q4_row_bytes(src->cols, LMP_Q4_DEFAULT_GROUP, LMP_Q4_DEFAULT_SCHEME);
-    *buf = malloc(rb * src->rows);
-    ck_assert_int_eq(lmp_q4_quantize(src->data, src->rows, src->cols, LMP_Q4_DEFAULT_GROUP,
-                                     LMP_Q4_DEFAULT_SCHEME, LMP_Q4_SEARCH, *buf, NULL, "w", &d),
-                     LMP_OK);
-    ck_assert_int_eq(lmp_q4_mat_init(&m, src->rows, src->cols, LMP_Q4_DEFAULT_GROUP,
-                                     LMP_Q4_DEFAULT_SCHEME, *buf, &d),
-                     LMP_OK);
-    return m;
-}
-
 START_TEST(int4_model_end_to_end)
 {
     lmp_diag d;
@@ -759,15 +744,15 @@ START_TEST(int4_model_end_to_end)
     for (int l = 0; l < fp.cfg.n_layers; l++) {
         lmp_layer *S = &fp.layers[l], *D = &qm.layers[l];
         *D = *S;
-        D->wq = quant_view(&S->wq, &bufs[nb++]);
-        D->wk = quant_view(&S->wk, &bufs[nb++]);
-        D->wv = quant_view(&S->wv, &bufs[nb++]);
-        D->wo = quant_view(&S->wo, &bufs[nb++]);
-        D->wgate = quant_view(&S->wgate, &bufs[nb++]);
-        D->wup = quant_view(&S->wup, &bufs[nb++]);
-        D->wdown = quant_view(&S->wdown, &bufs[nb++]);
+        D->wq = t_q4_default_view(&S->wq, &bufs[nb++]);
+        D->wk = t_q4_default_view(&S->wk, &bufs[nb++]);
+        D->wv = t_q4_default_view(&S->wv, &bufs[nb++]);
+        D->wo = t_q4_default_view(&S->wo, &bufs[nb++]);
+        D->wgate = t_q4_default_view(&S->wgate, &bufs[nb++]);
+        D->wup = t_q4_default_view(&S->wup, &bufs[nb++]);
+        D->wdown = t_q4_default_view(&S->wdown, &bufs[nb++]);
     }
-    qm.embed = quant_view(&fp.embed, &bufs[nb++]);
+    qm.embed = t_q4_default_view(&fp.embed, &bufs[nb++]);
     qm.lm_head = qm.embed;
     ck_assert_int_eq(lmp_model_check(&qm, "q4", &d), LMP_OK);
 

@@ -1,4 +1,5 @@
 #include "tests/testutil.h"
+#include "quantize/q4.h"
 
 #include <check.h>
 #include <errno.h>
@@ -122,4 +123,19 @@ unsigned char *t_slurp(const char *path, size_t *n)
     b[len] = 0;
     if (n) *n = (size_t)len;
     return b;
+}
+
+lmp_mat t_q4_default_view(const lmp_mat *src, void **buf)
+{
+    lmp_diag d;
+    lmp_mat m;
+    size_t rb = lmp_q4_row_bytes(src->cols, LMP_Q4_DEFAULT_GROUP, LMP_Q4_DEFAULT_SCHEME);
+    *buf = malloc(rb * src->rows);
+    ck_assert_int_eq(lmp_q4_quantize(src->data, src->rows, src->cols, LMP_Q4_DEFAULT_GROUP,
+                                     LMP_Q4_DEFAULT_SCHEME, LMP_Q4_SEARCH, *buf, NULL, "w", &d),
+                     LMP_OK);
+    ck_assert_int_eq(lmp_q4_mat_init(&m, src->rows, src->cols, LMP_Q4_DEFAULT_GROUP,
+                                     LMP_Q4_DEFAULT_SCHEME, *buf, &d),
+                     LMP_OK);
+    return m;
 }

@@ -23,4 +23,10 @@ int t_sh(const char *cmd, char **out, char **err);
 void t_write(const char *path, const void *data, size_t n);
 unsigned char *t_slurp(const char *path, size_t *n);
 
+/* A copy of the f32 matrix src quantized with the project's default q4
+ * (LMP_Q4_DEFAULT_SCHEME / _GROUP, with the search); *buf receives the
+ * malloc'd bytes the view points into (the caller frees it). */
+struct lmp_mat;
+struct lmp_mat t_q4_default_view(const struct lmp_mat *src, void **buf);
+
 #endif
