@@ -23,7 +23,7 @@ int main(int argc, char **argv)
     if (!w || !x || !y) return 1;
     for (size_t i = 0; i < (size_t)R * C * 8; i++) w[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     for (size_t i = 0; i < (size_t)N * C; i++) x[i] = (float)(i % 7) / 7.0f;
-    lmp_mat m = {LMP_MAT_F32, R, C, 0, 0, (size_t)C * 4, w};
+    lmp_mat m = {LMP_MAT_F32, R, C, 0, 0, (size_t)C * 4, w, 0};
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
         double t0 = (1e3 * bench_thread_cpu_s());

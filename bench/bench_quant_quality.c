@@ -135,7 +135,7 @@ static lmp_mat quant_mat(const lmp_mat *src, const qconf *q, int is_emb, owner_l
     if (is_emb && q->emb == EMB_F16) {
         uint16_t *h = own(o, sizeof(uint16_t) * (size_t)rows * cols);
         for (size_t i = 0; i < (size_t)rows * cols; i++) h[i] = lmp_f32_to_f16(w[i]);
-        m = (lmp_mat){LMP_MAT_F16, rows, cols, 0, 0, 2 * (size_t)cols, h};
+        m = (lmp_mat){LMP_MAT_F16, rows, cols, 0, 0, 2 * (size_t)cols, h, 0};
         *bits += 16.0 * rows * cols;
     } else {
         if (is_emb && q->emb == EMB_Q8) scheme = LMP_Q4_Q8;
@@ -161,7 +161,7 @@ static lmp_mat quant_mat(const lmp_mat *src, const qconf *q, int is_emb, owner_l
     if (q->float_act && m.kind != LMP_MAT_F16) {
         float *f = own(o, sizeof(float) * (size_t)rows * cols);
         for (int r = 0; r < rows; r++) lmp_mat_get_row(&m, r, f + (size_t)r * cols);
-        m = (lmp_mat){LMP_MAT_F32, rows, cols, 0, 0, sizeof(float) * (size_t)cols, f};
+        m = (lmp_mat){LMP_MAT_F32, rows, cols, 0, 0, sizeof(float) * (size_t)cols, f, 0};
     }
     return m;
 }

@@ -418,7 +418,8 @@ void lmp_q4_quantize_rows(const float *x, int nrows, int cols, int group, int sc
                             o + (size_t)r * rb);
 }
 
-void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, float *out)
+/* Dequantize one row whose codes are in `layout` (q4.h LMP_Q4_LAYOUT_*). */
+static void dequantize_row(const void *row, int cols, int group, int scheme, int layout, float *out)
 {
     const uint8_t *p = row;
     int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
@@ -433,11 +434,17 @@ void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, flo
                 continue;
             }
             int b = c / 32, j = c % 32;
-            uint8_t byte = p[16 * b + (j & 15)];
+            uint8_t byte = layout == LMP_Q4_LAYOUT_X16 ? p[lmp_q4_x16_at(nblk, b, j & 15)]
+                                                       : p[16 * b + (j & 15)];
             int code = j < 16 ? byte & 15 : byte >> 4;
             out[c] = scheme == LMP_Q4_SYM ? d * (float)(code - 8) : d * (float)code + m;
         }
     }
+}
+
+void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, float *out)
+{
+    dequantize_row(row, cols, group, scheme, LMP_Q4_LAYOUT_ROWS, out);
 }
 
 /* ---- whole matrices ------------------------------------------------------ */
@@ -577,7 +584,10 @@ static float row_dot_ref(const lmp_mat *w, const uint8_t *row, const lmp_q4_act 
             const int8_t *wb = (const int8_t *)row + 32 * b;
             for (int j = 0; j < 32; j++) isum += wb[j] * xq[lmp_q4_xq_index(a->paired, b, j)];
         } else {
-            const uint8_t *wb = row + 16 * b;
+            uint8_t wb[16];
+            for (int j = 0; j < 16; j++)
+                wb[j] = w->layout == LMP_Q4_LAYOUT_X16 ? row[lmp_q4_x16_at(nblk, b, j)]
+                                                       : row[16 * b + j];
             for (int j = 0; j < 16; j++)
                 isum += (wb[j] & 15) * xq[lmp_q4_xq_index(a->paired, b, j)] +
                         (wb[j] >> 4) * xq[lmp_q4_xq_index(a->paired, b, 16 + j)];
@@ -682,17 +692,19 @@ static void rows_dispatch(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1,
         lmp_q4_rows_avx512(w, a, r0, r1, y);
         return;
     }
-    if (simd) {
+    if (simd && w->layout == LMP_Q4_LAYOUT_ROWS) {
         lmp_q4_rows_avx2(w, a, r0, r1, y);
         return;
     }
 #elif defined(__wasm_simd128__)
-    if (simd) { /* browser build: SIMD128 (quantize/q4_wasm.c) */
+    if (simd && w->layout == LMP_Q4_LAYOUT_ROWS) { /* browser build: SIMD128 (quantize/q4_wasm.c) */
         lmp_q4_rows_wasm(w, a, r0, r1, y);
         return;
     }
 #endif
     (void)simd;
+    /* the scalar reference; also X16 weights when the AVX-512 kernel was
+     * switched off after a loader re-ordered them (tests) */
     rows_ref(w, a, r0, r1, y);
 }
 
@@ -735,6 +747,8 @@ static int mat_ok(const lmp_mat *w)
     if (w->kind == LMP_MAT_Q8 && w->scheme != 0 && w->scheme != LMP_Q4_Q8) return 0;
     if (w->kind == LMP_MAT_Q4 && scheme != LMP_Q4_SYM && scheme != LMP_Q4_ASYM) return 0;
     if (w->kind != LMP_MAT_Q4 && w->kind != LMP_MAT_Q8) return 0;
+    if (w->layout != LMP_Q4_LAYOUT_ROWS && (w->layout != LMP_Q4_LAYOUT_X16 || w->kind != LMP_MAT_Q4))
+        return 0;
     size_t rb = lmp_q4_row_bytes(w->cols, w->group, scheme);
     return rb != 0 && rb == w->row_bytes && w->data != NULL;
 }
@@ -865,8 +879,8 @@ void lmp_q4_get_row(const lmp_mat *w, int r, float *out)
         for (int c = 0; c < w->cols; c++) out[c] = NAN;
         return;
     }
-    lmp_q4_dequantize_row((const uint8_t *)w->data + (size_t)r * w->row_bytes, w->cols, w->group,
-                          w->kind == LMP_MAT_Q8 ? LMP_Q4_Q8 : w->scheme, out);
+    dequantize_row((const uint8_t *)w->data + (size_t)r * w->row_bytes, w->cols, w->group,
+                   w->kind == LMP_MAT_Q8 ? LMP_Q4_Q8 : w->scheme, w->layout, out);
 }
 
 void lmp_q8_get_row(const lmp_mat *w, int r, float *out)

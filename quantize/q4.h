@@ -93,6 +93,23 @@
 #include "common/status.h"
 #include "runtime/mat.h"
 
+/* ---- In-memory code order (lmp_mat.layout; never stored in a file) -------
+ * LMP_Q4_LAYOUT_ROWS (0): the codes exactly as the row layout above defines
+ * them; what files hold and what every kernel reads.
+ * LMP_Q4_LAYOUT_X16 (1; int4 SYM / ASYM only): the code bytes of each row
+ * re-ordered per "hexa" of 16 blocks into the order the AVX-512 kernel's
+ * 4-byte transpose produces (see q4_avx512.c), so that it loads them with
+ * no shuffle at all. Scales, mins and row_bytes are unchanged. In a hexa h
+ * (bytes 256h.. of the row, nb = min(16, nblk - 16h) blocks), byte j
+ * (0..15) of block 16h + L is at
+ *     256h + 4*nb*(j/4) + 4*L + j%4
+ * (lmp_q4_x16_at). Runtime loaders re-order the weights they own when
+ * lmp_q4_x16_wanted() says the AVX-512 kernel will read them; every other
+ * path (scalar reference, embedding row lookup) reads X16 through that
+ * offset, so the results are the same bits as with the stored order. */
+#define LMP_Q4_LAYOUT_ROWS 0
+#define LMP_Q4_LAYOUT_X16 1
+
 /* Scheme ids: stable numbers, stored in files (lmp_mat.scheme). */
 typedef enum lmp_q4_scheme {
     LMP_Q4_SYM = 1,  /* 4-bit signed, fp16 scale per group */
@@ -223,5 +240,20 @@ void lmp_q4_force_scalar(int on);
  * only while no matmul runs. */
 int lmp_q4_avx512_active(void);
 int lmp_q4_allow_avx512(int on);
+
+/* 1 if a loader should re-order a matrix of this storage (lmp_mat_kind,
+ * scheme id) into LMP_Q4_LAYOUT_X16: kind Q4 with SYM / ASYM, the AVX-512
+ * kernel active, and not forbidden by lmp_q4_allow_x16(0) (test and
+ * benchmark hook, process-wide like lmp_q4_allow_avx512; returns the
+ * previous setting) or the environment variable LMP_X16=0. */
+int lmp_q4_x16_wanted(int kind, int scheme);
+int lmp_q4_allow_x16(int on);
+/* Re-order the codes of `rows` stored rows (LMP_Q4_LAYOUT_ROWS, int4 SYM /
+ * ASYM, lmp_q4_row_bytes(cols, group, scheme) bytes each) at src into dst in
+ * LMP_Q4_LAYOUT_X16; dst == src re-orders in place, otherwise the buffers
+ * must not overlap. Scales and mins are copied as they are. Parameters
+ * must be valid (lmp_q4_params_ok, scheme not Q8). Deterministic, any
+ * machine. */
+void lmp_q4_pack_x16(const void *src, void *dst, int rows, int cols, int group, int scheme);
 
 #endif

@@ -6,7 +6,7 @@
  * 64-byte loads hold the nibbles of the 16 blocks (a "quad" of 4 blocks per
  * load); one vpermd per load and a 4 x 4 transpose of 128-bit lanes
  * (8 vshufi32x4) move them so that int32 lane L of every vector belongs to
- * block L (hexa_codes). lo = v & 15 and hi = (v >> 4) & 15 then meet the
+ * block L (hexa_transpose). lo = v & 15 and hi = (v >> 4) & 15 then meet the
  * token's int8 activations (stored in that order by q4.c) in 8
  * _mm512_dpbusd_epi32 (unsigned codes x signed int8, no overflow:
  * 32 * 15 * 127 < 2^31), which leave the exact integer dot product of
@@ -21,6 +21,14 @@
  * sum per row and token gives y. Ragged rows use masked loads (codes of the
  * last, partial hexa; scales and mins of the last < 16 groups): masked
  * bytes read as zero and meet zero activations, so there is no tail code.
+ *
+ * Weights re-ordered by a loader into LMP_Q4_LAYOUT_X16 (q4.h,
+ * q4_pack.c) are already in the transposed order: their hexas are four
+ * plain (or dword-masked) loads, no vpermd / vshufi32x4. That removes 12
+ * of the ~38 vector instructions a decode step spends per 512 weights
+ * (measured: in-cache decode -23 % on 960-column rows, end-to-end decode
+ * +8 % at 2 threads; docs/PERFORMANCE.md). Both layouts give the same
+ * bits.
  *
  * Integer block sums are exact; only the float association differs from
  * the scalar reference. Every y[t][r] is computed by exactly the same
@@ -84,12 +92,11 @@ static const int32_t k_idx4[4][16] __attribute__((aligned(64))) = {IDX(4, 0), ID
  * elements 4j..4j+3 (low nibbles) and 16+4j..16+4j+3 (high nibbles).
  * Step 1 (vpermd) orders each quad's dwords as [j][k]; step 2 transposes
  * the 4 x 4 matrix of 128-bit lanes (quad i, piece j). Masked loads (k)
- * zero the codes past the row's last block. */
-ALWAYS_INLINE void hexa_codes(const uint8_t *p, int full, const __mmask64 *k, __m512i lo[4],
-                              __m512i hi[4])
+ * zero the codes past the row's last block. o[j] is exactly the 64 bytes
+ * at 64j of the hexa in LMP_Q4_LAYOUT_X16 (q4.h). */
+ALWAYS_INLINE void hexa_transpose(const uint8_t *p, int full, const __mmask64 *k, __m512i o[4])
 {
     const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i q[4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
@@ -99,8 +106,27 @@ ALWAYS_INLINE void hexa_codes(const uint8_t *p, int full, const __mmask64 *k, __
     }
     const __m512i t0 = _mm512_shuffle_i32x4(q[0], q[1], 0x44), t1 = _mm512_shuffle_i32x4(q[0], q[1], 0xee),
                   t2 = _mm512_shuffle_i32x4(q[2], q[3], 0x44), t3 = _mm512_shuffle_i32x4(q[2], q[3], 0xee);
-    const __m512i o[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xdd),
-                          _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xdd)};
+    o[0] = _mm512_shuffle_i32x4(t0, t2, 0x88);
+    o[1] = _mm512_shuffle_i32x4(t0, t2, 0xdd);
+    o[2] = _mm512_shuffle_i32x4(t1, t3, 0x88);
+    o[3] = _mm512_shuffle_i32x4(t1, t3, 0xdd);
+}
+
+/* The same four vectors from a hexa already in LMP_Q4_LAYOUT_X16: plain
+ * loads (a partial hexa of nb blocks: nb dwords each at 4*nb*j, the lanes
+ * past nb zeroed by the mask k16). */
+ALWAYS_INLINE void hexa_x16(const uint8_t *p, int full, int nb, __mmask16 k16, __m512i o[4])
+{
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+        o[j] = full ? _mm512_loadu_si512((const void *)(p + 64 * j))
+                    : _mm512_maskz_loadu_epi32(k16, p + 4 * (size_t)nb * (size_t)j);
+}
+
+/* Low and high nibbles of the four transposed vectors. */
+ALWAYS_INLINE void hexa_nibbles(const __m512i o[4], __m512i lo[4], __m512i hi[4])
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         lo[j] = _mm512_and_si512(o[j], m4);
@@ -108,11 +134,21 @@ ALWAYS_INLINE void hexa_codes(const uint8_t *p, int full, const __mmask64 *k, __
     }
 }
 
+int lmp_q4_pack_hexas_avx512(const uint8_t *in, uint8_t *out, int n)
+{
+    for (int h = 0; h < n; h++) {
+        __m512i o[4];
+        hexa_transpose(in + 256 * (size_t)h, 1, NULL, o);
+        for (int j = 0; j < 4; j++) _mm512_storeu_si512((void *)(out + 256 * (size_t)h + 64 * j), o[j]);
+    }
+    return n;
+}
+
 /* One hexa h of a row against T tokens: integer dot products per block
  * (int32 lane L = block 16h + L, exact), then acc += (float(isum) * dx) *
  * d16 with the token's 16 block scales and the row's group scales per
- * lane. Decode (T == 1) splits the integer chain in two (low / high
- * nibbles) for latency; integer sums are exact, so the bits are the same. */
+ * lane. Decode (T == 1) splits the integer chain in four for latency;
+ * integer sums are exact, so the bits are the same. */
 ALWAYS_INLINE void hexa_tokens(const __m512i lo[4], const __m512i hi[4], __m512 d16,
                                const lmp_q4_act *a, int t0, int T, int h, __m512 *acc)
 {
@@ -122,16 +158,31 @@ ALWAYS_INLINE void hexa_tokens(const __m512i lo[4], const __m512i hi[4], __m512 
 #pragma GCC unroll 16
     for (int tt = 0; tt < T; tt++) {
         const int8_t *x = xq + tt * xs;
-        __m512i s = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();
+        __m512i s;
+        if (T == 1) { /* four chains of two */
+            const __m512i z = _mm512_setzero_si512();
+            __m512i c[4];
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                c[j] = _mm512_dpbusd_epi32(z, lo[j], _mm512_loadu_si512((const void *)(x + 64 * j)));
+                c[2 + j] = _mm512_dpbusd_epi32(z, hi[j], _mm512_loadu_si512((const void *)(x + 256 + 64 * j)));
+            }
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                c[j] = _mm512_dpbusd_epi32(c[j], lo[2 + j],
+                                           _mm512_loadu_si512((const void *)(x + 128 + 64 * j)));
+                c[2 + j] = _mm512_dpbusd_epi32(c[2 + j], hi[2 + j],
+                                               _mm512_loadu_si512((const void *)(x + 384 + 64 * j)));
+            }
+            s = _mm512_add_epi32(_mm512_add_epi32(c[0], c[1]), _mm512_add_epi32(c[2], c[3]));
+        } else {
+            s = _mm512_setzero_si512();
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            s = _mm512_dpbusd_epi32(s, lo[j], _mm512_loadu_si512((const void *)(x + 64 * j)));
-            if (T == 1)
-                s2 = _mm512_dpbusd_epi32(s2, hi[j], _mm512_loadu_si512((const void *)(x + 256 + 64 * j)));
-            else
+            for (int j = 0; j < 4; j++) {
+                s = _mm512_dpbusd_epi32(s, lo[j], _mm512_loadu_si512((const void *)(x + 64 * j)));
                 s = _mm512_dpbusd_epi32(s, hi[j], _mm512_loadu_si512((const void *)(x + 256 + 64 * j)));
+            }
         }
-        if (T == 1) s = _mm512_add_epi32(s, s2);
         const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(dx + tt * ds));
         acc[tt] = _mm512_fmadd_ps(f, d16, acc[tt]);
     }
@@ -141,8 +192,8 @@ ALWAYS_INLINE void hexa_tokens(const __m512i lo[4], const __m512i hi[4], __m512 
  * y[(t0 + tt) * rows + r]. bpg (blocks per group) and asym are
  * compile-time constants after inlining. */
 ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int T, int r,
-                            int rows, float *y, const __mmask64 *ktail, const int bpg,
-                            const int asym)
+                            int rows, float *y, const __mmask64 *ktail, __mmask16 k16,
+                            const int bpg, const int asym, const int x16)
 {
     const int nblk = a->nblk, ng = a->ng, nhex = (nblk + 15) >> 4, nfullq = nblk >> 2;
     const uint8_t *sc = row + 16 * (size_t)nblk, *mn = sc + 2 * (size_t)ng;
@@ -160,12 +211,13 @@ ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int
                                       acc[tt]);
         const int h1 = h0 + bpg < nhex ? h0 + bpg : nhex;
         for (int h = h0; h < h1; h++) {
-            __m512i lo[4], hi[4];
-            if (4 * h + 4 <= nfullq) {
-                hexa_codes(row + 256 * (size_t)h, 1, NULL, lo, hi);
-            } else { /* the row's last, partial hexa */
-                hexa_codes(row + 256 * (size_t)h, 0, ktail, lo, hi);
-            }
+            __m512i o[4], lo[4], hi[4];
+            const int full = 4 * h + 4 <= nfullq; /* else the row's last, partial hexa */
+            if (x16)
+                hexa_x16(row + 256 * (size_t)h, full, nblk & 15, k16, o);
+            else
+                hexa_transpose(row + 256 * (size_t)h, full, ktail, o);
+            hexa_nibbles(o, lo, hi);
             const __m512 d = bpg == 1 ? d16
                                       : _mm512_permutexvar_ps(
                                             _mm512_load_si512((const void *)(bpg == 2 ? k_idx2[h - h0]
@@ -181,7 +233,8 @@ ALWAYS_INLINE void row_tile(const uint8_t *row, const lmp_q4_act *a, int t0, int
 /* Tokens t0.. (T of them) against rows [r0, r1); prefetch: also fetch
  * the weights PF_BYTES ahead (first pass over these rows only). */
 ALWAYS_INLINE void rows_pass(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
-                             int t0, int T, int prefetch, const int bpg, const int asym)
+                             int t0, int T, int prefetch, const int bpg, const int asym,
+                             const int x16)
 {
     /* load masks of the 4 quads of the last hexa (if partial) */
     __mmask64 ktail[4];
@@ -189,6 +242,7 @@ ALWAYS_INLINE void rows_pass(const lmp_mat *w, const lmp_q4_act *a, int r0, int 
         const int nb = a->nblk - 16 * (a->nblk >> 4) - 4 * i; /* blocks of quad i in the row */
         ktail[i] = nb >= 4 ? ~0ull : nb <= 0 ? 0 : ~0ull >> (64 - 16 * nb);
     }
+    const __mmask16 k16 = (__mmask16)((1u << (a->nblk & 15)) - 1u); /* X16: the partial hexa */
     const uint8_t *base = w->data;
     const size_t total = (size_t)w->rows * w->row_bytes;
     for (int r = r0; r < r1; r++) {
@@ -196,7 +250,7 @@ ALWAYS_INLINE void rows_pass(const lmp_mat *w, const lmp_q4_act *a, int r0, int 
         if (prefetch && (size_t)r * w->row_bytes + PF_BYTES + w->row_bytes <= total)
             for (size_t o = 0; o < w->row_bytes; o += 64)
                 _mm_prefetch((const char *)(row + PF_BYTES + o), _MM_HINT_T0);
-        row_tile(row, a, t0, T, r, w->rows, y, ktail, bpg, asym);
+        row_tile(row, a, t0, T, r, w->rows, y, ktail, k16, bpg, asym, x16);
     }
 }
 
@@ -208,7 +262,7 @@ ALWAYS_INLINE void rows_pass(const lmp_mat *w, const lmp_q4_act *a, int r0, int 
 
 /* Rows [r0, r1) with compile-time group size and scheme. */
 ALWAYS_INLINE void rows_spec(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y,
-                             const int bpg, const int asym)
+                             const int bpg, const int asym, const int x16)
 {
     int rb = (int)(ROWBLOCK_BYTES / w->row_bytes);
     if (rb < 1) rb = 1;
@@ -216,35 +270,42 @@ ALWAYS_INLINE void rows_spec(const lmp_mat *w, const lmp_q4_act *a, int r0, int 
         const int b1 = r1 - b0 < rb ? r1 : b0 + rb;
         int t = 0;
         if (a->cols <= TILE16_COLS)
-            for (; t + 16 <= a->n; t += 16) rows_pass(w, a, b0, b1, y, t, 16, t == 0, bpg, asym);
-        for (; t + 8 <= a->n; t += 8) rows_pass(w, a, b0, b1, y, t, 8, t == 0, bpg, asym);
+            for (; t + 16 <= a->n; t += 16) rows_pass(w, a, b0, b1, y, t, 16, t == 0, bpg, asym, x16);
+        for (; t + 8 <= a->n; t += 8) rows_pass(w, a, b0, b1, y, t, 8, t == 0, bpg, asym, x16);
         /* the rest in tiles of 4, 2, 1: same operations per token */
-        for (; t + 4 <= a->n; t += 4) rows_pass(w, a, b0, b1, y, t, 4, t == 0, bpg, asym);
+        for (; t + 4 <= a->n; t += 4) rows_pass(w, a, b0, b1, y, t, 4, t == 0, bpg, asym, x16);
         if (a->n - t >= 2) {
-            rows_pass(w, a, b0, b1, y, t, 2, t == 0, bpg, asym);
+            rows_pass(w, a, b0, b1, y, t, 2, t == 0, bpg, asym, x16);
             t += 2;
         }
-        if (a->n - t >= 1) rows_pass(w, a, b0, b1, y, t, 1, t == 0, bpg, asym);
+        if (a->n - t >= 1) rows_pass(w, a, b0, b1, y, t, 1, t == 0, bpg, asym, x16);
     }
 }
 
-#define SPEC(bpg, asym)                                                                         \
-    static void rows_##bpg##_##asym(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1,      \
-                                    float *y)                                                   \
+#define SPEC(bpg, asym, x16)                                                                    \
+    static void rows_##bpg##_##asym##_##x16(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, \
+                                            float *y)                                           \
     {                                                                                           \
-        rows_spec(w, a, r0, r1, y, bpg, asym);                                                  \
+        rows_spec(w, a, r0, r1, y, bpg, asym, x16);                                             \
     }
-SPEC(1, 0)
-SPEC(2, 0)
-SPEC(4, 0)
-SPEC(1, 1)
-SPEC(2, 1)
-SPEC(4, 1)
+SPEC(1, 0, 0)
+SPEC(2, 0, 0)
+SPEC(4, 0, 0)
+SPEC(1, 1, 0)
+SPEC(2, 1, 0)
+SPEC(4, 1, 0)
+SPEC(1, 0, 1)
+SPEC(2, 0, 1)
+SPEC(4, 0, 1)
+SPEC(1, 1, 1)
+SPEC(2, 1, 1)
+SPEC(4, 1, 1)
 #undef SPEC
 
 void lmp_q4_rows_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y)
 {
     typedef void (*fn)(const lmp_mat *, const lmp_q4_act *, int, int, float *);
-    static const fn tab[2][3] = {{rows_1_0, rows_2_0, rows_4_0}, {rows_1_1, rows_2_1, rows_4_1}};
-    tab[w->scheme == LMP_Q4_ASYM][a->bpg >> 1](w, a, r0, r1, y);
+    static const fn tab[2][2][3] = {{{rows_1_0_0, rows_2_0_0, rows_4_0_0}, {rows_1_1_0, rows_2_1_0, rows_4_1_0}},
+                                    {{rows_1_0_1, rows_2_0_1, rows_4_0_1}, {rows_1_1_1, rows_2_1_1, rows_4_1_1}}};
+    tab[w->layout == LMP_Q4_LAYOUT_X16][w->scheme == LMP_Q4_ASYM][a->bpg >> 1](w, a, r0, r1, y);
 }

@@ -44,11 +44,25 @@ static inline int lmp_q4_xq_index(int paired, int b, int j)
     return 32 * b + j;
 }
 
+/* Byte offset, within a row's codes in LMP_Q4_LAYOUT_X16 (q4.h), of byte
+ * j (0..15) of block b of a row with nblk blocks. */
+static inline size_t lmp_q4_x16_at(int nblk, int b, int j)
+{
+    const int h = b >> 4, left = nblk - 16 * h, nb = left < 16 ? left : 16;
+    return 256 * (size_t)h + 4 * (size_t)nb * (size_t)(j >> 2) + 4 * (size_t)(b & 15) +
+           (size_t)(j & 3);
+}
+
 /* Rows [r0, r1) for all n tokens: y[t*rows + r]. AVX2 + FMA + F16C only. */
 void lmp_q4_rows_avx2(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
 /* Same contract, AVX-512 F/BW/VL/VNNI (quantize/q4_avx512.c): kind Q4 with
- * the LMP_Q4_HEXA layout only. Call only when lmp_cpu_avx512(). */
+ * the LMP_Q4_HEXA activations only, weights in either code layout
+ * (LMP_Q4_LAYOUT_ROWS or X16). Call only when lmp_cpu_avx512(). */
 void lmp_q4_rows_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
+/* The full hexas 0..n-1 at in (256 bytes each) re-ordered into out
+ * (LMP_Q4_LAYOUT_X16; in == out allowed), the same bytes as q4_pack.c's
+ * plain C; returns n. AVX-512 only. */
+int lmp_q4_pack_hexas_avx512(const uint8_t *in, uint8_t *out, int n);
 /* WebAssembly SIMD128 (quantize/q4_wasm.c), browser build only; differs
  * from the scalar reference only by float reassociation. */
 void lmp_q4_rows_wasm(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);

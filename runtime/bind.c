@@ -49,8 +49,15 @@ static lmp_status bind_mat(lmp_mat *w, const lmp_bind_tensor *t, int rows, int c
         LMP_FAIL_IF(t->size != (uint64_t)rb * (uint64_t)rows, LMP_ERR_MODEL,
                     "%s: tensor '%s': %llu bytes, its quantized shape needs %llu", what, t->name,
                     (unsigned long long)t->size, (unsigned long long)rb * (unsigned long long)rows);
+        LMP_FAIL_IF(t->layout != LMP_Q4_LAYOUT_ROWS &&
+                        (t->layout != LMP_Q4_LAYOUT_X16 || t->kind != LMP_MAT_Q4),
+                    LMP_ERR_MODEL, "%s: tensor '%s': code layout %d is not valid for its kind",
+                    what, t->name, t->layout);
         LMP_FORWARD(lmp_q4_mat_init(w, rows, cols, t->group, t->scheme, t->data, d));
+        w->layout = t->layout;
     } else {
+        LMP_FAIL_IF(t->layout != LMP_Q4_LAYOUT_ROWS, LMP_ERR_MODEL,
+                    "%s: tensor '%s': code layout %d for a float tensor", what, t->name, t->layout);
         size_t es = float_size(t->kind);
         LMP_FAIL_IF(!es, LMP_ERR_MODEL, "%s: tensor '%s': unknown storage kind %d", what, t->name,
                     t->kind);
@@ -126,4 +133,18 @@ lmp_status lmp_model_bind(lmp_model *m, const lmp_bind_tensor *t, const char *wh
     }
 out:
     return rc;
+}
+
+int lmp_bind_pack(lmp_bind_tensor *t, void *dst)
+{
+    if (t->ndim != 2 || t->layout != LMP_Q4_LAYOUT_ROWS || !lmp_q4_x16_wanted(t->kind, t->scheme) ||
+        t->shape[0] < 1 || t->shape[0] > INT32_MAX || t->shape[1] < 1 || t->shape[1] > INT32_MAX)
+        return 0;
+    const int rows = (int)t->shape[0], cols = (int)t->shape[1];
+    const size_t rb = lmp_q4_row_bytes(cols, t->group, t->scheme);
+    if (rb == 0 || t->size != (uint64_t)rb * (uint64_t)rows) return 0; /* bind reports it */
+    lmp_q4_pack_x16(t->data, dst, rows, cols, t->group, t->scheme);
+    t->data = dst;
+    t->layout = LMP_Q4_LAYOUT_X16;
+    return 1;
 }

@@ -36,10 +36,22 @@ typedef struct lmp_bind_tensor {
     int group, scheme;      /* q4/q8 only, else 0 */
     const void *data;
     uint64_t size;          /* bytes at data */
+    int layout;             /* q4: code order at data (quantize/q4.h
+                               LMP_Q4_LAYOUT_*); 0 = as stored in files */
 } lmp_bind_tensor;
 
 lmp_status lmp_model_bind(lmp_model *m, const lmp_bind_tensor *t, const char *what,
                           lmp_diag *d);
+
+/* For a loader that owns writable memory for t's bytes: when the AVX-512
+ * kernel will read t (lmp_q4_x16_wanted: a 2-D int4 tensor stored as in
+ * files), write its codes re-ordered into LMP_Q4_LAYOUT_X16 to dst
+ * (t->size bytes; dst == t->data re-orders in place, otherwise no overlap),
+ * point t at dst with layout X16 and return 1. Otherwise change nothing and
+ * return 0 (the caller uses or copies the bytes as they are). The forward
+ * pass gives the same bits either way; only the AVX-512 kernel's loads
+ * get cheaper. */
+int lmp_bind_pack(lmp_bind_tensor *t, void *dst);
 
 /* The decoder layer a tensor name belongs to: N for "model.layers.N.<rest>"
  * (N plain decimal), -1 for any other name (embedding, final norm,

@@ -14,7 +14,9 @@
  * chunks in parallel on opts->threads threads (largest first, so two
  * threads finish together). The views point into the images, so the forward
  * pass computes exactly what it computes on the .lmpk the bundle was split
- * from. Whatever the thread count the bytes are the same and, when chunks
+ * from. After a chunk is verified, the thread that loaded it re-orders its
+ * int4 codes in place for the AVX-512 kernel when that kernel will read
+ * them (lmp_bind_pack, quantize/q4.h LMP_Q4_LAYOUT_X16: same results). Whatever the thread count the bytes are the same and, when chunks
  * are damaged, the error reported is the first damaged chunk in load order
  * (every chunk is attempted).
  *
@@ -70,6 +72,8 @@ typedef struct bundle_owner {
     lmp_manifest *man;
     size_t n;            /* chunks parsed into `chunks` */
     lmp_chunk *chunks;   /* resident chunk images (views into the arena) */
+    lmp_bind_tensor **descs; /* per resident chunk: its tensors as bound (after
+                                lmp_bind_pack re-ordered int4 codes in place) */
     uint8_t *map;        /* the arena's mapping (munmap map, map_bytes) */
     size_t map_bytes;
     uint8_t *arena;      /* map rounded up to a huge-page boundary */
@@ -112,6 +116,9 @@ static void release_bundle(void *p)
     pf_stop(o->pf);
     for (size_t i = 0; i < o->n; i++) lmp_chunk_free(&o->chunks[i]);
     free(o->chunks);
+    if (o->descs)
+        for (size_t i = 0; i < o->n; i++) free(o->descs[i]);
+    free(o->descs);
     if (o->map) munmap(o->map, o->map_bytes);
     if (o->slot_buf)
         for (int i = 0; i < o->k; i++) free(o->slot_buf[i]);
@@ -183,14 +190,27 @@ static lmp_bind_tensor bind_desc(const lmp_chunk_tensor *t, const void *data)
     return b;
 }
 
-/* Bind every tensor of chunk ch (data as parsed) into m. */
-static lmp_status bind_chunk(lmp_model *m, const lmp_chunk *ch, const char *dir, lmp_diag *d)
+/* The tensors of a verified resident chunk as they will be bound, int4
+ * codes re-ordered in place for the AVX-512 kernel where it reads them
+ * (lmp_bind_pack): the arena is ours and writable, and the chunk is still
+ * in cache from decompressing. NULL when out of memory. */
+static lmp_bind_tensor *pack_chunk(const lmp_chunk *ch)
+{
+    lmp_bind_tensor *b = calloc(ch->n_tensors ? ch->n_tensors : 1, sizeof *b);
+    if (!b) return NULL;
+    for (size_t i = 0; i < ch->n_tensors; i++) {
+        b[i] = bind_desc(&ch->tensors[i], ch->tensors[i].data);
+        (void)lmp_bind_pack(&b[i], (void *)(uintptr_t)ch->tensors[i].data);
+    }
+    return b;
+}
+
+/* Bind every tensor of resident chunk c into m. */
+static lmp_status bind_chunk(lmp_model *m, const bundle_owner *o, size_t c, lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
-    for (size_t i = 0; i < ch->n_tensors; i++) {
-        lmp_bind_tensor b = bind_desc(&ch->tensors[i], ch->tensors[i].data);
-        LMP_FORWARD(lmp_model_bind(m, &b, dir, d));
-    }
+    for (size_t i = 0; i < o->chunks[c].n_tensors; i++)
+        LMP_FORWARD(lmp_model_bind(m, &o->descs[c][i], o->dir, d));
 out:
     return rc;
 }
@@ -211,8 +231,11 @@ static void load_one(void *ctx, int task, int tid)
     load_job *j = ctx;
     size_t c = j->order[task];
     const lmp_manifest_chunk *mc = &j->o->man->chunks[c];
-    load_chunk(j->o, c, j->o->arena + j->off[c], (size_t)mc->raw_size, &j->o->chunks[c],
-               &j->times[c], &j->diags[c]);
+    if (load_chunk(j->o, c, j->o->arena + j->off[c], (size_t)mc->raw_size, &j->o->chunks[c],
+                   &j->times[c], &j->diags[c]) != LMP_OK)
+        return;
+    j->o->descs[c] = pack_chunk(&j->o->chunks[c]);
+    if (!j->o->descs[c]) lmp_fail(&j->diags[c], LMP_ERR_NOMEM, "%s: out of memory", j->o->dir);
 }
 
 /* Reserve one mapping for the raw images of chunks [0, n), each at a 4 KiB
@@ -476,8 +499,11 @@ static lmp_status acquire_layer(void *owner, int l, lmp_diag *d)
             if (lmp_bind_layer_of(t->name) != j) continue;
             LMP_FAIL_IF(at + t->size > o->slot_bytes, LMP_ERR_INTERNAL,
                         "%s: layer %d larger than its slot", o->dir, j);
-            memcpy(o->slot_buf[s] + at, t->data, (size_t)t->size);
-            lmp_bind_tensor b = bind_desc(t, o->slot_buf[s] + at);
+            lmp_bind_tensor b = bind_desc(t, t->data);
+            if (!lmp_bind_pack(&b, o->slot_buf[s] + at)) { /* the copy re-orders int4 codes */
+                memcpy(o->slot_buf[s] + at, t->data, (size_t)t->size);
+                b.data = o->slot_buf[s] + at;
+            }
             rc = lmp_model_bind(&o->bindm, &b, o->dir, d);
             if (rc != LMP_OK) {
                 clear_layer(&o->bindm.layers[j]);
@@ -586,12 +612,14 @@ lmp_status lmp_model_load_bundle(lmp_model *m, const char *dir, const lmp_model_
     if (st) t1 = wall_ms(), st->manifest_ms = t1 - t0;
     size_t resident = k > 0 ? 1 : man->n_chunks; /* streaming: only the head chunk */
     own->chunks = calloc(resident, sizeof *own->chunks);
+    own->descs = calloc(resident, sizeof *own->descs);
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
-    LMP_FAIL_IF(!own->chunks || !m->layers, LMP_ERR_NOMEM, "%s: out of memory", dir);
+    LMP_FAIL_IF(!own->chunks || !own->descs || !m->layers, LMP_ERR_NOMEM, "%s: out of memory",
+                dir);
     LMP_FORWARD(load_resident(own, resident, opts ? opts->threads : 0, st, d));
     double t2 = st ? wall_ms() : 0;
     if (st) st->chunks_ms = t2 - t1;
-    for (size_t c = 0; c < resident; c++) LMP_FORWARD(bind_chunk(m, &own->chunks[c], dir, d));
+    for (size_t c = 0; c < resident; c++) LMP_FORWARD(bind_chunk(m, own, c, d));
     if (k > 0) LMP_FORWARD(setup_stream(m, own, k, d));
     static const char *const kinds[] = {"f32", "f16", "bf16", "q4", "q8"};
     const lmp_manifest_chunk *c1 = &man->chunks[man->n_chunks > 1 ? 1 : 0];

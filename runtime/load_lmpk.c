@@ -1,59 +1,143 @@
-/* .lmpk container -> lmp_model, weights used in place.
+/* .lmpk container -> lmp_model.
  *
  * Every matrix is an lmp_mat view straight into the container's mapping
  * (kinds F32/F16/BF16/Q4/Q8 as stored; the container guarantees 64-byte
  * aligned data and sizes that match kind/shape/group/scheme), norms are the
- * stored f32 vectors, attached with lmp_model_bind (runtime/bind.h). Nothing is copied: the model owns the open container
- * and lmp_model_close closes it (unmapping the file). */
+ * stored f32 vectors, attached with lmp_model_bind (runtime/bind.h). The
+ * model owns the open container and lmp_model_close closes it (unmapping
+ * the file).
+ *
+ * One exception: when the AVX-512 kernel will read the int4 matrices
+ * (lmp_q4_x16_wanted), they are copied, codes re-ordered
+ * (lmp_bind_pack), into one anonymous mapping with transparent huge pages
+ * (the "arena", like the bundle loader's) on all CPUs, and each source
+ * range is dropped from the mapping as soon as it is copied, so the peak
+ * resident size stays that of one copy. The results are the same bits;
+ * decode reads fewer instructions' worth per weight and gets huge pages. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include "common/pool.h"
 #include "formats/lmpk.h"
+#include "quantize/q4.h"
 #include "runtime/bind.h"
 #include "runtime/model.h"
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+typedef struct lmpk_owner {
+    lmp_lmpk *pk;
+    uint8_t *map; /* the arena mapping, or NULL */
+    size_t map_bytes;
+} lmpk_owner;
+
 static void release_container(void *owner)
 {
-    lmp_lmpk_close(owner);
+    lmpk_owner *o = owner;
+    if (!o) return;
+    lmp_lmpk_close(o->pk);
+    if (o->map) munmap(o->map, o->map_bytes);
+    free(o);
+}
+
+typedef struct pack_job {
+    const lmp_lmpk *pk;
+    lmp_bind_tensor *b; /* per tensor, as bound */
+    size_t *off;        /* per tensor: arena offset, or SIZE_MAX (used in place) */
+    uint8_t *arena;
+} pack_job;
+
+static void pack_one(void *ctx, int i, int tid)
+{
+    (void)tid;
+    pack_job *j = ctx;
+    if (j->off[i] == SIZE_MAX) return;
+    (void)lmp_bind_pack(&j->b[i], j->arena + j->off[i]);
+    lmp_lmpk_release(j->pk, lmp_lmpk_at(j->pk, (size_t)i));
+}
+
+/* Copy the int4 matrices the AVX-512 kernel reads into the arena, codes
+ * re-ordered (b[i] then points there); the rest stays in the mapping. */
+static lmp_status pack_into_arena(lmpk_owner *o, lmp_bind_tensor *b, size_t n, const char *path,
+                                  lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    lmp_pool *pool = NULL;
+    pack_job j = {o->pk, b, calloc(n ? n : 1, sizeof(size_t)), NULL};
+    LMP_FAIL_IF(!j.off, LMP_ERR_NOMEM, "%s: out of memory", path);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        j.off[i] = SIZE_MAX;
+        if (b[i].ndim != 2 || !lmp_q4_x16_wanted(b[i].kind, b[i].scheme)) continue;
+        j.off[i] = total;
+        total += ((size_t)b[i].size + 63) / 64 * 64;
+    }
+    if (total == 0) goto out;
+    o->map_bytes = total + HUGE_PAGE;
+    void *p = mmap(NULL, o->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    LMP_FAIL_IF(p == MAP_FAILED, LMP_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", path,
+                total);
+    o->map = p;
+    j.arena = o->map + (HUGE_PAGE - (uintptr_t)o->map % HUGE_PAGE) % HUGE_PAGE;
+#ifdef MADV_HUGEPAGE
+    if (total >= HUGE_PAGE) (void)madvise(j.arena, total, MADV_HUGEPAGE); /* a hint only */
+#endif
+    int threads = lmp_cpu_count();
+    if (threads > 1 && lmp_pool_create(&pool, threads, NULL) == LMP_OK)
+        lmp_pool_run(pool, pack_one, &j, (int)n);
+    else
+        for (size_t i = 0; i < n; i++) pack_one(&j, (int)i, 0);
+out:
+    lmp_pool_close(pool);
+    free(j.off);
+    return rc;
 }
 
 lmp_status lmp_model_load_lmpk(lmp_model *m, const char *path, const lmp_model_opts *opts,
                                lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
-    lmp_lmpk *pk = NULL;
+    lmpk_owner *o = NULL;
+    lmp_bind_tensor *b = NULL;
     memset(m, 0, sizeof *m);
     LMP_FAIL_IF(opts && opts->flags, LMP_ERR_ARG, "%s: unknown model option flags 0x%x", path,
                 opts->flags);
-    LMP_FORWARD(lmp_lmpk_open(&pk, path, d));
-    m->cfg = *lmp_lmpk_config(pk);
+    o = calloc(1, sizeof *o);
+    LMP_FAIL_IF(!o, LMP_ERR_NOMEM, "%s: out of memory", path);
+    LMP_FORWARD(lmp_lmpk_open(&o->pk, path, d));
+    m->cfg = *lmp_lmpk_config(o->pk);
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
-    LMP_FAIL_IF(!m->layers, LMP_ERR_NOMEM, "%s: out of memory", path);
+    const size_t n = lmp_lmpk_count(o->pk);
+    b = calloc(n ? n : 1, sizeof *b);
+    LMP_FAIL_IF(!m->layers || !b, LMP_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++) {
+        const lmp_lmpk_tensor *t = lmp_lmpk_at(o->pk, i);
+        b[i] = (lmp_bind_tensor){.name = t->name, .kind = (int)t->kind, .ndim = t->ndim,
+                                 .shape = {t->shape[0], t->ndim > 1 ? t->shape[1] : 0},
+                                 .group = t->group, .scheme = t->scheme, .data = t->data,
+                                 .size = t->size};
+    }
+    LMP_FORWARD(pack_into_arena(o, b, n, path, d));
     /* the container's open already checked that exactly the expected
      * tensors are there with their shapes; lmp_model_bind maps each name to
      * its slot (the one mapping all loaders share) */
-    for (size_t i = 0; i < lmp_lmpk_count(pk); i++) {
-        const lmp_lmpk_tensor *t = lmp_lmpk_at(pk, i);
-        lmp_bind_tensor b = {.name = t->name, .kind = (int)t->kind, .ndim = t->ndim,
-                             .shape = {t->shape[0], t->ndim > 1 ? t->shape[1] : 0},
-                             .group = t->group, .scheme = t->scheme, .data = t->data,
-                             .size = t->size};
-        LMP_FORWARD(lmp_model_bind(m, &b, path, d));
-    }
+    for (size_t i = 0; i < n; i++) LMP_FORWARD(lmp_model_bind(m, &b[i], path, d));
     static const char *const kinds[] = {"f32", "f16", "bf16", "q4", "q8"};
     int k = m->cfg.n_layers > 0 ? (int)m->layers[0].wq.kind : (int)m->embed.kind;
     snprintf(m->source, sizeof m->source, "lmpk-%s", k >= 0 && k <= 4 ? kinds[k] : "?");
     m->release = release_container;
-    m->owner = pk;
-    pk = NULL;
+    m->owner = o;
+    o = NULL;
     LMP_FORWARD(lmp_model_check(m, path, d));
 out:
     if (rc != LMP_OK) {
         if (m->owner || m->layers) lmp_model_close(m);
         memset(m, 0, sizeof *m);
     }
-    lmp_lmpk_close(pk);
+    release_container(o);
+    free(b);
     return rc;
 }
 
@@ -63,5 +147,5 @@ const uint8_t *lmp_model_lmpk_file(const lmp_model *m, const char *name, size_t 
         if (len) *len = 0;
         return NULL;
     }
-    return lmp_lmpk_file(m->owner, name, len);
+    return lmp_lmpk_file(((const lmpk_owner *)m->owner)->pk, name, len);
 }

@@ -31,6 +31,8 @@ typedef struct lmp_mat {
     int scheme;        /* Q4: quantize/q4.h scheme id; 0 otherwise */
     size_t row_bytes;  /* bytes of one stored row */
     const void *data;  /* rows * row_bytes bytes, not owned */
+    int layout;        /* Q4: code order in memory, quantize/q4.h LMP_Q4_LAYOUT_*
+                          (0, the stored order, unless a loader re-ordered it) */
 } lmp_mat;
 
 /* y[t*rows + r] = sum_c W[r][c] * x[t*cols + c] for t in [0, n).

@@ -11,6 +11,8 @@
 #include "common/fileio.h"
 #include "formats/chunk.h"
 #include "manifest/manifest.h"
+#include "quantize/q4.h"
+#include "runtime/forward.h"
 #include "runtime/model.h"
 #include "tests/testutil.h"
 
@@ -116,6 +118,77 @@ START_TEST(parallel_load_same_bytes)
         t_rmtree(dir);
         free(dir);
     }
+}
+END_TEST
+
+/* Logits of a fixed 12-token prompt (prefill, all rows) then 3 decode
+ * steps, 2 threads: [15][vocab] into out. */
+static void logits_of(const lmp_model *m, float *out)
+{
+    lmp_diag d = {0};
+    lmp_pool *p = NULL;
+    lmp_state *s = NULL;
+    ck_assert_int_eq(lmp_pool_create(&p, 2, &d), LMP_OK);
+    ck_assert_msg(lmp_state_create(&s, m, 64, p, &d) == LMP_OK, "%s", d.msg);
+    int ids[15];
+    for (int i = 0; i < 15; i++) ids[i] = (i * 37 + 5) % m->cfg.vocab;
+    ck_assert_msg(lmp_forward(s, ids, 12, 0, out, LMP_LOGITS_ALL, &d) == LMP_OK, "%s", d.msg);
+    for (int i = 12; i < 15; i++)
+        ck_assert_msg(lmp_forward(s, ids + i, 1, i, out + (size_t)i * m->cfg.vocab,
+                                  LMP_LOGITS_LAST, &d) == LMP_OK,
+                      "%s", d.msg);
+    lmp_state_close(s);
+    lmp_pool_close(p);
+}
+
+/* The loaders re-order int4 codes for the AVX-512 kernel
+ * (LMP_Q4_LAYOUT_X16, lmp_bind_pack) exactly when lmp_q4_x16_wanted: the
+ * .lmpk (copied into its arena), the resident bundle (in place) and the
+ * streamed bundle (into its slots) then hold the re-ordered bytes, and
+ * every one of them computes the same logits, bit for bit, as the .lmpk
+ * with the re-ordering switched off (the stored bytes, read in place). */
+START_TEST(x16_loaders_same_logits)
+{
+    char *dir = t_tmpdir();
+    char *b = make_bundle(dir, "stories260k");
+    char lp[4200];
+    snprintf(lp, sizeof lp, "%s.lmpk", b);
+    lmp_diag d = {0};
+    const int want = lmp_q4_x16_wanted(LMP_MAT_Q4, LMP_Q4_DEFAULT_SCHEME);
+    if (!want)
+        fprintf(stderr, "test_load: the AVX-512 kernel is not active here: checking that no "
+                        "loader re-orders codes\n");
+    int prev = lmp_q4_allow_x16(0);
+    lmp_model plain;
+    ck_assert_msg(lmp_model_open(&plain, lp, NULL, &d) == LMP_OK, "%s", d.msg);
+    lmp_q4_allow_x16(prev);
+    ck_assert_int_eq(plain.layers[0].wq.layout, LMP_Q4_LAYOUT_ROWS);
+    const size_t nl = (size_t)15 * plain.cfg.vocab;
+    float *ref = malloc(sizeof(float) * nl), *got = malloc(sizeof(float) * nl);
+    logits_of(&plain, ref);
+    for (int k = 0; k < 3; k++) {
+        lmp_model_opts o = {0};
+        o.stream_layers = k == 2 ? 1 : 0;
+        lmp_model m;
+        ck_assert_msg(lmp_model_open(&m, k == 0 ? lp : b, &o, &d) == LMP_OK, "%s", d.msg);
+        if (k == 2) ck_assert_msg(m.acquire_layer(m.owner, 0, &d) == LMP_OK, "%s", d.msg);
+        const lmp_mat *w[2] = {&m.layers[0].wq, &m.embed};
+        for (int i = 0; i < 2; i++) {
+            ck_assert_int_eq(w[i]->layout, want ? LMP_Q4_LAYOUT_X16 : LMP_Q4_LAYOUT_ROWS);
+            const lmp_mat *p = i ? &plain.embed : &plain.layers[0].wq;
+            size_t bytes = (size_t)p->rows * p->row_bytes;
+            ck_assert_int_eq(memcmp(w[i]->data, p->data, bytes) != 0, want); /* really re-ordered */
+        }
+        logits_of(&m, got);
+        ck_assert_msg(!memcmp(got, ref, sizeof(float) * nl), "loader %d: logits differ", k);
+        lmp_model_close(&m);
+    }
+    free(ref);
+    free(got);
+    lmp_model_close(&plain);
+    free(b);
+    t_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -388,6 +461,7 @@ Suite *lmp_suite_load(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, load_into_fused_hash);
     tcase_add_test(tc, parallel_load_same_bytes);
+    tcase_add_test(tc, x16_loaders_same_logits);
     tcase_add_test(tc, damaged_chunk_same_error_any_threads);
     tcase_add_test(tc, stream_damaged_chunk);
     tcase_add_test(tc, raw_literals_bundle);

@@ -723,6 +723,92 @@ START_TEST(get_row_is_dequantize)
 }
 END_TEST
 
+/* LMP_Q4_LAYOUT_X16 (q4.h): the re-ordered codes are exactly the bytes
+ * the layout formula says (a hand-written check, not the packer's own
+ * loop), the AVX-512 packer equals the plain C one, in place equals out of
+ * place, and every consumer (AVX-512 kernel, AVX2 fallback to the
+ * reference, scalar reference, row lookup) gives the same bits as on the
+ * stored order, decode and prefill. Shapes: 960 (1 full + 1 partial
+ * hexa), 2560 (5 full), 544 (1 full + 1 block), 172 (6 blocks), 32. */
+START_TEST(x16_layout_same_bits)
+{
+    static const int cols_l[] = {960, 2560, 544, 172, 32};
+    int avx512 = lmp_q4_avx512_active();
+    if (!avx512)
+        fprintf(stderr, "test_q4: no AVX-512 here: X16 is read by the reference only (kernel "
+                        "comparisons run on the scalar fallback)\n");
+    for (int ci = 0; ci < 5; ci++)
+        for (int si = 0; si < 2; si++) {
+            const int cols = cols_l[ci], rows = 37, n = 19, grp = k_groups[(ci + si) % 3];
+            const int sch = si ? LMP_Q4_ASYM : LMP_Q4_SYM, nblk = (cols + 31) / 32;
+            kcase k;
+            kcase_make(&k, rows, cols, grp, sch, n);
+            const size_t rb = k.m.row_bytes, total = rb * rows;
+            uint8_t *px = malloc(total), *pc = malloc(total), *pin = malloc(total);
+            /* the formula, byte by byte: block b, byte j of hexa h with nb blocks */
+            for (int r = 0; r < rows; r++) {
+                const uint8_t *src = k.q + r * rb;
+                uint8_t *dst = pc + r * rb;
+                memcpy(dst, src, rb);
+                for (int b = 0; b < nblk; b++) {
+                    int h = b / 16, nb = nblk - 16 * h < 16 ? nblk - 16 * h : 16;
+                    for (int j = 0; j < 16; j++)
+                        dst[256 * h + 4 * nb * (j / 4) + 4 * (b % 16) + j % 4] = src[16 * b + j];
+                }
+            }
+            lmp_q4_pack_x16(k.q, px, rows, cols, grp, sch); /* AVX-512 full hexas if active */
+            ck_assert_mem_eq(px, pc, total);
+            int prev = lmp_q4_allow_avx512(0); /* plain C packer */
+            memcpy(pin, k.q, total);
+            lmp_q4_pack_x16(pin, pin, rows, cols, grp, sch); /* in place */
+            lmp_q4_allow_avx512(prev);
+            ck_assert_mem_eq(pin, pc, total);
+            if (cols >= 512) ck_assert(memcmp(px, k.q, total) != 0); /* really re-ordered */
+
+            lmp_mat mx = k.m;
+            mx.data = px;
+            mx.layout = LMP_Q4_LAYOUT_X16;
+            float *y0 = malloc(sizeof(float) * rows * n), *y1 = malloc(sizeof(float) * rows * n);
+            for (int path = 1; path >= 0; path--) {
+                lmp_q4_allow_avx512(path);
+                for (int nt = 1; nt <= n; nt += n - 1) { /* decode, prefill */
+                    lmp_q4_matmul(&k.m, k.x, nt, y0, NULL);
+                    lmp_q4_matmul(&mx, k.x, nt, y1, NULL);
+                    if (path && avx512) {
+                        ck_assert_mem_eq(y0, y1, sizeof(float) * rows * nt);
+                    } else { /* X16 without the AVX-512 kernel: the reference */
+                        lmp_q4_matmul_ref(&k.m, k.x, nt, y0);
+                        ck_assert_mem_eq(y0, y1, sizeof(float) * rows * nt);
+                    }
+                    lmp_q4_matmul_ref(&k.m, k.x, nt, y0);
+                    lmp_q4_matmul_ref(&mx, k.x, nt, y1);
+                    ck_assert_mem_eq(y0, y1, sizeof(float) * rows * nt);
+                }
+            }
+            lmp_q4_allow_avx512(1);
+            float *ra = malloc(sizeof(float) * cols), *rb2 = malloc(sizeof(float) * cols);
+            for (int r = 0; r < rows; r += 5) {
+                lmp_q4_get_row(&k.m, r, ra);
+                lmp_q4_get_row(&mx, r, rb2);
+                ck_assert_mem_eq(ra, rb2, sizeof(float) * cols);
+            }
+            /* X16 is only defined for int4: a Q8 view that claims it is never read */
+            lmp_mat bad = mx;
+            bad.kind = LMP_MAT_Q8;
+            lmp_q4_get_row(&bad, 0, ra);
+            ck_assert(isnan(ra[0]));
+            free(ra);
+            free(rb2);
+            free(y0);
+            free(y1);
+            free(px);
+            free(pc);
+            free(pin);
+            kcase_free(&k);
+        }
+}
+END_TEST
+
 /* The int4 model end to end (runtime/mat.c dispatch): stories260k with every
  * 2-D weight in the default format. Prompt in one prefill pass and token by
  * token give the same bits (determinism contract), for 1 and 2 threads; the
@@ -838,6 +924,7 @@ Suite *lmp_suite_q4(void)
     tcase_add_test(tk, threads_and_prefill_bit_identical);
     tcase_add_test(tk, get_row_is_dequantize);
     tcase_add_test(tk, matmul_many_equals_single);
+    tcase_add_test(tk, x16_layout_same_bits);
     tcase_add_test(tk, int4_model_end_to_end);
     suite_add_tcase(s, tk);
     return s;

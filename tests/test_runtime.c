@@ -444,7 +444,7 @@ START_TEST(matmul_by_hand)
     const float W[6] = {1, 2, 3, 4, 5, 6};
     const float x[6] = {1, 0, -1, 0.5f, 0.5f, 2};
     const float want[4] = {-2, -2, 7.5f, 16.5f};
-    lmp_mat m = {LMP_MAT_F32, 2, 3, 0, 0, 3 * sizeof(float), W};
+    lmp_mat m = {LMP_MAT_F32, 2, 3, 0, 0, 3 * sizeof(float), W, 0};
     float y[4];
     lmp_mat_mul_ref(&m, x, 2, y);
     for (int i = 0; i < 4; i++) ck_assert_float_eq(y[i], want[i]);
@@ -458,7 +458,7 @@ START_TEST(matmul_by_hand)
     }
     ck_assert_uint_eq(hb[0], 0x3F80); /* 1.0 in bf16 */
     ck_assert_uint_eq(hh[0], 0x3C00); /* 1.0 in f16 */
-    lmp_mat mb = {LMP_MAT_BF16, 2, 3, 0, 0, 6, hb}, mh = {LMP_MAT_F16, 2, 3, 0, 0, 6, hh};
+    lmp_mat mb = {LMP_MAT_BF16, 2, 3, 0, 0, 6, hb, 0}, mh = {LMP_MAT_F16, 2, 3, 0, 0, 6, hh, 0};
     lmp_mat_mul(&mb, x, 2, y, NULL);
     for (int i = 0; i < 4; i++) ck_assert_float_eq(y[i], want[i]);
     lmp_mat_mul(&mh, x, 2, y, NULL);
@@ -469,7 +469,7 @@ START_TEST(matmul_by_hand)
     lmp_mat_get_row(&mh, 0, row);
     ck_assert(row[0] == 1 && row[1] == 2 && row[2] == 3);
     /* a kind without a kernel never passes for a result */
-    lmp_mat mq = {(lmp_mat_kind)99, 2, 3, 32, 0, 6, hb};
+    lmp_mat mq = {(lmp_mat_kind)99, 2, 3, 32, 0, 6, hb, 0};
     lmp_mat_mul(&mq, x, 2, y, NULL);
     for (int i = 0; i < 4; i++) ck_assert(isnan(y[i]));
 }
@@ -488,7 +488,7 @@ START_TEST(matmul_simd_vs_ref)
         int R = shapes[si][0], C = shapes[si][1];
         float *W = malloc((size_t)R * C * sizeof(float));
         for (int i = 0; i < R * C; i++) W[i] = frand();
-        lmp_mat m = {LMP_MAT_F32, R, C, 0, 0, (size_t)C * sizeof(float), W};
+        lmp_mat m = {LMP_MAT_F32, R, C, 0, 0, (size_t)C * sizeof(float), W, 0};
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             int n = ns[ni];
             float *x = malloc((size_t)n * C * sizeof(float));
@@ -536,7 +536,7 @@ START_TEST(matmul_many_equals_single)
     for (int k = 0; k < 3; k++) {
         W[k] = malloc((size_t)rows[k] * C * sizeof(float));
         for (int i = 0; i < rows[k] * C; i++) W[k][i] = frand();
-        m[k] = (lmp_mat){LMP_MAT_F32, rows[k], C, 0, 0, (size_t)C * sizeof(float), W[k]};
+        m[k] = (lmp_mat){LMP_MAT_F32, rows[k], C, 0, 0, (size_t)C * sizeof(float), W[k], 0};
         mp[k] = &m[k];
         ys[k] = malloc((size_t)n * rows[k] * sizeof(float));
         y1[k] = malloc((size_t)n * rows[k] * sizeof(float));
@@ -577,7 +577,7 @@ static lmp_mat view_f16(const lmp_st *st, const char *name)
     ck_assert_msg(t && t->dtype == LMP_DT_F16 && t->ndim == 2, "%s", name);
     ck_assert(((uintptr_t)t->data & 1) == 0);
     lmp_mat m = {LMP_MAT_F16, (int)t->shape[0], (int)t->shape[1], 0, 0,
-                 (size_t)t->shape[1] * 2, t->data};
+                 (size_t)t->shape[1] * 2, t->data, 0};
     return m;
 }
 
