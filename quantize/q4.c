@@ -525,6 +525,12 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
         memset(dx, 0, sizeof(float) * (size_t)a->nblk_pad);
         memset(sx, 0, sizeof(float) * (size_t)a->ng_pad);
         memset(q, 0, (size_t)a->nblk_pad * 32);
+#if defined(__x86_64__) || defined(__i386__)
+        if (paired == LMP_Q4_HEXA && simd) { /* set only when the AVX-512 kernel runs */
+            lmp_q4_act_hexa_avx512(xt, cols, a->bpg, q, dx, sx);
+            continue;
+        }
+#endif
         for (int b = 0; b < a->nblk; b++) {
             int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32, bad = 0;
             float am = 0.0f;

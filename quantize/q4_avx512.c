@@ -37,6 +37,7 @@
  * decode give identical bits and the thread count never changes a result.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "quantize/q4.h"
@@ -142,6 +143,53 @@ int lmp_q4_pack_hexas_avx512(const uint8_t *in, uint8_t *out, int n)
         for (int j = 0; j < 4; j++) _mm512_storeu_si512((void *)(out + 256 * (size_t)h + 64 * j), o[j]);
     }
     return n;
+}
+
+/* ---- activations --------------------------------------------------------
+ * One token's activations quantized straight into the LMP_Q4_HEXA order
+ * (q4_internal.h): the same numbers as q4.c's act_quantize loop, bit for
+ * bit (same max, same 127 / am and am / 127, same clamp and
+ * round-to-nearest-even by the 1.5 * 2^23 trick, same sequential sx sums),
+ * 16 elements per instruction instead of 8 and no per-element index
+ * arithmetic: measured 2.0 ns per element before, the whole prefill spends
+ * ~12 % of a 16-token prompt there otherwise. q, dx, sx are zeroed by the
+ * caller (padding). */
+void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float *dx, float *sx)
+{
+    const __m512 big = _mm512_set1_ps(3.4e38f), hi = _mm512_set1_ps(127.0f),
+                 lo = _mm512_set1_ps(-127.0f), magic = _mm512_set1_ps(12582912.0f);
+    const int nblk = (cols + 31) / 32;
+    for (int b = 0; b < nblk; b++) {
+        const int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32;
+        const __mmask16 k0 = (__mmask16)(nb >= 16 ? 0xffffu : (1u << nb) - 1u);
+        const __mmask16 k1 = (__mmask16)(nb >= 32 ? 0xffffu : nb <= 16 ? 0u : (1u << (nb - 16)) - 1u);
+        const __m512 v0 = _mm512_maskz_loadu_ps(k0, x + c0), v1 = _mm512_maskz_loadu_ps(k1, x + c0 + 16);
+        const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
+        const __mmask16 nf = _mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) |
+                             _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ); /* !(v <= big) */
+        const float am = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+        int sum = 0;
+        if (am > 0.0f && !nf) {
+            const float id = 127.0f / am;
+            dx[b] = am / 127.0f;
+            const __m512 vid = _mm512_set1_ps(id);
+            __m512 f0 = _mm512_max_ps(_mm512_min_ps(_mm512_mul_ps(v0, vid), hi), lo);
+            __m512 f1 = _mm512_max_ps(_mm512_min_ps(_mm512_mul_ps(v1, vid), hi), lo);
+            f0 = _mm512_sub_ps(_mm512_add_ps(f0, magic), magic);
+            f1 = _mm512_sub_ps(_mm512_add_ps(f1, magic), magic);
+            const __m512i i0 = _mm512_cvtps_epi32(f0), i1 = _mm512_cvtps_epi32(f1);
+            sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+            /* element j -> dword k = j / 4 at 512 (b / 16) + 64 k + 4 (b % 16) */
+            uint32_t d[8];
+            _mm_storeu_si128((__m128i *)d, _mm512_cvtsepi32_epi8(i0));
+            _mm_storeu_si128((__m128i *)(d + 4), _mm512_cvtsepi32_epi8(i1));
+            int8_t *o = q + 512 * (size_t)(b >> 4) + 4 * (size_t)(b & 15);
+            for (int k = 0; k < 8; k++) memcpy(o + 64 * k, &d[k], 4);
+        } else {
+            dx[b] = nf ? NAN : 0.0f; /* a non-finite activation poisons the block */
+        }
+        sx[b / bpg] += dx[b] * (float)sum;
+    }
 }
 
 /* The exact integer dot products of one hexa's 16 blocks with one token's

@@ -63,6 +63,11 @@ void lmp_q4_rows_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, f
  * (LMP_Q4_LAYOUT_X16; in == out allowed), the same bytes as q4_pack.c's
  * plain C; returns n. AVX-512 only. */
 int lmp_q4_pack_hexas_avx512(const uint8_t *in, uint8_t *out, int n);
+/* One token's activations x[cols] quantized into the LMP_Q4_HEXA layout:
+ * q (nblk_pad * 32 bytes), dx (nblk_pad), sx (ng_pad, group = 32 * bpg), all
+ * zeroed by the caller; the same bits as act_quantize in q4.c. AVX-512
+ * only. */
+void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float *dx, float *sx);
 /* WebAssembly SIMD128 (quantize/q4_wasm.c), browser build only; differs
  * from the scalar reference only by float reassociation. */
 void lmp_q4_rows_wasm(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);

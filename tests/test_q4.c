@@ -9,6 +9,7 @@
 #include "common/pool.h"
 #include "formats/dtype.h"
 #include "quantize/q4.h"
+#include "quantize/q4_internal.h"
 #include "runtime/forward.h"
 #include "runtime/model.h"
 #include "tests/testutil.h"
@@ -809,6 +810,62 @@ START_TEST(x16_layout_same_bits)
 }
 END_TEST
 
+/* The activations every kernel sees are the same numbers: the AVX-512
+ * quantizer writing the LMP_Q4_HEXA order (lmp_q4_act_hexa_avx512) and the
+ * AVX2 / plain C loop give bit-identical int8 codes, block scales dx and
+ * group sums sx, on ragged rows, blocks of zeros, huge and tiny values and
+ * non-finite values (which must poison exactly their block). */
+START_TEST(activations_same_on_every_path)
+{
+    static const int cols_l[] = {960, 2560, 172, 33, 1, 544};
+    for (int ci = 0; ci < 6; ci++)
+        for (int gi = 0; gi < 3; gi++) {
+            const int cols = cols_l[ci], n = 3, grp = k_groups[gi];
+            float *x = malloc(sizeof(float) * n * cols);
+            for (int i = 0; i < n * cols; i++) {
+                float v = rnd_gauss();
+                int k = i % 97;
+                x[i] = k == 5 ? v * 1e30f : k == 7 ? v * 1e-30f : k == 11 ? 0.5f : v;
+            }
+            for (int c = 0; c < 32 && c < cols; c++) x[cols + c] = 0.0f; /* token 1: a zero block */
+            if (cols > 40) x[2 * cols + 40] = NAN;                      /* token 2: a poisoned block */
+            if (cols > 70) x[2 * cols + 70] = -INFINITY;
+            uint8_t dummy[64];
+            lmp_mat m;
+            lmp_diag d;
+            ck_assert_int_eq(lmp_q4_mat_init(&m, 1, cols, grp, LMP_Q4_ASYM, dummy, &d), LMP_OK);
+            size_t bytes = lmp_q4_act_prep_bytes(&m, n);
+            void *b0 = malloc(bytes), *b1 = malloc(bytes);
+            for (int path = n_paths() - 1; path >= 0; path--) {
+                set_path(path);
+                const lmp_q4_act *r = lmp_q4_act_prep(&m, x, n, b0, 0); /* plain C, block order */
+                const lmp_q4_act *v = lmp_q4_act_prep(&m, x, n, b1, 1); /* this path's layout */
+                ck_assert(r && v && r->paired == LMP_Q4_PLAIN);
+                ck_assert_int_eq(v->paired, path ? LMP_Q4_HEXA : LMP_Q4_PAIRED);
+                for (int t = 0; t < n; t++) {
+                    const int8_t *qr = r->xq + (size_t)t * r->nblk_pad * 32,
+                                 *qv = v->xq + (size_t)t * v->nblk_pad * 32;
+                    for (int b = 0; b < r->nblk; b++) {
+                        float dr = r->dx[(size_t)t * r->nblk_pad + b], dv = v->dx[(size_t)t * v->nblk_pad + b];
+                        ck_assert_msg(!memcmp(&dr, &dv, 4), "cols %d t%d b%d: dx %g vs %g", cols, t, b, dr, dv);
+                        for (int j = 0; j < 32; j++)
+                            ck_assert_int_eq(qr[lmp_q4_xq_index(LMP_Q4_PLAIN, b, j)],
+                                             qv[lmp_q4_xq_index(v->paired, b, j)]);
+                    }
+                    ck_assert(!memcmp(r->sx + (size_t)t * r->ng_pad, v->sx + (size_t)t * v->ng_pad,
+                                      sizeof(float) * (size_t)r->ng));
+                }
+                if (cols > 70) ck_assert(isnan(v->dx[2 * v->nblk_pad + 1]) && isnan(v->dx[2 * v->nblk_pad + 2]));
+                ck_assert_float_eq(v->dx[v->nblk_pad], 0.0f);
+            }
+            lmp_q4_allow_avx512(1);
+            free(b0);
+            free(b1);
+            free(x);
+        }
+}
+END_TEST
+
 /* The int4 model end to end (runtime/mat.c dispatch): stories260k with every
  * 2-D weight in the default format. Prompt in one prefill pass and token by
  * token give the same bits (determinism contract), for 1 and 2 threads; the
@@ -925,6 +982,7 @@ Suite *lmp_suite_q4(void)
     tcase_add_test(tk, get_row_is_dequantize);
     tcase_add_test(tk, matmul_many_equals_single);
     tcase_add_test(tk, x16_layout_same_bits);
+    tcase_add_test(tk, activations_same_on_every_path);
     tcase_add_test(tk, int4_model_end_to_end);
     suite_add_tcase(s, tk);
     return s;
