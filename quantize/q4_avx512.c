@@ -95,22 +95,27 @@ static const int32_t k_idx4[4][16] __attribute__((aligned(64))) = {IDX(4, 0), ID
  * the 4 x 4 matrix of 128-bit lanes (quad i, piece j). Masked loads (k)
  * zero the codes past the row's last block. o[j] is exactly the 64 bytes
  * at 64j of the hexa in LMP_Q4_LAYOUT_X16 (q4.h). */
-ALWAYS_INLINE void hexa_transpose(const uint8_t *p, int full, const __mmask64 *k, __m512i o[4])
+ALWAYS_INLINE void quads_transpose(const __m512i v[4], __m512i o[4])
 {
     const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     __m512i q[4];
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        const __m512i v = full ? _mm512_loadu_si512((const void *)(p + 64 * i))
-                               : _mm512_maskz_loadu_epi8(k[i], p + 64 * i);
-        q[i] = _mm512_permutexvar_epi32(perm, v);
-    }
+    for (int i = 0; i < 4; i++) q[i] = _mm512_permutexvar_epi32(perm, v[i]);
     const __m512i t0 = _mm512_shuffle_i32x4(q[0], q[1], 0x44), t1 = _mm512_shuffle_i32x4(q[0], q[1], 0xee),
                   t2 = _mm512_shuffle_i32x4(q[2], q[3], 0x44), t3 = _mm512_shuffle_i32x4(q[2], q[3], 0xee);
     o[0] = _mm512_shuffle_i32x4(t0, t2, 0x88);
     o[1] = _mm512_shuffle_i32x4(t0, t2, 0xdd);
     o[2] = _mm512_shuffle_i32x4(t1, t3, 0x88);
     o[3] = _mm512_shuffle_i32x4(t1, t3, 0xdd);
+}
+
+ALWAYS_INLINE void hexa_transpose(const uint8_t *p, int full, const __mmask64 *k, __m512i o[4])
+{
+    __m512i v[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        v[i] = full ? _mm512_loadu_si512((const void *)(p + 64 * i)) : _mm512_maskz_loadu_epi8(k[i], p + 64 * i);
+    quads_transpose(v, o);
 }
 
 /* The same four vectors from a hexa already in LMP_Q4_LAYOUT_X16: plain
@@ -154,41 +159,109 @@ int lmp_q4_pack_hexas_avx512(const uint8_t *in, uint8_t *out, int n)
  * arithmetic: measured 2.0 ns per element before, the whole prefill spends
  * ~12 % of a 16-token prompt there otherwise. q, dx, sx are zeroed by the
  * caller (padding). */
+/* Lane L of the result = the max (kind 0, floats) or the int32 sum
+ * (kind 1) of the 16 lanes of v[L]: the transposed tree of hsum_tile. Both
+ * are exact in any order (max of non-NaN values, integer sums), so only
+ * speed matters here. */
+ALWAYS_INLINE __m512 tree16(const __m512 *v, const int kind)
+{
+#define OP(a, b)                                                                                \
+    (kind ? _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b))) \
+          : _mm512_max_ps(a, b))
+    __m512 w[8], x[4], yv[2];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++)
+        w[k] = OP(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44),
+                  _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xee));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        x[k] = OP(_mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], 0x88),
+                  _mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], 0xdd));
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++)
+        yv[k] = OP(_mm512_shuffle_ps(x[2 * k], x[2 * k + 1], 0x44),
+                   _mm512_shuffle_ps(x[2 * k], x[2 * k + 1], 0xee));
+    const __m512 z = OP(_mm512_shuffle_ps(yv[0], yv[1], 0x88), _mm512_shuffle_ps(yv[0], yv[1], 0xdd));
+#undef OP
+    /* lane 4j + u holds v[4u + j]: back to lane L = v[L] */
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
+}
+
 void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float *dx, float *sx)
 {
     const __m512 big = _mm512_set1_ps(3.4e38f), hi = _mm512_set1_ps(127.0f),
                  lo = _mm512_set1_ps(-127.0f), magic = _mm512_set1_ps(12582912.0f);
-    const int nblk = (cols + 31) / 32;
-    for (int b = 0; b < nblk; b++) {
-        const int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32;
-        const __mmask16 k0 = (__mmask16)(nb >= 16 ? 0xffffu : (1u << nb) - 1u);
-        const __mmask16 k1 = (__mmask16)(nb >= 32 ? 0xffffu : nb <= 16 ? 0u : (1u << (nb - 16)) - 1u);
-        const __m512 v0 = _mm512_maskz_loadu_ps(k0, x + c0), v1 = _mm512_maskz_loadu_ps(k1, x + c0 + 16);
-        const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
-        const __mmask16 nf = _mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) |
-                             _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ); /* !(v <= big) */
-        const float am = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-        int sum = 0;
-        if (am > 0.0f && !nf) {
-            const float id = 127.0f / am;
-            dx[b] = am / 127.0f;
-            const __m512 vid = _mm512_set1_ps(id);
-            __m512 f0 = _mm512_max_ps(_mm512_min_ps(_mm512_mul_ps(v0, vid), hi), lo);
-            __m512 f1 = _mm512_max_ps(_mm512_min_ps(_mm512_mul_ps(v1, vid), hi), lo);
-            f0 = _mm512_sub_ps(_mm512_add_ps(f0, magic), magic);
-            f1 = _mm512_sub_ps(_mm512_add_ps(f1, magic), magic);
-            const __m512i i0 = _mm512_cvtps_epi32(f0), i1 = _mm512_cvtps_epi32(f1);
-            sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
-            /* element j -> dword k = j / 4 at 512 (b / 16) + 64 k + 4 (b % 16) */
-            uint32_t d[8];
-            _mm_storeu_si128((__m128i *)d, _mm512_cvtsepi32_epi8(i0));
-            _mm_storeu_si128((__m128i *)(d + 4), _mm512_cvtsepi32_epi8(i1));
-            int8_t *o = q + 512 * (size_t)(b >> 4) + 4 * (size_t)(b & 15);
-            for (int k = 0; k < 8; k++) memcpy(o + 64 * k, &d[k], 4);
-        } else {
-            dx[b] = nf ? NAN : 0.0f; /* a non-finite activation poisons the block */
+    const int nblk = (cols + 31) / 32, nhex = (nblk + 15) / 16;
+    int sums[16];
+    for (int h = 0; h < nhex; h++) {
+        const float *xh = x + 512 * (size_t)h;
+        /* load masks: elements past cols read as 0 (blocks past the row are
+         * zero blocks: dx 0, codes 0, as the padding must be) */
+        __mmask16 k[32];
+        for (int i = 0; i < 32; i++) {
+            const int rem = cols - 512 * h - 16 * i;
+            k[i] = (__mmask16)(rem >= 16 ? 0xffffu : rem <= 0 ? 0u : (1u << rem) - 1u);
         }
-        sx[b / bpg] += dx[b] * (float)sum;
+        /* 16 block maxima at once; bit L of bad: block L holds inf / NaN */
+        __m512 m[16];
+        __mmask16 bad = 0;
+#pragma GCC unroll 16
+        for (int L = 0; L < 16; L++) {
+            const __m512 a0 = _mm512_abs_ps(_mm512_maskz_loadu_ps(k[2 * L], xh + 32 * L)),
+                         a1 = _mm512_abs_ps(_mm512_maskz_loadu_ps(k[2 * L + 1], xh + 32 * L + 16));
+            bad |= (__mmask16)((_mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) |
+                                _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ)) != 0)
+                   << L;
+            m[L] = _mm512_max_ps(a0, a1);
+        }
+        const __m512 am = tree16(m, 0);
+        const __mmask16 ok = (__mmask16)(_mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ) & ~bad);
+        const __m512 c127 = _mm512_set1_ps(127.0f);
+        float id[16];
+        _mm512_storeu_ps(id, _mm512_maskz_div_ps(ok, c127, am));
+        /* dx: am / 127 where ok, NaN where bad, 0 for zero blocks */
+        __m512 d = _mm512_maskz_div_ps(ok, am, c127);
+        d = _mm512_mask_mov_ps(d, bad, _mm512_set1_ps(NAN));
+        _mm512_storeu_ps(dx + 16 * h, d);
+        /* codes: per block, two halves of 16 int8 (lo: elements 0..15, hi:
+         * 16..31) gathered in registers into quads of 4 blocks, then the
+         * kernel's 4-byte transpose gives the HEXA vectors */
+        __m128i clo[16], chi[16];
+        __m512 s[16];
+#pragma GCC unroll 16
+        for (int L = 0; L < 16; L++) {
+            __m512i i0 = _mm512_setzero_si512(), i1 = i0;
+            if (ok >> L & 1) {
+                const __m512 vid = _mm512_set1_ps(id[L]);
+                const __m512 x0 = _mm512_maskz_loadu_ps(k[2 * L], xh + 32 * L),
+                             x1 = _mm512_maskz_loadu_ps(k[2 * L + 1], xh + 32 * L + 16);
+                __m512 f0 = _mm512_max_ps(_mm512_min_ps(_mm512_mul_ps(x0, vid), hi), lo);
+                __m512 f1 = _mm512_max_ps(_mm512_min_ps(_mm512_mul_ps(x1, vid), hi), lo);
+                i0 = _mm512_cvtps_epi32(_mm512_sub_ps(_mm512_add_ps(f0, magic), magic));
+                i1 = _mm512_cvtps_epi32(_mm512_sub_ps(_mm512_add_ps(f1, magic), magic));
+            }
+            s[L] = _mm512_castsi512_ps(_mm512_add_epi32(i0, i1));
+            clo[L] = _mm512_cvtsepi32_epi8(i0);
+            chi[L] = _mm512_cvtsepi32_epi8(i1);
+        }
+        _mm512_storeu_si512((void *)sums, _mm512_castps_si512(tree16(s, 1)));
+        for (int half = 0; half < 2; half++) {
+            const __m128i *c = half ? chi : clo;
+            __m512i qd[4], o[4];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m512i v = _mm512_castsi128_si512(c[4 * i]);
+                v = _mm512_inserti32x4(v, c[4 * i + 1], 1);
+                v = _mm512_inserti32x4(v, c[4 * i + 2], 2);
+                qd[i] = _mm512_inserti32x4(v, c[4 * i + 3], 3);
+            }
+            quads_transpose(qd, o);
+            for (int j = 0; j < 4; j++)
+                _mm512_storeu_si512((void *)(q + 512 * (size_t)h + 256 * half + 64 * j), o[j]);
+        }
+        /* group sums in block order, as the plain loop adds them */
+        for (int b = 16 * h; b < 16 * h + 16 && b < nblk; b++)
+            sx[b / bpg] += dx[b] * (float)sums[b - 16 * h];
     }
 }
 
