@@ -567,8 +567,14 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
                 /* zero block; a non-finite activation poisons the block */
                 dx[b] = bad ? NAN : 0.0f;
             }
-            /* every layout keeps runs of 4 elements (j = 4i..4i+3) together */
-            for (int j = 0; j < 32; j += 4) memcpy(q + lmp_q4_xq_index(paired, b, j), tmp + j, 4);
+            /* every layout keeps runs of 4 elements (j = 4i..4i+3) together;
+             * PLAIN and PAIRED keep runs of 16 (two copies instead of 8) */
+            if (paired == LMP_Q4_PLAIN || paired == LMP_Q4_PAIRED) {
+                memcpy(q + lmp_q4_xq_index(paired, b, 0), tmp, 16);
+                memcpy(q + lmp_q4_xq_index(paired, b, 16), tmp + 16, 16);
+            } else {
+                for (int j = 0; j < 32; j += 4) memcpy(q + lmp_q4_xq_index(paired, b, j), tmp + j, 4);
+            }
             sx[b / a->bpg] += dx[b] * (float)s;
         }
     }
