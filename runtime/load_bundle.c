@@ -16,8 +16,9 @@
  * pass computes exactly what it computes on the .lmpk the bundle was split
  * from. After a chunk is verified, the thread that loaded it re-orders its
  * int4 codes in place for the AVX-512 kernel when that kernel will read
- * them (lmp_bind_pack, quantize/q4.h LMP_Q4_LAYOUT_X16: same results). Whatever the thread count the bytes are the same and, when chunks
- * are damaged, the error reported is the first damaged chunk in load order
+ * them (lmp_bind_pack, quantize/q4.h LMP_Q4_LAYOUT_X16: same results).
+ * Whatever the thread count the bytes are the same and, when chunks are
+ * damaged, the error reported is the first damaged chunk in load order
  * (every chunk is attempted).
  *
  * Streaming mode (opts->stream_layers = K > 0): only the head chunk stays
