@@ -159,31 +159,40 @@ int lmp_q4_pack_hexas_avx512(const uint8_t *in, uint8_t *out, int n)
  * arithmetic: measured 2.0 ns per element before, the whole prefill spends
  * ~12 % of a 16-token prompt there otherwise. q, dx, sx are zeroed by the
  * caller (padding). */
-/* Lane L of the result = the max (kind 0, floats) or the int32 sum
- * (kind 1) of the 16 lanes of v[L]: the transposed tree of hsum_tile. Both
- * are exact in any order (max of non-NaN values, integer sums), so only
- * speed matters here. */
-ALWAYS_INLINE __m512 tree16(const __m512 *v, const int kind)
+/* Lane L of the result (L < n, n = 8 or 16) = the reduction of the 16
+ * lanes of v[L], for n vectors at once: the float sum (TREE_ADD), the max
+ * (TREE_MAX) or the int32 sum (TREE_IADD). Each level combines lane i with
+ * lane i+8, then i+4, i+2, i+1 of every vector, the pairs of hsum16, so a
+ * TREE_ADD lane has the bits of hsum16 of its vector; two vectors share
+ * every add and shuffle. */
+enum { TREE_ADD, TREE_MAX, TREE_IADD };
+ALWAYS_INLINE __m512 tree_reduce(const __m512 *v, const int n, const int kind)
 {
 #define OP(a, b)                                                                                \
-    (kind ? _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b))) \
-          : _mm512_max_ps(a, b))
+    (kind == TREE_ADD   ? _mm512_add_ps(a, b)                                                   \
+     : kind == TREE_MAX ? _mm512_max_ps(a, b)                                                   \
+                        : _mm512_castsi512_ps(                                                  \
+                              _mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b))))
     __m512 w[8], x[4], yv[2];
+    /* i + i+8: w[k] = [v[2k]: 8 lanes | v[2k+1]: 8 lanes] */
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < n / 2; k++)
         w[k] = OP(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44),
                   _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xee));
+    /* i + i+4: quarter j of x[k] = v[4k + j] (4 lanes) */
 #pragma GCC unroll 4
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < n / 4; k++)
         x[k] = OP(_mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], 0x88),
                   _mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], 0xdd));
+    /* i + i+2: quarter j of yv[k] = [v[8k + j]: 2 lanes, v[8k + 4 + j]: 2] */
 #pragma GCC unroll 2
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < n / 8; k++)
         yv[k] = OP(_mm512_shuffle_ps(x[2 * k], x[2 * k + 1], 0x44),
                    _mm512_shuffle_ps(x[2 * k], x[2 * k + 1], 0xee));
+    if (n == 8) yv[1] = yv[0];
+    /* i + i+1: lane 4j + u = v[4u + j] */
     const __m512 z = OP(_mm512_shuffle_ps(yv[0], yv[1], 0x88), _mm512_shuffle_ps(yv[0], yv[1], 0xdd));
 #undef OP
-    /* lane 4j + u holds v[4u + j]: back to lane L = v[L] */
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
 }
 
@@ -214,7 +223,7 @@ void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float 
                    << L;
             m[L] = _mm512_max_ps(a0, a1);
         }
-        const __m512 am = tree16(m, 0);
+        const __m512 am = tree_reduce(m, 16, TREE_MAX);
         const __mmask16 ok = (__mmask16)(_mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ) & ~bad);
         const __m512 c127 = _mm512_set1_ps(127.0f);
         float id[16];
@@ -244,7 +253,7 @@ void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float 
             clo[L] = _mm512_cvtsepi32_epi8(i0);
             chi[L] = _mm512_cvtsepi32_epi8(i1);
         }
-        _mm512_storeu_si512((void *)sums, _mm512_castps_si512(tree16(s, 1)));
+        _mm512_storeu_si512((void *)sums, _mm512_castps_si512(tree_reduce(s, 16, TREE_IADD)));
         for (int half = 0; half < 2; half++) {
             const __m128i *c = half ? chi : clo;
             __m512i qd[4], o[4];
@@ -339,40 +348,15 @@ ALWAYS_INLINE float hsum16(__m512 v)
     return _mm_cvtss_f32(_mm_add_ss(n, _mm_movehdup_ps(n)));
 }
 
-/* hsum16 of T tile accumulators at once, out[tt] = hsum16(acc[tt]) bit for
- * bit (each level adds the same lane pairs, several vectors per
- * instruction): 15 + 8 adds and shuffles for 16 tokens instead of ~10
- * instructions per token. T 16 or 8; other T one by one. */
+/* hsum16 of T tile accumulators, out[tt] = hsum16(acc[tt]) bit for bit:
+ * tiles of 8 and 16 through tree_reduce (~23 adds and shuffles for 16
+ * tokens instead of ~10 instructions per token), other T one by one. */
 ALWAYS_INLINE void hsum_tile(const __m512 *acc, const int T, float *out)
 {
-    if (T != 16 && T != 8) {
+    if (T == 16 || T == 8)
+        _mm512_mask_storeu_ps(out, (__mmask16)((1u << T) - 1u), tree_reduce(acc, T, TREE_ADD));
+    else
         for (int tt = 0; tt < T; tt++) out[tt] = hsum16(acc[tt]);
-        return;
-    }
-    __m512 w[8], x[4], yv[2];
-    /* level 1: lanes i + i+8; w[k] = [token 2k: 8 lanes | token 2k+1: 8] */
-#pragma GCC unroll 8
-    for (int k = 0; k < T / 2; k++)
-        w[k] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * k], acc[2 * k + 1], 0x44),
-                             _mm512_shuffle_f32x4(acc[2 * k], acc[2 * k + 1], 0xee));
-    /* level 2: i + i+4; x[k] quarter j = token 4k + j (4 lanes) */
-#pragma GCC unroll 4
-    for (int k = 0; k < T / 4; k++)
-        x[k] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], 0x88),
-                             _mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], 0xdd));
-    /* level 3: i + i+2; yv[k] quarter j = [token 8k+j: 2 lanes, token 8k+4+j: 2] */
-#pragma GCC unroll 2
-    for (int k = 0; k < T / 8; k++)
-        yv[k] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * k], x[2 * k + 1], 0x44),
-                              _mm512_shuffle_ps(x[2 * k], x[2 * k + 1], 0xee));
-    if (T == 8) yv[1] = yv[0];
-    /* level 4: i + i+1; lane 4j + u = token 4u + j */
-    const __m512 z = _mm512_add_ps(_mm512_shuffle_ps(yv[0], yv[1], 0x88),
-                                   _mm512_shuffle_ps(yv[0], yv[1], 0xdd));
-    float zz[16];
-    _mm512_storeu_ps(zz, z);
-#pragma GCC unroll 16
-    for (int tt = 0; tt < T; tt++) out[tt] = zz[4 * (tt & 3) + (tt >> 2)];
 }
 
 /* One weight row against T (1..TILE) consecutive tokens t0.., results to
