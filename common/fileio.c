@@ -49,6 +49,36 @@ void lmp_map_release(const lmp_map *m, size_t off, size_t len)
     if (end > start) madvise((void *)(m->data + start), end - start, MADV_DONTNEED);
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+lmp_status lmp_hugemap_open(lmp_hugemap *h, size_t bytes, const char *what, lmp_diag *d)
+{
+    lmp_status rc = LMP_OK;
+    memset(h, 0, sizeof *h);
+    LMP_FAIL_IF(bytes == 0 || bytes > SIZE_MAX - HUGE_PAGE, LMP_ERR_NOMEM,
+                "%s: cannot map %zu bytes of weights", what, bytes);
+    void *p = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    LMP_FAIL_IF(p == MAP_FAILED, LMP_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", what,
+                bytes);
+    h->map = p;
+    h->map_bytes = bytes + HUGE_PAGE;
+    h->base = (uint8_t *)p + (HUGE_PAGE - (uintptr_t)p % HUGE_PAGE) % HUGE_PAGE;
+    h->bytes = bytes;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= HUGE_PAGE) (void)madvise(h->base, bytes, MADV_HUGEPAGE); /* a hint only */
+#endif
+out:
+    return rc;
+}
+
+void lmp_hugemap_close(lmp_hugemap *h)
+{
+    if (!h || !h->map) return;
+    munmap(h->map, h->map_bytes);
+    memset(h, 0, sizeof *h);
+}
+
 lmp_status lmp_read_file(const char *path, size_t max_bytes, char **out,
                          size_t *out_len, lmp_diag *d)
 {

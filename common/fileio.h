@@ -29,6 +29,23 @@ void lmp_map_close(lmp_map *m);
  * (used by streaming passes to keep RSS bounded). Best effort. */
 void lmp_map_release(const lmp_map *m, size_t off, size_t len);
 
+/* A writable, zero-filled anonymous mapping of `bytes` whose start `base`
+ * is 2 MiB aligned, with transparent huge pages requested (a hint): where
+ * the runtime keeps weights it owns (decompressed bundle chunks, re-ordered
+ * int4 codes), ~100 page faults instead of ~50,000 for a 200 MB model and
+ * fewer TLB misses while streaming. Pages are zero until first touched, by
+ * whichever thread writes them. */
+typedef struct lmp_hugemap {
+    uint8_t *base;   /* bytes usable bytes, 2 MiB aligned; NULL if unmapped */
+    size_t bytes;
+    void *map;       /* the mapping itself (base rounded down) */
+    size_t map_bytes;
+} lmp_hugemap;
+/* Map; `what` names the owner in the out-of-memory message. bytes > 0. */
+lmp_status lmp_hugemap_open(lmp_hugemap *h, size_t bytes, const char *what, lmp_diag *d);
+/* Unmap; a zeroed (or never opened) hugemap is a no-op. */
+void lmp_hugemap_close(lmp_hugemap *h);
+
 /* Read a whole (small) file into a NUL-terminated malloc'd buffer that the
  * caller frees. Fails with LMP_ERR_FORMAT if larger than max_bytes. */
 lmp_status lmp_read_file(const char *path, size_t max_bytes, char **out,

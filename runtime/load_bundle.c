@@ -37,7 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "common/fileio.h"
@@ -48,7 +47,6 @@
 #include "runtime/model.h"
 
 #define PAGE ((size_t)4096)
-#define HUGE_PAGE ((size_t)2 << 20)
 
 /* Streaming read-ahead: a helper thread verifies the next chunk into a
  * second buffer while the forward pass computes the current one. Protocol
@@ -75,9 +73,7 @@ typedef struct bundle_owner {
     lmp_chunk *chunks;   /* resident chunk images (views into the arena) */
     lmp_bind_tensor **descs; /* per resident chunk: its tensors as bound (after
                                 lmp_bind_pack re-ordered int4 codes in place) */
-    uint8_t *map;        /* the arena's mapping (munmap map, map_bytes) */
-    size_t map_bytes;
-    uint8_t *arena;      /* map rounded up to a huge-page boundary */
+    lmp_hugemap arena;   /* the resident chunk images */
     /* streaming */
     lmp_model bindm;     /* cfg + the model's layer array, for lmp_model_bind */
     int n_layers, k;
@@ -120,7 +116,7 @@ static void release_bundle(void *p)
     if (o->descs)
         for (size_t i = 0; i < o->n; i++) free(o->descs[i]);
     free(o->descs);
-    if (o->map) munmap(o->map, o->map_bytes);
+    lmp_hugemap_close(&o->arena);
     if (o->slot_buf)
         for (int i = 0; i < o->k; i++) free(o->slot_buf[i]);
     free(o->slot_buf);
@@ -232,7 +228,7 @@ static void load_one(void *ctx, int task, int tid)
     load_job *j = ctx;
     size_t c = j->order[task];
     const lmp_manifest_chunk *mc = &j->o->man->chunks[c];
-    if (load_chunk(j->o, c, j->o->arena + j->off[c], (size_t)mc->raw_size, &j->o->chunks[c],
+    if (load_chunk(j->o, c, j->o->arena.base + j->off[c], (size_t)mc->raw_size, &j->o->chunks[c],
                    &j->times[c], &j->diags[c]) != LMP_OK)
         return;
     j->o->descs[c] = pack_chunk(&j->o->chunks[c]);
@@ -240,9 +236,9 @@ static void load_one(void *ctx, int task, int tid)
 }
 
 /* Reserve one mapping for the raw images of chunks [0, n), each at a 4 KiB
- * boundary (off[c]). Huge pages: ~100 faults instead of ~50,000 for a
- * 200 MB model. Pages are touched first by the thread that decompresses
- * into them, so the kernel's zeroing is spread over the threads too. */
+ * boundary (off[c]): lmp_hugemap (huge pages). Pages are touched first by
+ * the thread that decompresses into them, so the kernel's zeroing is spread
+ * over the threads too. */
 static lmp_status map_arena(bundle_owner *o, size_t n, size_t *off, lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
@@ -254,15 +250,7 @@ static lmp_status map_arena(bundle_owner *o, size_t n, size_t *off, lmp_diag *d)
         off[c] = total;
         total += ((size_t)r + PAGE - 1) / PAGE * PAGE;
     }
-    o->map_bytes = total + HUGE_PAGE;
-    void *p = mmap(NULL, o->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    LMP_FAIL_IF(p == MAP_FAILED, LMP_ERR_NOMEM, "%s: out of memory for %zu bytes of weights",
-                o->dir, total);
-    o->map = p;
-    o->arena = o->map + (HUGE_PAGE - (uintptr_t)o->map % HUGE_PAGE) % HUGE_PAGE;
-#ifdef MADV_HUGEPAGE
-    if (total >= HUGE_PAGE) (void)madvise(o->arena, total, MADV_HUGEPAGE); /* a hint only */
-#endif
+    LMP_FORWARD(lmp_hugemap_open(&o->arena, total ? total : PAGE, o->dir, d));
 out:
     return rc;
 }

@@ -17,20 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "common/fileio.h"
 #include "common/pool.h"
 #include "formats/lmpk.h"
 #include "quantize/q4.h"
 #include "runtime/bind.h"
 #include "runtime/model.h"
 
-#define HUGE_PAGE ((size_t)2 << 20)
-
 typedef struct lmpk_owner {
     lmp_lmpk *pk;
-    uint8_t *map; /* the arena mapping, or NULL */
-    size_t map_bytes;
+    lmp_hugemap arena; /* the re-ordered int4 matrices, or unmapped */
 } lmpk_owner;
 
 static void release_container(void *owner)
@@ -38,7 +35,7 @@ static void release_container(void *owner)
     lmpk_owner *o = owner;
     if (!o) return;
     lmp_lmpk_close(o->pk);
-    if (o->map) munmap(o->map, o->map_bytes);
+    lmp_hugemap_close(&o->arena);
     free(o);
 }
 
@@ -60,8 +57,8 @@ static void pack_one(void *ctx, int i, int tid)
 
 /* Copy the int4 matrices the AVX-512 kernel reads into the arena, codes
  * re-ordered (b[i] then points there); the rest stays in the mapping. */
-static lmp_status pack_into_arena(lmpk_owner *o, lmp_bind_tensor *b, size_t n, const char *path,
-                                  lmp_diag *d)
+static lmp_status pack_into_arena(lmpk_owner *o, lmp_bind_tensor *b, size_t n, int threads,
+                                  const char *path, lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
     lmp_pool *pool = NULL;
@@ -75,16 +72,9 @@ static lmp_status pack_into_arena(lmpk_owner *o, lmp_bind_tensor *b, size_t n, c
         total += ((size_t)b[i].size + 63) / 64 * 64;
     }
     if (total == 0) goto out;
-    o->map_bytes = total + HUGE_PAGE;
-    void *p = mmap(NULL, o->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    LMP_FAIL_IF(p == MAP_FAILED, LMP_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", path,
-                total);
-    o->map = p;
-    j.arena = o->map + (HUGE_PAGE - (uintptr_t)o->map % HUGE_PAGE) % HUGE_PAGE;
-#ifdef MADV_HUGEPAGE
-    if (total >= HUGE_PAGE) (void)madvise(j.arena, total, MADV_HUGEPAGE); /* a hint only */
-#endif
-    int threads = lmp_cpu_count();
+    LMP_FORWARD(lmp_hugemap_open(&o->arena, total, path, d));
+    j.arena = o->arena.base;
+    if (threads <= 0) threads = lmp_cpu_count();
     if (threads > 1 && lmp_pool_create(&pool, threads, NULL) == LMP_OK)
         lmp_pool_run(pool, pack_one, &j, (int)n);
     else
@@ -119,7 +109,7 @@ lmp_status lmp_model_load_lmpk(lmp_model *m, const char *path, const lmp_model_o
                                  .group = t->group, .scheme = t->scheme, .data = t->data,
                                  .size = t->size};
     }
-    LMP_FORWARD(pack_into_arena(o, b, n, path, d));
+    LMP_FORWARD(pack_into_arena(o, b, n, opts ? opts->threads : 0, path, d));
     /* the container's open already checked that exactly the expected
      * tensors are there with their shapes; lmp_model_bind maps each name to
      * its slot (the one mapping all loaders share) */

@@ -92,8 +92,10 @@ typedef struct lmp_model_opts {
      * transformer layers' weights resident, re-reading the rest from their
      * compressed chunks when the forward pass needs them. 0 = all resident. */
     int stream_layers;
-    /* Bundles: threads that read/verify/decompress chunks in parallel
-     * (0 = online CPUs). The model is the same bytes for any count. */
+    /* Bundles: threads that read/verify/decompress chunks in parallel;
+     * .lmpk: threads that copy the int4 matrices re-ordered for the AVX-512
+     * kernel (lmp_bind_pack). 0 = online CPUs. The model is the same bytes
+     * for any count. */
     int threads;
     /* Bundles: if not NULL, filled with the load's timings (zeroed first). */
     lmp_load_stats *stats;
