@@ -104,29 +104,9 @@ START_TEST(fused_forward_q4_same_bits)
     lmp_diag d;
     lmp_model fp, qm;
     ck_assert_msg(lmp_model_open(&fp, t_data("stories260k"), NULL, &d) == LMP_OK, "%s", d.msg);
-    void *bufs[64];
-    int nb = 0;
-    qm = fp;
-    qm.release = NULL;
-    qm.owner = NULL;
-    qm.layers = calloc((size_t)fp.cfg.n_layers, sizeof *qm.layers);
-    for (int l = 0; l < fp.cfg.n_layers && nb + 7 < 63; l++) {
-        lmp_layer *S = &fp.layers[l], *D = &qm.layers[l];
-        *D = *S;
-        D->wq = t_q4_default_view(&S->wq, &bufs[nb++]);
-        D->wk = t_q4_default_view(&S->wk, &bufs[nb++]);
-        D->wv = t_q4_default_view(&S->wv, &bufs[nb++]);
-        D->wo = t_q4_default_view(&S->wo, &bufs[nb++]);
-        D->wgate = t_q4_default_view(&S->wgate, &bufs[nb++]);
-        D->wup = t_q4_default_view(&S->wup, &bufs[nb++]);
-        D->wdown = t_q4_default_view(&S->wdown, &bufs[nb++]);
-    }
-    qm.embed = t_q4_default_view(&fp.embed, &bufs[nb++]);
-    qm.lm_head = qm.embed;
-    ck_assert_int_eq(lmp_model_check(&qm, "q4", &d), LMP_OK);
+    t_q4_default_model(&fp, &qm);
     check_model(&qm, "q4");
-    free(qm.layers);
-    for (int i = 0; i < nb; i++) free(bufs[i]);
+    lmp_model_close(&qm);
     lmp_model_close(&fp);
 }
 END_TEST

@@ -1,5 +1,6 @@
 #include "tests/testutil.h"
 #include "quantize/q4.h"
+#include "runtime/model.h"
 
 #include <check.h>
 #include <errno.h>
@@ -139,3 +140,45 @@ lmp_mat t_q4_default_view(const lmp_mat *src, void **buf)
                      LMP_OK);
     return m;
 }
+
+typedef struct {
+    int n;
+    void *buf[];
+} q4_owner;
+
+static void q4_owner_free(void *p)
+{
+    q4_owner *o = p;
+    for (int i = 0; i < o->n; i++) free(o->buf[i]);
+    free(o);
+}
+
+void t_q4_default_model(const lmp_model *fp, lmp_model *q)
+{
+    const int L = fp->cfg.n_layers;
+    q4_owner *o = malloc(sizeof *o + sizeof(void *) * (size_t)(7 * L + 2));
+    ck_assert_ptr_nonnull(o);
+    o->n = 0;
+    *q = *fp;
+    q->layers = calloc((size_t)L, sizeof *q->layers);
+    ck_assert_ptr_nonnull(q->layers);
+    for (int l = 0; l < L; l++) {
+        const lmp_layer *S = &fp->layers[l];
+        lmp_layer *D = &q->layers[l];
+        *D = *S;
+        D->wq = t_q4_default_view(&S->wq, &o->buf[o->n++]);
+        D->wk = t_q4_default_view(&S->wk, &o->buf[o->n++]);
+        D->wv = t_q4_default_view(&S->wv, &o->buf[o->n++]);
+        D->wo = t_q4_default_view(&S->wo, &o->buf[o->n++]);
+        D->wgate = t_q4_default_view(&S->wgate, &o->buf[o->n++]);
+        D->wup = t_q4_default_view(&S->wup, &o->buf[o->n++]);
+        D->wdown = t_q4_default_view(&S->wdown, &o->buf[o->n++]);
+    }
+    q->embed = t_q4_default_view(&fp->embed, &o->buf[o->n++]);
+    q->lm_head = fp->cfg.tied ? q->embed : t_q4_default_view(&fp->lm_head, &o->buf[o->n++]);
+    q->release = q4_owner_free;
+    q->owner = o;
+    lmp_diag d = {0};
+    ck_assert_msg(lmp_model_check(q, "q4", &d) == LMP_OK, "%s", d.msg);
+}
+

@@ -29,4 +29,11 @@ unsigned char *t_slurp(const char *path, size_t *n);
 struct lmp_mat;
 struct lmp_mat t_q4_default_view(const struct lmp_mat *src, void **buf);
 
+/* *q = a copy of the f32 model fp with every matrix (7 per layer, the
+ * embedding and, when untied, lm_head) in the default q4 format, norms and
+ * config shared with fp (which must outlive q); checked with
+ * lmp_model_check. lmp_model_close(q) frees the quantized bytes. */
+struct lmp_model;
+void t_q4_default_model(const struct lmp_model *fp, struct lmp_model *q);
+
 #endif
