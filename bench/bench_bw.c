@@ -122,7 +122,8 @@ int main(int argc, char **argv)
     }
     size_t n = (size_t)mb << 20;
     /* 2 MiB aligned, transparent huge pages requested (a hint) */
-    uint8_t *buf = aligned_alloc((size_t)2 << 20, n);
+    const size_t huge = (size_t)2 << 20;
+    uint8_t *buf = aligned_alloc(huge, (n + huge - 1) / huge * huge); /* size: a multiple */
 #ifdef MADV_HUGEPAGE
     if (buf) (void)madvise(buf, n, MADV_HUGEPAGE);
 #endif

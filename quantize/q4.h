@@ -72,13 +72,15 @@
  *   AVX-512 quantize/q4_avx512.c (F/BW/VL/VNNI, int4 SYM/ASYM only; off
  *           with LMP_CPU=avx2 or lmp_q4_allow_avx512(0)): 16 blocks (512
  *           weights) per step: four 64-byte loads, a 4-byte transpose so
- *           that int32 lane L is block L, eight vpdpbusd give the exact
+ *           that int32 lane L is block L (none for weights a loader put in
+ *           LMP_Q4_LAYOUT_X16, above), eight vpdpbusd give the exact
  *           block sums, then per step and token acc += (float(isum) * dx)
  *           * d with the token's 16 block scales and the row's 16 fp16
  *           scales converted at once (permuted to blocks for group 64/128);
  *           the min / offset term 16 groups per step; ragged rows by masked
- *           loads, no tail code. Prefill: tiles of 8 tokens (then 4/2/1)
- *           share the unpack, rows in blocks of ~128 KB so a tile's
+ *           loads, no tail code. Prefill: tiles of 16 tokens (8 for rows
+ *           over 1536 columns; then 8/4/2/1) share the unpack, tokens in
+ *           pairs, rows in blocks of ~128 KB so a tile's
  *           activations stay in L1. Decode ~5 vector instructions per 64
  *           weights (AVX2 ~13 + per-row overhead); prefill ~2 per 64
  *           weights and token (AVX2 ~8).
