@@ -759,8 +759,7 @@ static int mat_ok(const lmp_mat *w)
     if (w->kind == LMP_MAT_Q8 && w->scheme != 0 && w->scheme != LMP_Q4_Q8) return 0;
     if (w->kind == LMP_MAT_Q4 && scheme != LMP_Q4_SYM && scheme != LMP_Q4_ASYM) return 0;
     if (w->kind != LMP_MAT_Q4 && w->kind != LMP_MAT_Q8) return 0;
-    if (w->layout != LMP_Q4_LAYOUT_ROWS && (w->layout != LMP_Q4_LAYOUT_X16 || w->kind != LMP_MAT_Q4))
-        return 0;
+    if (!lmp_q4_layout_ok(w->kind, w->layout)) return 0;
     size_t rb = lmp_q4_row_bytes(w->cols, w->group, scheme);
     return rb != 0 && rb == w->row_bytes && w->data != NULL;
 }

@@ -25,6 +25,11 @@ int lmp_q4_allow_x16(int on)
     return prev;
 }
 
+int lmp_q4_layout_ok(int kind, int layout)
+{
+    return layout == LMP_Q4_LAYOUT_ROWS || (layout == LMP_Q4_LAYOUT_X16 && kind == LMP_MAT_Q4);
+}
+
 int lmp_q4_x16_wanted(int kind, int scheme)
 {
     return allowed() && kind == LMP_MAT_Q4 && (scheme == LMP_Q4_SYM || scheme == LMP_Q4_ASYM) &&

@@ -41,6 +41,9 @@ static lmp_status bind_mat(lmp_mat *w, const lmp_bind_tensor *t, int rows, int c
                 "%s: tensor '%s': shape [%lld, %lld] (ndim %d), config expects [%d, %d]", what,
                 t->name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0),
                 t->ndim, rows, cols);
+    LMP_FAIL_IF(!lmp_q4_layout_ok(t->kind, t->layout), LMP_ERR_MODEL,
+                "%s: tensor '%s': code layout %d is not valid for its kind", what, t->name,
+                t->layout);
     if (t->kind == LMP_MAT_Q4 || t->kind == LMP_MAT_Q8) {
         size_t rb = lmp_q4_row_bytes(cols, t->group, t->scheme);
         LMP_FAIL_IF(rb == 0 || (t->kind == LMP_MAT_Q8) != (t->scheme == LMP_Q4_Q8),
@@ -49,15 +52,9 @@ static lmp_status bind_mat(lmp_mat *w, const lmp_bind_tensor *t, int rows, int c
         LMP_FAIL_IF(t->size != (uint64_t)rb * (uint64_t)rows, LMP_ERR_MODEL,
                     "%s: tensor '%s': %llu bytes, its quantized shape needs %llu", what, t->name,
                     (unsigned long long)t->size, (unsigned long long)rb * (unsigned long long)rows);
-        LMP_FAIL_IF(t->layout != LMP_Q4_LAYOUT_ROWS &&
-                        (t->layout != LMP_Q4_LAYOUT_X16 || t->kind != LMP_MAT_Q4),
-                    LMP_ERR_MODEL, "%s: tensor '%s': code layout %d is not valid for its kind",
-                    what, t->name, t->layout);
         LMP_FORWARD(lmp_q4_mat_init(w, rows, cols, t->group, t->scheme, t->data, d));
         w->layout = t->layout;
     } else {
-        LMP_FAIL_IF(t->layout != LMP_Q4_LAYOUT_ROWS, LMP_ERR_MODEL,
-                    "%s: tensor '%s': code layout %d for a float tensor", what, t->name, t->layout);
         size_t es = float_size(t->kind);
         LMP_FAIL_IF(!es, LMP_ERR_MODEL, "%s: tensor '%s': unknown storage kind %d", what, t->name,
                     t->kind);
