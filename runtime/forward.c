@@ -42,8 +42,9 @@ struct lmp_state {
     size_t tbuf_bytes;  /* per thread, multiple of 64 */
     unsigned char *tbuf; /* [nthreads][tbuf_bytes] prepared matmul inputs */
     float *txn;         /* [nthreads][PIECE][hidden] normalised activations */
-    atomic_int *ctr;    /* [(n_layers * PHASES + 1) * nthreads] chunk counters: one
-                           group of nthreads per phase (claim_seg) */
+    atomic_int *ctr;    /* [(n_layers * PHASES + 1) * nthreads] chunk counters, one
+                           group of nthreads per phase (claim_seg), each counter
+                           alone in a 64-byte line (CTR_PAD) */
 };
 
 static void *alloc_floats(size_t n)
@@ -384,6 +385,17 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
 
 enum { PH_QKV, PH_ATTN, PH_O, PH_GU, PH_DOWN, PHASES };
 
+/* atomic_ints between two counters: each counter in its own 64-byte line,
+ * so a thread taking claims from its own segment does not pull the line
+ * away from the other thread */
+#define CTR_PAD 16
+
+/* Weight bytes per claim in decode (n == 1): small claims keep the wait at
+ * each phase's end short (a thread that runs out waits at most one claim
+ * for the other); their atomics are cheap because each thread counts in
+ * its own line (CTR_PAD). */
+#define DECODE_CLAIM_BYTES 16384
+
 static atomic_int fused_enabled = 1;
 
 int lmp_forward_set_fused(int on)
@@ -424,7 +436,8 @@ static lmp_status fused_init(lmp_state *s, lmp_diag *d)
     s->tbuf_bytes = round64(tb + 64);
     s->tbuf = malloc(s->tbuf_bytes * (size_t)s->nthreads);
     s->txn = alloc_floats((size_t)s->nthreads * PIECE * (size_t)c->hidden);
-    s->ctr = malloc(sizeof(atomic_int) * ((size_t)c->n_layers * PHASES + 1) * (size_t)s->nthreads);
+    s->ctr = aligned_alloc(64, sizeof(atomic_int) * CTR_PAD *
+                                   ((size_t)c->n_layers * PHASES + 1) * (size_t)s->nthreads);
     LMP_FAIL_IF(!s->tbuf || !s->txn || !s->ctr, LMP_ERR_NOMEM,
                 "out of memory for the per-thread forward scratch");
 out:
@@ -438,12 +451,20 @@ typedef struct {
     int all;      /* logits for every token, else for the last only */
 } fused_job;
 
-/* Rows per claim: ~4 claims per thread (as quantize/q4.c splits a matmul:
- * contiguous ranges keep each thread's weight stream sequential), a
- * multiple of `unit`. */
-static int chunk_rows(int rows, int nt, int unit)
+/* Rows of w per claim, a multiple of `unit` rows. Prefill (n > 1): ~4
+ * claims per thread, as quantize/q4.c splits a matmul, so that a claim
+ * spans whole row blocks of the prefill tiles. Decode: ~DECODE_CLAIM_BYTES
+ * of weights. Claims are walked in contiguous segments (claim_seg), so the
+ * weight stream of a thread stays sequential either way. */
+static int chunk_rows(const lmp_mat *w, int rows, int nt, int unit, int n)
 {
-    int c = (rows + 4 * nt - 1) / (4 * nt);
+    int c;
+    if (nt == 1)
+        c = rows; /* one claim: each lmp_mat_rows call costs a kernel entry */
+    else if (n == 1)
+        c = (int)((DECODE_CLAIM_BYTES + w->row_bytes - 1) / w->row_bytes);
+    else
+        c = (rows + 4 * nt - 1) / (4 * nt);
     c = (c + unit - 1) / unit * unit;
     return c < unit ? unit : c;
 }
@@ -467,8 +488,9 @@ static int claim_seg(atomic_int *g, int tid, int nt, int total)
     for (int i = 0; i < nt; i++) {
         const int u = (tid + i) % nt, b0 = (int)((long)total * u / nt),
                   b1 = (int)((long)total * (u + 1) / nt);
-        if (atomic_load_explicit(&g[u], memory_order_relaxed) >= b1 - b0) continue;
-        const int k = b0 + claim(&g[u]);
+        atomic_int *gu = g + (size_t)u * CTR_PAD;
+        if (atomic_load_explicit(gu, memory_order_relaxed) >= b1 - b0) continue;
+        const int k = b0 + claim(gu);
         if (k < b1) return k;
     }
     return total;
@@ -482,7 +504,8 @@ static void phase_qkv(lmp_state *s, int l, int n, int pos, const lmp_mat_in *in,
     const lmp_config *c = &s->m->cfg;
     const lmp_layer *L = &s->m->layers[l];
     int hd = c->head_dim, half = hd / 2, nh = c->n_heads, nkv = c->n_kv_heads;
-    int hpc = chunk_rows(nh + 2 * nkv, nt, 1); /* heads per claim */
+    /* heads per claim (prefill: ~4 claims per thread over q, k and v) */
+    int hpc = n == 1 && nt > 1 ? 1 : chunk_rows(&L->wq, nh + 2 * nkv, nt, 1, n);
     int cq = (nh + hpc - 1) / hpc, total = cq + (nkv + hpc - 1) / hpc;
     for (int k; (k = claim_seg(ctr, tid, nt, total)) < total;) {
         int isq = k < cq, h0 = (isq ? k : k - cq) * hpc, h1 = h0 + hpc, lim = isq ? nh : nkv;
@@ -513,7 +536,7 @@ static void phase_qkv(lmp_state *s, int l, int n, int pos, const lmp_mat_in *in,
 static void phase_residual(lmp_state *s, const lmp_mat *w, const lmp_mat_in *in, int n, int tid,
                            int nt, atomic_int *ctr)
 {
-    int hid = s->m->cfg.hidden, rpc = chunk_rows(hid, nt, 16), total = (hid + rpc - 1) / rpc;
+    int hid = s->m->cfg.hidden, rpc = chunk_rows(w, hid, nt, 16, n), total = (hid + rpc - 1) / rpc;
     int simd = lmp_mat_simd_active();
     for (int k; (k = claim_seg(ctr, tid, nt, total)) < total;) {
         int r0 = k * rpc, r1 = r0 + rpc < hid ? r0 + rpc : hid;
@@ -532,7 +555,8 @@ static void phase_residual(lmp_state *s, const lmp_mat *w, const lmp_mat_in *in,
 static void phase_gate_up(lmp_state *s, const lmp_layer *L, const lmp_mat_in *in, int n, int tid,
                           int nt, atomic_int *ctr)
 {
-    int I = s->m->cfg.intermediate, rpc = chunk_rows(I, nt, 16), total = (I + rpc - 1) / rpc;
+    int I = s->m->cfg.intermediate, rpc = chunk_rows(&L->wgate, I, nt, 16, n),
+        total = (I + rpc - 1) / rpc;
     for (int k; (k = claim_seg(ctr, tid, nt, total)) < total;) {
         int r0 = k * rpc, r1 = r0 + rpc < I ? r0 + rpc : I;
         lmp_mat_rows(&L->wgate, in, r0, r1, s->g);
@@ -555,30 +579,30 @@ static void fused_task(void *ctx, int tid, int nt)
     lmp_mat_in in;
     for (int l = 0; l < c->n_layers; l++) {
         const lmp_layer *L = &m->layers[l];
-        atomic_int *ctr = s->ctr + (size_t)l * PHASES * (size_t)nt;
+        atomic_int *ctr = s->ctr + (size_t)l * PHASES * (size_t)nt * CTR_PAD;
         for (int t = 0; t < n; t++)
             rmsnorm(xn + (size_t)t * hid, s->x + (size_t)t * hid, L->attn_norm, hid, c->rms_eps);
         lmp_mat_prep(&L->wq, xn, n, buf, &in);
-        phase_qkv(s, l, n, j->pos, &in, tid, nt, ctr + PH_QKV * nt);
+        phase_qkv(s, l, n, j->pos, &in, tid, nt, ctr + PH_QKV * nt * CTR_PAD);
         lmp_pool_barrier(pool);
 
         attn_job aj;
         int natt = attn_setup(s, &aj, l, n, j->pos);
-        for (int k; (k = claim(ctr + PH_ATTN * nt)) < natt;) attn_task(&aj, k, tid);
+        for (int k; (k = claim(ctr + PH_ATTN * nt * CTR_PAD)) < natt;) attn_task(&aj, k, tid);
         lmp_pool_barrier(pool);
 
         lmp_mat_prep(&L->wo, s->att, n, buf, &in);
-        phase_residual(s, &L->wo, &in, n, tid, nt, ctr + PH_O * nt);
+        phase_residual(s, &L->wo, &in, n, tid, nt, ctr + PH_O * nt * CTR_PAD);
         lmp_pool_barrier(pool);
 
         for (int t = 0; t < n; t++)
             rmsnorm(xn + (size_t)t * hid, s->x + (size_t)t * hid, L->ffn_norm, hid, c->rms_eps);
         lmp_mat_prep(&L->wgate, xn, n, buf, &in);
-        phase_gate_up(s, L, &in, n, tid, nt, ctr + PH_GU * nt);
+        phase_gate_up(s, L, &in, n, tid, nt, ctr + PH_GU * nt * CTR_PAD);
         lmp_pool_barrier(pool);
 
         lmp_mat_prep(&L->wdown, s->g, n, buf, &in);
-        phase_residual(s, &L->wdown, &in, n, tid, nt, ctr + PH_DOWN * nt);
+        phase_residual(s, &L->wdown, &in, n, tid, nt, ctr + PH_DOWN * nt * CTR_PAD);
         lmp_pool_barrier(pool);
     }
     if (!j->logits) return;
@@ -587,8 +611,8 @@ static void fused_task(void *ctx, int tid, int nt)
         rmsnorm(xn + (size_t)(t - t0) * hid, s->x + (size_t)t * hid, m->final_norm, hid,
                 c->rms_eps);
     lmp_mat_prep(&m->lm_head, xn, nl, buf, &in);
-    atomic_int *ctr = s->ctr + (size_t)c->n_layers * PHASES * (size_t)nt;
-    int rpc = chunk_rows(V, nt, 16), total = (V + rpc - 1) / rpc;
+    atomic_int *ctr = s->ctr + (size_t)c->n_layers * PHASES * (size_t)nt * CTR_PAD;
+    int rpc = chunk_rows(&m->lm_head, V, nt, 16, nl), total = (V + rpc - 1) / rpc;
     for (int k; (k = claim_seg(ctr, tid, nt, total)) < total;) {
         int r0 = k * rpc;
         lmp_mat_rows(&m->lm_head, &in, r0, r0 + rpc < V ? r0 + rpc : V, j->logits);
@@ -600,7 +624,7 @@ static void fused_piece(lmp_state *s, int n, int pos, float *logits, int all)
 {
     const lmp_config *c = &s->m->cfg;
     for (size_t i = 0; i < ((size_t)c->n_layers * PHASES + 1) * (size_t)s->nthreads; i++)
-        atomic_init(&s->ctr[i], 0);
+        atomic_init(&s->ctr[i * CTR_PAD], 0);
     fused_job j = {s, n, pos, logits, all};
     if (s->nthreads == 1)
         fused_task(&j, 0, 1);
