@@ -89,7 +89,18 @@ for t in 1 2; do
         l=$(printf '%s\n' "$out" | grep '"prompt": 2048,')
         echo "| int4 prefill 2048 tokens, $t thread(s) | $(stat3 prefill_tok_s "$l" | cut -d' ' -f1) | tok/s | one run; by CPU time $(stat3 prefill_tok_s_cpu "$l" | cut -d' ' -f1) |"
         r=$(printf '%s\n' "$out" | tail -n 1)
-        echo "| int4 peak RSS, 2048-token context, $t thread(s) | $(num peak_rss_mb "$r") | MB | f32 KV cache (2 x 32 x 2048 x 320 x 4 B = 168 MB) included |"
+        kvt=$(printf '%s\n' "$r" | sed -n 's/.*"kv": "\([a-z0-9]*\)".*/\1/p')
+        kvb=$([ "$kvt" = f16 ] && echo "2 B = 84 MB" || echo "4 B = 168 MB")
+        echo "| int4 peak RSS, 2048-token context, $t thread(s) | $(num peak_rss_mb "$r") | MB | $kvt KV cache (2 x 32 x 2048 x 320 x $kvb) included |"
+        # decode deep into a context: the attention reads the whole KV cache
+        # every token (f16 by default for int4; f32 for comparison)
+        for kv in auto f32; do
+            out=$("$bb/bench_perf" "$model" --threads "$t" --reps 1 --decode 64 --prompt 1024 --kv "$kv")
+            l=$(printf '%s\n' "$out" | grep '"prompt": 1024,')
+            r=$(printf '%s\n' "$out" | tail -n 1)
+            kvt=$(printf '%s\n' "$r" | sed -n 's/.*"kv": "\([a-z0-9]*\)".*/\1/p')
+            echo "| int4 decode after a 1024-token prompt, $kvt KV cache, $t thread(s) | $(stat3 decode_tok_s "$l" | cut -d' ' -f1) | tok/s | one run of 64 steps at positions 1024..1087 |"
+        done
     fi
 done
 

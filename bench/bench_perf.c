@@ -1,6 +1,6 @@
 /* End-to-end int4 inference speed of one model (bench/80-perf.sh).
  *
- * bench_perf MODEL [--threads N] [--reps R] [--decode N] [--prompt P]...
+ * bench_perf MODEL [--threads N] [--reps R] [--decode N] [--prompt P]... [--kv T]
  * Loads MODEL once (load time), then for each prompt length P (default 16:
  * the decode case) runs R repetitions of: a P-token prompt (prefill, timed
  * alone) followed, for the first P only, by `--decode` greedy single-token
@@ -9,7 +9,8 @@
  * (CPU time = CLOCK_PROCESS_CPUTIME_ID, all threads: on a machine shared with
  * other jobs, wall time includes waiting for a core, CPU time does not).
  * Peak RSS (getrusage) is printed at the end with a KV cache sized for the
- * largest prompt + decode steps.
+ * largest prompt + decode steps, of type T (auto, f32 or f16; default
+ * auto: f16 for int4 models).
  *
  * bench_perf BUNDLE --load-reps R [--threads N] [--stream K]
  * Load-only mode (bundles): R times open the model with N loader threads
@@ -124,6 +125,8 @@ int main(int argc, char **argv)
 {
     const char *model = NULL;
     int threads = 1, reps = 3, ndec = 128, np = 0, prompts[16], load_reps = 0, stream = 0;
+    lmp_kv_type kv = LMP_KV_AUTO;
+    int bad = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
@@ -131,6 +134,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--stream") && i + 1 < argc) stream = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--decode") && i + 1 < argc) ndec = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc && np < 16) prompts[np++] = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--kv") && i + 1 < argc) bad |= lmp_kv_type_parse(argv[++i], &kv) != 0;
         else if (argv[i][0] != '-' && !model) model = argv[i];
         else {
             fprintf(stderr, "usage: bench_perf MODEL [--threads N] [--reps R] [--decode N] [--prompt P]...\n"
@@ -138,8 +142,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!model || reps < 1 || reps > MAXR || threads < 1) {
-        fprintf(stderr, "usage: bench_perf MODEL [--threads N] [--reps R] [--decode N] [--prompt P]...\n");
+    if (!model || reps < 1 || reps > MAXR || threads < 1 || bad) {
+        fprintf(stderr, "usage: bench_perf MODEL [--threads N] [--reps R] [--decode N] [--prompt P]... [--kv T]\n");
         return 2;
     }
     if (load_reps > 0) return load_bench(model, threads, load_reps > MAXR ? MAXR : load_reps, stream);
@@ -159,7 +163,7 @@ int main(int argc, char **argv)
     int ctx = maxp + ndec;
     if (ctx > m.cfg.max_pos) ctx = m.cfg.max_pos;
     if (lmp_pool_create(&pool, threads, &d) != LMP_OK ||
-        lmp_state_create(&s, &m, ctx, pool, &d) != LMP_OK) {
+        lmp_state_create_kv(&s, &m, ctx, kv, pool, &d) != LMP_OK) {
         fprintf(stderr, "bench_perf: %s\n", d.msg);
         return 1;
     }
@@ -211,7 +215,8 @@ int main(int argc, char **argv)
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"ctx\": %d, \"peak_rss_mb\": %.1f}\n", ctx, (double)ru.ru_maxrss / 1024.0);
+    printf("{\"ctx\": %d, \"kv\": \"%s\", \"peak_rss_mb\": %.1f}\n", ctx,
+           lmp_kv_type_name(lmp_state_kv(s)), (double)ru.ru_maxrss / 1024.0);
     free(logits);
     free(ids);
     lmp_state_close(s);

@@ -23,6 +23,7 @@
  * the thread that runs it. */
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 
 #include "runtime/mat_impl.h"
 #include "runtime/exp_simd.h"
@@ -34,18 +35,31 @@
 
 #define UNROLL _Pragma("GCC unroll 4")
 
+/* 8 cache elements from element i of p as floats (F16: binary16 widened
+ * exactly by F16C, so both kinds feed the same float arithmetic). */
+static inline __attribute__((always_inline)) __m256 ld8(const void *p, size_t i, const int F16)
+{
+    if (F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+    return _mm256_loadu_ps((const float *)p + i);
+}
+
+static inline float ld1(const void *p, size_t i, int f16)
+{
+    return f16 ? _cvtsh_ss(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
 /* Scores of R rows for NV vectors of 8 positions starting at p (a multiple
  * of 8): sc[r][p + 8j + lane] = (q[r] . K[p + 8j + lane]) * scale. */
-static inline __attribute__((always_inline)) void scores(const float *const *q, const float *k,
+static inline __attribute__((always_inline)) void scores(const float *const *q, const void *k,
                                                          int hd, int p, float scale,
-                                                         float *const *sc, const int R,
-                                                         const int NV)
+                                                         float *const *sc, const int F16,
+                                                         const int R, const int NV)
 {
     __m256 acc[RMAX][4];
-    const float *kb[4];
+    size_t kb[4];
     UNROLL for (int j = 0; j < NV; j++)
     {
-        kb[j] = k + lmp_attn_koff(p + 8 * j, 0, hd);
+        kb[j] = lmp_attn_koff(p + 8 * j, 0, hd);
         UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_setzero_ps();
     }
 #pragma GCC unroll 2
@@ -54,7 +68,7 @@ static inline __attribute__((always_inline)) void scores(const float *const *q, 
         UNROLL for (int r = 0; r < R; r++) qv[r] = _mm256_broadcast_ss(q[r] + i);
         UNROLL for (int j = 0; j < NV; j++)
         {
-            __m256 kv = _mm256_loadu_ps(kb[j] + (size_t)i * LMP_ATTN_KB);
+            __m256 kv = ld8(k, kb[j] + (size_t)i * LMP_ATTN_KB, F16);
             UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(qv[r], kv, acc[r][j]);
         }
     }
@@ -66,22 +80,22 @@ static inline __attribute__((always_inline)) void scores(const float *const *q, 
 
 /* out[r][c .. c+8NV) (+)= sum_{p in [p0, p1)} w[r][p] V[p][c ..]; first:
  * start from 0, else continue the partial sums held in out. */
-static inline __attribute__((always_inline)) void wsum(const float *const *w, const float *v,
+static inline __attribute__((always_inline)) void wsum(const float *const *w, const void *v,
                                                        int hd, int c, int p0, int p1,
                                                        float *const *out, int first,
-                                                       const int R, const int NV)
+                                                       const int F16, const int R, const int NV)
 {
     __m256 acc[RMAX][4];
     UNROLL for (int r = 0; r < R; r++)
         UNROLL for (int j = 0; j < NV; j++)
             acc[r][j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out[r] + c + 8 * j);
     for (int p = p0; p < p1; p++) {
-        const float *vp = v + (size_t)p * hd + c;
+        const size_t vp = (size_t)p * hd + c;
         __m256 wv[RMAX];
         UNROLL for (int r = 0; r < R; r++) wv[r] = _mm256_broadcast_ss(w[r] + p);
         UNROLL for (int j = 0; j < NV; j++)
         {
-            __m256 vv = _mm256_loadu_ps(vp + 8 * j);
+            __m256 vv = ld8(v, vp + 8 * j, F16);
             UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(wv[r], vv, acc[r][j]);
         }
     }
@@ -106,16 +120,24 @@ static inline __attribute__((always_inline)) void wsum(const float *const *w, co
     default: F(__VA_ARGS__, 3, 4); break;                                                 \
     }
 
-static void scores_rn(const float *const *q, const float *k, int hd, int p, float scale,
-                      float *const *sc, int R, int NV)
+static void scores_rn(const float *const *q, const void *k, int hd, int p, float scale,
+                      float *const *sc, int f16, int R, int NV)
 {
-    CASES(scores, q, k, hd, p, scale, sc)
+    if (f16) {
+        CASES(scores, q, k, hd, p, scale, sc, 1)
+    } else {
+        CASES(scores, q, k, hd, p, scale, sc, 0)
+    }
 }
 
-static void wsum_rn(const float *const *w, const float *v, int hd, int c, int p0, int p1,
-                    float *const *out, int first, int R, int NV)
+static void wsum_rn(const float *const *w, const void *v, int hd, int c, int p0, int p1,
+                    float *const *out, int first, int f16, int R, int NV)
 {
-    CASES(wsum, w, v, hd, c, p0, p1, out, first)
+    if (f16) {
+        CASES(wsum, w, v, hd, c, p0, p1, out, first, 1)
+    } else {
+        CASES(wsum, w, v, hd, c, p0, p1, out, first, 0)
+    }
 }
 
 /* Pass 2 on one row of np positions: softmax weights in place. */
@@ -167,8 +189,9 @@ void lmp_attn_tile_avx2(const lmp_attn_tile *a)
                     sc[r] = a->sc + (size_t)(t * g + h0 + r) * a->sc_stride;
                 }
                 int p = b0, left = nvec;
-                for (; left >= 4; left -= 4, p += 32) scores_rn(q, a->k, hd, p, a->scale, sc, R, 4);
-                if (left) scores_rn(q, a->k, hd, p, a->scale, sc, R, left);
+                for (; left >= 4; left -= 4, p += 32)
+                    scores_rn(q, a->k, hd, p, a->scale, sc, a->kv_f16, R, 4);
+                if (left) scores_rn(q, a->k, hd, p, a->scale, sc, a->kv_f16, R, left);
             }
         }
     /* pass 2: exact max, exp, normalise, row by row */
@@ -190,17 +213,19 @@ void lmp_attn_tile_avx2(const lmp_attn_tile *a)
                     o[r] = a->out + (size_t)t * a->out_tok + (size_t)(h0 + r) * hd;
                 }
                 int c = 0;
-                for (; c + 32 <= hd; c += 32) wsum_rn(w, a->v, hd, c, b0, end, o, b0 == 0, R, 4);
+                for (; c + 32 <= hd; c += 32)
+                    wsum_rn(w, a->v, hd, c, b0, end, o, b0 == 0, a->kv_f16, R, 4);
                 if (c + 8 <= hd) {
                     int nv = (hd - c) / 8;
-                    wsum_rn(w, a->v, hd, c, b0, end, o, b0 == 0, R, nv);
+                    wsum_rn(w, a->v, hd, c, b0, end, o, b0 == 0, a->kv_f16, R, nv);
                     c += 8 * nv;
                 }
                 for (; c < hd; c++) /* head sizes that are not a multiple of 8 */
                     for (int r = 0; r < R; r++) {
                         float acc = b0 == 0 ? 0.0f : o[r][c];
                         for (int p = b0; p < end; p++)
-                            acc = __builtin_fmaf(w[r][p], a->v[(size_t)p * hd + c], acc);
+                            acc = __builtin_fmaf(w[r][p], ld1(a->v, (size_t)p * hd + c, a->kv_f16),
+                                                 acc);
                         o[r][c] = acc;
                     }
             }

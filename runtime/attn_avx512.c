@@ -11,6 +11,7 @@
  * in position order. test_perf checks the two tiles bit for bit. */
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 
 #include "runtime/mat_impl.h"
 #include "runtime/exp_simd.h"
@@ -20,19 +21,36 @@
 
 #define UNROLL _Pragma("GCC unroll 4")
 
+/* The lanes of m of 16 cache elements from element i of p, as floats (0 in
+ * the other lanes; F16: binary16 widened exactly). */
+static inline __attribute__((always_inline)) __m512 ld16(const void *p, size_t i, __mmask16 m,
+                                                         const int F16)
+{
+    if (F16)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+    return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+}
+
+/* 16 cache elements from element i of p, as floats. */
+static inline __attribute__((always_inline)) __m512 ld16_all(const void *p, size_t i, const int F16)
+{
+    if (F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
+    return _mm512_loadu_ps((const float *)p + i);
+}
+
 
 /* Scores of R rows for NV vectors of 16 positions starting at p (a multiple
  * of 16: one K block per vector). */
-static inline __attribute__((always_inline)) void scores(const float *const *q, const float *k,
+static inline __attribute__((always_inline)) void scores(const float *const *q, const void *k,
                                                          int hd, int p, float scale,
-                                                         float *const *sc, const int R,
-                                                         const int NV)
+                                                         float *const *sc, const int F16,
+                                                         const int R, const int NV)
 {
     __m512 acc[RMAX][4];
-    const float *kb[4];
+    size_t kb[4];
     UNROLL for (int j = 0; j < NV; j++)
     {
-        kb[j] = k + lmp_attn_koff(p + 16 * j, 0, hd);
+        kb[j] = lmp_attn_koff(p + 16 * j, 0, hd);
         UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm512_setzero_ps();
     }
 #pragma GCC unroll 2
@@ -41,7 +59,7 @@ static inline __attribute__((always_inline)) void scores(const float *const *q, 
         UNROLL for (int r = 0; r < R; r++) qv[r] = _mm512_set1_ps(q[r][i]);
         UNROLL for (int j = 0; j < NV; j++)
         {
-            __m512 kv = _mm512_loadu_ps(kb[j] + (size_t)i * LMP_ATTN_KB);
+            __m512 kv = ld16_all(k, kb[j] + (size_t)i * LMP_ATTN_KB, F16);
             UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm512_fmadd_ps(qv[r], kv, acc[r][j]);
         }
     }
@@ -53,10 +71,11 @@ static inline __attribute__((always_inline)) void scores(const float *const *q, 
 
 /* out[r][c .. c+16NV) (+)= sum_{p in [p0, p1)} w[r][p] V[p][c ..], the last
  * vector limited to the lanes in m (head sizes not a multiple of 16). */
-static inline __attribute__((always_inline)) void wsum(const float *const *w, const float *v,
+static inline __attribute__((always_inline)) void wsum(const float *const *w, const void *v,
                                                        int hd, int c, int p0, int p1,
                                                        float *const *out, int first,
-                                                       __mmask16 m, const int R, const int NV)
+                                                       __mmask16 m, const int F16, const int R,
+                                                       const int NV)
 {
     __m512 acc[RMAX][4];
     UNROLL for (int r = 0; r < R; r++)
@@ -65,12 +84,12 @@ static inline __attribute__((always_inline)) void wsum(const float *const *w, co
                               : _mm512_maskz_loadu_ps(j == NV - 1 ? m : 0xffff,
                                                       out[r] + c + 16 * j);
     for (int p = p0; p < p1; p++) {
-        const float *vp = v + (size_t)p * hd + c;
+        const size_t vp = (size_t)p * hd + c;
         __m512 wv[RMAX];
         UNROLL for (int r = 0; r < R; r++) wv[r] = _mm512_set1_ps(w[r][p]);
         UNROLL for (int j = 0; j < NV; j++)
         {
-            __m512 vv = _mm512_maskz_loadu_ps(j == NV - 1 ? m : 0xffff, vp + 16 * j);
+            __m512 vv = ld16(v, vp + 16 * j, j == NV - 1 ? m : 0xffff, F16);
             UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm512_fmadd_ps(wv[r], vv, acc[r][j]);
         }
     }
@@ -95,16 +114,24 @@ static inline __attribute__((always_inline)) void wsum(const float *const *w, co
     default: F(__VA_ARGS__, 3, 4); break;                                                 \
     }
 
-static void scores_rn(const float *const *q, const float *k, int hd, int p, float scale,
-                      float *const *sc, int R, int NV)
+static void scores_rn(const float *const *q, const void *k, int hd, int p, float scale,
+                      float *const *sc, int f16, int R, int NV)
 {
-    CASES(scores, q, k, hd, p, scale, sc)
+    if (f16) {
+        CASES(scores, q, k, hd, p, scale, sc, 1)
+    } else {
+        CASES(scores, q, k, hd, p, scale, sc, 0)
+    }
 }
 
-static void wsum_rn(const float *const *w, const float *v, int hd, int c, int p0, int p1,
-                    float *const *out, int first, __mmask16 m, int R, int NV)
+static void wsum_rn(const float *const *w, const void *v, int hd, int c, int p0, int p1,
+                    float *const *out, int first, __mmask16 m, int f16, int R, int NV)
 {
-    CASES(wsum, w, v, hd, c, p0, p1, out, first, m)
+    if (f16) {
+        CASES(wsum, w, v, hd, c, p0, p1, out, first, m, 1)
+    } else {
+        CASES(wsum, w, v, hd, c, p0, p1, out, first, m, 0)
+    }
 }
 
 /* Pass 2 on one row (softmax_row of attn_avx2.c, same bits). */
@@ -150,7 +177,7 @@ void lmp_attn_tile_avx512(const lmp_attn_tile *a)
                     q[r] = a->q + (size_t)t * a->q_tok + (size_t)(h0 + r) * hd;
                     sc[r] = a->sc + (size_t)(t * g + h0 + r) * a->sc_stride;
                 }
-                scores_rn(q, a->k, hd, b0, a->scale, sc, R, nvec); /* PB = 4 x 16 */
+                scores_rn(q, a->k, hd, b0, a->scale, sc, a->kv_f16, R, nvec); /* PB = 4 x 16 */
             }
         }
     for (int t = 0; t < nt; t++)
@@ -173,7 +200,7 @@ void lmp_attn_tile_avx512(const lmp_attn_tile *a)
                     int left = hd - c < 64 ? hd - c : 64;
                     int nv = (left + 15) / 16;
                     __mmask16 m = (__mmask16)(left % 16 ? (1u << (left % 16)) - 1 : 0xffff);
-                    wsum_rn(w, a->v, hd, c, b0, end, o, b0 == 0, m, R, nv);
+                    wsum_rn(w, a->v, hd, c, b0, end, o, b0 == 0, m, a->kv_f16, R, nv);
                 }
             }
         }

@@ -5,6 +5,7 @@
 #include "runtime/mat_impl.h"
 
 #include "common/cpu.h"
+#include "formats/dtype.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -29,8 +30,9 @@ struct lmp_state {
     int ctxr;           /* ctx rounded up to LMP_ATTN_KB: positions per KV head */
     int attn_tok, attn_rows; /* tokens per attention tile at most, rows (x query heads) */
     /* [layer][kv_head][ctxr * head_dim]: K in position blocks (lmp_attn_koff),
-     * V as [ctxr][head_dim] */
-    float *kc, *vc;
+     * V as [ctxr][head_dim]; float, or binary16 when kv_f16 */
+    void *kc, *vc;
+    int kv_f16;
     float *rope_cos, *rope_sin; /* [ctx][head_dim/2] */
     float *scores;      /* [nthreads][attn_rows][ctxr] attention scratch */
     /* piece scratch, [PIECE][...] */
@@ -78,8 +80,55 @@ void lmp_state_close(lmp_state *s)
 
 static lmp_status fused_init(lmp_state *s, lmp_diag *d);
 
+const char *lmp_kv_type_name(lmp_kv_type t)
+{
+    switch (t) {
+    case LMP_KV_AUTO: return "auto";
+    case LMP_KV_F32: return "f32";
+    case LMP_KV_F16: return "f16";
+    }
+    return "?";
+}
+
+int lmp_kv_type_parse(const char *name, lmp_kv_type *out)
+{
+    static const lmp_kv_type all[] = {LMP_KV_AUTO, LMP_KV_F32, LMP_KV_F16};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (name && strcmp(name, lmp_kv_type_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+/* AUTO: binary16 for a model with quantized layer matrices, float32 for a
+ * float model (the reference runtime, held to transformers' float32
+ * numbers). */
+static int kv_f16_for(const lmp_model *m, lmp_kv_type kv)
+{
+    if (kv != LMP_KV_AUTO) return kv == LMP_KV_F16;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const lmp_layer *L = &m->layers[l];
+        const lmp_mat *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wgate, &L->wup, &L->wdown};
+        for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+            if (w[i]->kind == LMP_MAT_Q4 || w[i]->kind == LMP_MAT_Q8) return 1;
+    }
+    return 0;
+}
+
 lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_pool *pool,
                             lmp_diag *d)
+{
+    return lmp_state_create_kv(out, m, ctx, LMP_KV_AUTO, pool, d);
+}
+
+lmp_kv_type lmp_state_kv(const lmp_state *s)
+{
+    return s->kv_f16 ? LMP_KV_F16 : LMP_KV_F32;
+}
+
+lmp_status lmp_state_create_kv(lmp_state **out, const lmp_model *m, int ctx, lmp_kv_type kv,
+                               lmp_pool *pool, lmp_diag *d)
 {
     lmp_status rc = LMP_OK;
     const lmp_config *c = &m->cfg;
@@ -88,8 +137,11 @@ lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_po
     if (ctx == 0) ctx = c->max_pos;
     LMP_FAIL_IF(ctx < 1 || ctx > c->max_pos, LMP_ERR_RANGE,
                 "context %d is outside [1, %d] (max_position_embeddings)", ctx, c->max_pos);
+    LMP_FAIL_IF(kv != LMP_KV_AUTO && kv != LMP_KV_F32 && kv != LMP_KV_F16, LMP_ERR_ARG,
+                "unknown KV cache type %d", (int)kv);
     s = calloc(1, sizeof *s);
     LMP_FAIL_IF(!s, LMP_ERR_NOMEM, "out of memory for the runtime state");
+    s->kv_f16 = kv_f16_for(m, kv);
     s->m = m;
     s->pool = pool;
     s->ctx = ctx;
@@ -104,8 +156,9 @@ lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_po
     int half = c->head_dim / 2;
     /* zeroed: the attention loads K up to a multiple of 16 positions (the
      * padding lanes are masked), never uninitialised memory */
-    s->kc = cache ? calloc(cache, sizeof(float)) : NULL;
-    s->vc = alloc_floats(cache);
+    size_t esz = s->kv_f16 ? sizeof(uint16_t) : sizeof(float);
+    s->kc = cache ? calloc(cache, esz) : NULL;
+    s->vc = cache && cache <= SIZE_MAX / esz ? malloc(cache * esz) : NULL;
     s->rope_cos = alloc_floats((size_t)ctx * half);
     s->rope_sin = alloc_floats((size_t)ctx * half);
     s->scores = alloc_floats((size_t)s->nthreads * s->attn_rows * s->ctxr);
@@ -122,7 +175,7 @@ lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_po
     LMP_FAIL_IF(!s->kc || !s->vc || !s->rope_cos || !s->rope_sin || !s->scores || !s->x ||
                     !s->xn || !s->tmp || !s->q || !s->att || !s->k || !s->v || !s->g || !s->u,
                 LMP_ERR_NOMEM, "out of memory for a %d-position KV cache (%zu MB)", ctx,
-                cache * 2 * sizeof(float) >> 20);
+                cache * 2 * esz >> 20);
     LMP_FORWARD(fused_init(s, d));
     /* inv_freq_i = theta^(-2i/d), angle = pos * inv_freq, all in double. */
     for (int i = 0; i < half; i++) {
@@ -192,15 +245,28 @@ static void rope(float *v, const float *cs, const float *sn, int half)
     (lmp_mat_simd_active() ? lmp_rope_avx2 : rope_ref)(v, cs, sn, half);
 }
 
+/* Element i of a KV cache array, float or binary16 (widened exactly). */
+static float kv_get(const void *c, size_t i, int f16)
+{
+    return f16 ? lmp_f16_to_f32(((const uint16_t *)c)[i]) : ((const float *)c)[i];
+}
+
+/* Element `base` of a KV cache array, as a pointer. */
+static void *kv_ptr(const lmp_state *s, void *c, size_t base)
+{
+    return (char *)c + base * (s->kv_f16 ? sizeof(uint16_t) : sizeof(float));
+}
+
 /* Scalar reference: out = softmax(q.K * scale) V over np positions; K in the
- * blocked layout of the cache (lmp_attn_koff), V [np][hd]. */
-static void attn_head_ref(const float *q, const float *K, const float *V, int np, int hd,
+ * blocked layout of the cache (lmp_attn_koff), V [np][hd]; elements float,
+ * or binary16 when f16. */
+static void attn_head_ref(const float *q, const void *K, const void *V, int f16, int np, int hd,
                           float scale, float *sc, float *out)
 {
     float mx = -INFINITY;
     for (int p = 0; p < np; p++) {
         float dot = 0.0f;
-        for (int i = 0; i < hd; i++) dot += q[i] * K[lmp_attn_koff(p, i, hd)];
+        for (int i = 0; i < hd; i++) dot += q[i] * kv_get(K, lmp_attn_koff(p, i, hd), f16);
         sc[p] = dot * scale;
         if (sc[p] > mx) mx = sc[p];
     }
@@ -213,18 +279,25 @@ static void attn_head_ref(const float *q, const float *K, const float *V, int np
     for (int i = 0; i < hd; i++) out[i] = 0.0f;
     for (int p = 0; p < np; p++) {
         float w = sc[p] * inv;
-        const float *vp = V + (size_t)p * hd;
-        for (int i = 0; i < hd; i++) out[i] += w * vp[i];
+        for (int i = 0; i < hd; i++) out[i] += w * kv_get(V, (size_t)p * hd + i, f16);
     }
 }
 
-/* Position p of KV head h in layer l: k and v (head_dim floats each) into the cache. */
+/* Position p of KV head h in layer l: k and v (head_dim floats each) into
+ * the cache (rounded to binary16, nearest-even, when kv_f16). */
 static void cache_put(lmp_state *s, int l, int h, int p, const float *k, const float *v)
 {
     int hd = s->m->cfg.head_dim;
     size_t base = ((size_t)l * s->m->cfg.n_kv_heads + h) * (size_t)s->ctxr * hd;
-    for (int i = 0; i < hd; i++) s->kc[base + lmp_attn_koff(p, i, hd)] = k[i];
-    memcpy(s->vc + base + (size_t)p * hd, v, (size_t)hd * sizeof(float));
+    if (s->kv_f16) {
+        uint16_t *K = s->kc, *V = (uint16_t *)s->vc + base + (size_t)p * hd;
+        for (int i = 0; i < hd; i++) K[base + lmp_attn_koff(p, i, hd)] = lmp_f32_to_f16(k[i]);
+        for (int i = 0; i < hd; i++) V[i] = lmp_f32_to_f16(v[i]);
+        return;
+    }
+    float *K = s->kc;
+    for (int i = 0; i < hd; i++) K[base + lmp_attn_koff(p, i, hd)] = k[i];
+    memcpy((float *)s->vc + base + (size_t)p * hd, v, (size_t)hd * sizeof(float));
 }
 
 typedef struct {
@@ -253,16 +326,16 @@ static void attn_task(void *ctx, int task, int tid)
         lmp_attn_tile a = {.q = s->q + row0, .q_tok = (size_t)s->qdim, .out = s->att + row0,
                            .out_tok = (size_t)s->qdim, .ntok = nt, .nhead = g,
                            .np0 = j->pos + t0 + 1, .hd = hd, .scale = scale,
-                           .k = s->kc + base, .v = s->vc + base, .sc = sc,
-                           .sc_stride = (size_t)s->ctxr};
+                           .k = kv_ptr(s, s->kc, base), .v = kv_ptr(s, s->vc, base),
+                           .kv_f16 = s->kv_f16, .sc = sc, .sc_stride = (size_t)s->ctxr};
         (j->simd == 2 ? lmp_attn_tile_avx512 : lmp_attn_tile_avx2)(&a);
         return;
     }
     for (int t = 0; t < nt; t++)
         for (int h = 0; h < g; h++) {
             size_t r = row0 + (size_t)t * s->qdim + (size_t)h * hd;
-            attn_head_ref(s->q + r, s->kc + base, s->vc + base, j->pos + t0 + t + 1, hd, scale,
-                          sc, s->att + r);
+            attn_head_ref(s->q + r, kv_ptr(s, s->kc, base), kv_ptr(s, s->vc, base), s->kv_f16,
+                          j->pos + t0 + t + 1, hd, scale, sc, s->att + r);
         }
 }
 

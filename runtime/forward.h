@@ -1,4 +1,5 @@
-/* The Llama forward pass over an lmp_model, with a float32 KV cache.
+/* The Llama forward pass over an lmp_model, with a float32 or binary16 KV
+ * cache (lmp_kv_type).
  *
  * Math (Hugging Face LlamaForCausalLM, eager attention): embedding lookup;
  * per layer x += o_proj(attn(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))
@@ -33,13 +34,32 @@ typedef struct lmp_state lmp_state;
  * times per index within one lmp_forward call). */
 typedef void (*lmp_hidden_hook)(void *ctx, int index, int pos, int n, const float *x);
 
+/* Element type of the KV cache. F16 (IEEE binary16) halves the cache and
+ * the bytes the attention reads per token: K and V are rounded to binary16
+ * (nearest, ties to even) when stored and widened exactly when read; that
+ * rounding is the only difference from F32 (every path, thread count and
+ * prompt split still gives the same bits). AUTO: F16 when the model has
+ * quantized (int4 / int8) layer matrices, F32 for a float model (the
+ * reference runtime, held to transformers' float32 numbers). */
+typedef enum lmp_kv_type { LMP_KV_AUTO = 0, LMP_KV_F32 = 1, LMP_KV_F16 = 2 } lmp_kv_type;
+
+/* "auto", "f32", "f16", and back (0, or -1 for another name). */
+const char *lmp_kv_type_name(lmp_kv_type t);
+int lmp_kv_type_parse(const char *name, lmp_kv_type *out);
+
 /* Create a state for m with room for `ctx` positions (1 <= ctx <=
- * max_position_embeddings; 0 means max_position_embeddings). pool may be
- * NULL (one thread); it is borrowed, not owned, and must outlive the state.
- * m is borrowed too. */
+ * max_position_embeddings; 0 means max_position_embeddings) and a KV cache
+ * of type kv. pool may be NULL (one thread); it is borrowed, not owned, and
+ * must outlive the state. m is borrowed too. */
+lmp_status lmp_state_create_kv(lmp_state **out, const lmp_model *m, int ctx, lmp_kv_type kv,
+                               lmp_pool *pool, lmp_diag *d);
+/* lmp_state_create_kv with LMP_KV_AUTO. */
 lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_pool *pool,
                             lmp_diag *d);
 void lmp_state_close(lmp_state *s); /* NULL: no-op */
+
+/* The KV cache type in use (F32 or F16; AUTO resolved). */
+lmp_kv_type lmp_state_kv(const lmp_state *s);
 
 int lmp_state_ctx(const lmp_state *s);
 const lmp_model *lmp_state_model(const lmp_state *s);

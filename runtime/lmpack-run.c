@@ -35,6 +35,7 @@ typedef struct run_opts {
     long threads;         /* -t, 0 = online CPUs */
     long ctx;             /* --ctx, 0 = prompt + n_new (capped by the model) */
     long stream;          /* --stream K: bundles keep at most K layers resident */
+    lmp_kv_type kv;       /* --kv */
     int stats, json;
     const char *prompt;   /* --prompt TEXT: tokenize, generate text */
     int chat;             /* --chat: wrap --prompt in the chat template */
@@ -81,6 +82,10 @@ static void usage(FILE *f)
             "                    (and re-verify) the others from their chunks when needed\n"
             "  --ctx N           KV cache positions (default: prompt + N, at most the\n"
             "                    model's max_position_embeddings)\n"
+            "  --kv TYPE         KV cache element type: f16 (half the memory and the\n"
+            "                    bytes read per token; K and V rounded to binary16), f32,\n"
+            "                    or auto (default: f16 for int4/int8 models, f32 for\n"
+            "                    float ones)\n"
             "  --stats           one line on stderr after the run: load time, prefill and\n"
             "                    decode speed, time to first token, peak RSS, threads\n"
             "  --json            print the --stats line as a JSON object\n"
@@ -129,6 +134,9 @@ static void parse_args(int argc, char **argv, run_opts *o)
         } else if ((v = opt_value(argc, argv, &i, "--ctx", NULL))) {
             if (lmp_parse_int(v, 1, 1 << 24, &o->ctx))
                 lmp_cli_usage_error(PROG, "--ctx wants a positive position count, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--kv", NULL))) {
+            if (lmp_kv_type_parse(v, &o->kv) != 0)
+                lmp_cli_usage_error(PROG, "--kv wants auto, f32 or f16, got '%s'", v);
         } else if ((v = opt_value(argc, argv, &i, "--prompt", NULL))) {
             o->prompt = v;
         } else if ((v = opt_value(argc, argv, &i, "--temperature", NULL))) {
@@ -292,7 +300,8 @@ out:
     return rc;
 }
 
-static void print_stats(const run_opts *o, double load_ms, const lmp_gen_stats *st, int threads)
+static void print_stats(const run_opts *o, double load_ms, const lmp_gen_stats *st, int threads,
+                        lmp_kv_type kv)
 {
     struct rusage ru;
     double rss_mb = 0;
@@ -303,13 +312,15 @@ static void print_stats(const run_opts *o, double load_ms, const lmp_gen_stats *
         fprintf(stderr,
                 "{\"load_ms\": %.1f, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
                 "\"ttft_ms\": %.1f, \"peak_rss_mb\": %.1f, \"threads\": %d, "
-                "\"prompt_tokens\": %d, \"new_tokens\": %d}\n",
-                load_ms, pf, dc, st->ttft_ms, rss_mb, threads, st->n_prompt, st->n_generated);
+                "\"prompt_tokens\": %d, \"new_tokens\": %d, \"kv\": \"%s\"}\n",
+                load_ms, pf, dc, st->ttft_ms, rss_mb, threads, st->n_prompt, st->n_generated,
+                lmp_kv_type_name(kv));
     else
         fprintf(stderr,
                 "stats: load %.1f ms, prefill %.2f tok/s (%d tokens), decode %.2f tok/s (%d "
-                "steps), ttft %.1f ms, peak rss %.1f MB, threads %d\n",
-                load_ms, pf, st->n_prompt, dc, st->n_decode, st->ttft_ms, rss_mb, threads);
+                "steps), ttft %.1f ms, peak rss %.1f MB, threads %d, kv %s\n",
+                load_ms, pf, st->n_prompt, dc, st->n_decode, st->ttft_ms, rss_mb, threads,
+                lmp_kv_type_name(kv));
 }
 
 int main(int argc, char **argv)
@@ -390,7 +401,7 @@ int main(int argc, char **argv)
                 o.model, T, n_new, need, ctx ? ctx : (long)c->max_pos);
     if (!ctx) ctx = need;
     LMP_FORWARD(lmp_pool_create(&pool, (int)o.threads, d));
-    LMP_FORWARD(lmp_state_create(&s, &m, (int)ctx, pool, d));
+    LMP_FORWARD(lmp_state_create_kv(&s, &m, (int)ctx, o.kv, pool, d));
     if (o.logits) {
         plog = malloc((size_t)T * (size_t)c->vocab * sizeof(float));
         LMP_FAIL_IF(!plog, LMP_ERR_NOMEM, "out of memory for %ld x %d logits", T, c->vocab);
@@ -420,7 +431,7 @@ int main(int argc, char **argv)
     }
     if (rc) goto out;
     if (o.logits) LMP_FORWARD(write_logits(o.logits, plog, (size_t)T * c->vocab, d));
-    if (o.stats) print_stats(&o, load_ms, &st, lmp_pool_threads(pool));
+    if (o.stats) print_stats(&o, load_ms, &st, lmp_pool_threads(pool), lmp_state_kv(s));
 out:
     if (rc != LMP_OK) exit_code = lmp_cli_fail(PROG, d);
     free(plog);

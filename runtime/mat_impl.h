@@ -15,7 +15,11 @@ void lmp_mat_f32_rows_avx2(const float *W, size_t ws, int rows, int cols, const 
  * K cache layout of one KV head: blocks of LMP_ATTN_KB consecutive positions,
  * each block [head_dim][LMP_ATTN_KB] (position fastest), so 8 or 16
  * positions of one K element are one vector load. A KV head holds
- * round_up(ctx, LMP_ATTN_KB) positions. V stays [position][head_dim]. */
+ * round_up(ctx, LMP_ATTN_KB) positions. V stays [position][head_dim].
+ * Elements are float32, or IEEE binary16 (kv_f16; lmp_kv_type): an f16
+ * element is widened exactly to float32 on load, after which every path
+ * does the float32 arithmetic below, so f16 and f32 caches holding the
+ * same (f16-representable) values give the same bits. */
 #define LMP_ATTN_KB 16
 
 /* Offset of K[p][i] (position p, element i) in a blocked K cache. */
@@ -40,8 +44,9 @@ typedef struct {
     size_t out_tok;
     int ntok, nhead, np0, hd;
     float scale;
-    const float *k; /* blocked K of the KV head (lmp_attn_koff) */
-    const float *v; /* V of the KV head, [position][hd] */
+    const void *k; /* blocked K of the KV head (lmp_attn_koff) */
+    const void *v; /* V of the KV head, [position][hd] */
+    int kv_f16;    /* elements of k and v: 0 float, 1 uint16_t binary16 */
     float *sc;      /* scratch: ntok*nhead rows of sc_stride floats */
     size_t sc_stride; /* >= np0 + ntok - 1 rounded up to LMP_ATTN_KB */
 } lmp_attn_tile;

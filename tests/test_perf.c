@@ -8,7 +8,9 @@
  *    position counts with every tail length and tiles that cross block
  *    boundaries on the causal diagonal, including scores so spread that
  *    most weights underflow to zero; and that a row's bits do not depend
- *    on the rest of its tile (decode vs prefill, thread split);
+ *    on the rest of its tile (decode vs prefill, thread split); and that a
+ *    binary16 cache gives exactly the bits of a float32 cache holding the
+ *    same values (the widening is exact, the arithmetic shared);
  *  - the thread pool's hand-off with and without spinning
  *    (LMP_POOL_SPIN_US): every task index runs exactly once per run, over
  *    many back-to-back runs of different sizes. */
@@ -20,6 +22,7 @@
 
 #include "common/cpu.h"
 #include "common/pool.h"
+#include "formats/dtype.h"
 #include "runtime/mat.h"
 #include "runtime/mat_impl.h"
 
@@ -118,6 +121,18 @@ static void run_tile(tile_fn fn, attn_case *t, int t0, int nt, int h0, int nh, f
     fn(&a);
 }
 
+/* run_tile on binary16 copies kb16 / v16 of the case's cache. */
+static void run_tile16(tile_fn fn, attn_case *t, const uint16_t *kb16, const uint16_t *v16,
+                       float *out)
+{
+    size_t tok = (size_t)t->nhead * t->hd;
+    lmp_attn_tile a = {.q = t->q, .q_tok = tok, .out = out, .out_tok = tok, .ntok = t->ntok,
+                       .nhead = t->nhead, .np0 = t->np - t->ntok + 1, .hd = t->hd,
+                       .scale = (float)(1.0 / sqrt((double)t->hd)), .k = kb16, .v = v16,
+                       .kv_f16 = 1, .sc = t->sc, .sc_stride = t->stride};
+    fn(&a);
+}
+
 START_TEST(attention_avx2_matches_double_softmax)
 {
     if (!lmp_mat_simd_active()) return; /* no AVX2/FMA: the path is never used */
@@ -174,6 +189,51 @@ END_TEST
  * its tile. Whole tile vs one token (decode) or one head at a time, and
  * tiles cut at other tokens; the AVX-512 tile (where the CPU has it) must
  * give the AVX2 tile's bits in every cut. */
+/* A binary16 cache against a float32 cache holding the same values (K and V
+ * rounded to binary16 first): the same bits from every tile kernel, on head
+ * sizes with vector and scalar tails and position counts across the
+ * 16-position K blocks. A lane loaded from the wrong place, an f16 tail
+ * read as float or a rounding in the widening changes them. */
+START_TEST(attention_f16_cache_same_bits_as_f32)
+{
+    if (!lmp_mat_simd_active()) return;
+    static const int hds[] = {64, 128, 48, 40, 20, 7};
+    static const int nps[] = {5, 17, 64, 70, 131, 257};
+    tile_fn kern[2];
+    int nk = tile_kernels(kern);
+    for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
+        for (size_t b = 0; b < sizeof nps / sizeof *nps; b++) {
+            int hd = hds[a], np = nps[b], nh = 3, ntok = 5;
+            attn_case t;
+            case_init(&t, hd, np, ntok, nh, 4.0f);
+            size_t nkb = (size_t)hd * t.stride, nv = (size_t)hd * np, n = (size_t)hd * ntok * nh;
+            uint16_t *kb16 = malloc(sizeof(uint16_t) * nkb), *v16 = malloc(sizeof(uint16_t) * nv);
+            for (size_t i = 0; i < nkb; i++) { /* padding stays NaN in both */
+                kb16[i] = lmp_f32_to_f16(t.Kb[i]);
+                t.Kb[i] = lmp_f16_to_f32(kb16[i]);
+            }
+            for (size_t i = 0; i < nv; i++) {
+                v16[i] = lmp_f32_to_f16(t.V[i]);
+                t.V[i] = lmp_f16_to_f32(v16[i]);
+            }
+            float *o32 = malloc(sizeof(float) * n), *o16 = malloc(sizeof(float) * n);
+            for (int kk = 0; kk < nk; kk++) {
+                memset(o16, 0, sizeof(float) * n);
+                run_tile(kern[kk], &t, 0, ntok, 0, nh, o32);
+                run_tile16(kern[kk], &t, kb16, v16, o16);
+                ck_assert_msg(memcmp(o32, o16, sizeof(float) * n) == 0,
+                              "%s hd %d np %d: the binary16 cache differs from float32",
+                              kernel_name[kk], hd, np);
+            }
+            free(o32);
+            free(o16);
+            free(kb16);
+            free(v16);
+            case_free(&t);
+        }
+}
+END_TEST
+
 START_TEST(attention_avx2_rows_independent_of_tile)
 {
     if (!lmp_mat_simd_active()) return;
@@ -266,6 +326,7 @@ Suite *lmp_suite_perf(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, attention_avx2_matches_double_softmax);
     tcase_add_test(tc, attention_avx2_rows_independent_of_tile);
+    tcase_add_test(tc, attention_f16_cache_same_bits_as_f32);
     tcase_add_test(tc, pool_runs_every_task_once_sleeping);
     tcase_add_test(tc, pool_runs_every_task_once_spinning);
     suite_add_tcase(s, tc);

@@ -789,6 +789,9 @@ START_TEST(cli_greedy_and_stats)
         ck_assert_msg(cJSON_IsNumber(v) && v->valuedouble >= 0, "key %s", keys[i]);
     }
     ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(j, "threads")->valueint, lmp_cpu_count());
+    /* a float model keeps a float32 KV cache unless told otherwise */
+    const cJSON *kv = cJSON_GetObjectItemCaseSensitive(j, "kv");
+    ck_assert(cJSON_IsString(kv) && strcmp(kv->valuestring, "f32") == 0);
     cJSON_Delete(j);
     free(o);
     free(e);
@@ -822,6 +825,8 @@ START_TEST(cli_errors)
     RUN(2, model, "--ids", "1", "--bogus");          /* unknown option */
     RUN(2, model, "--ids", "1", "-t", "0");          /* bad thread count */
     RUN(2, model, "--ids", "1", "--greedy");         /* --greedy without -n */
+    RUN(2, model, "--ids", "1", "--kv", "q8");       /* unknown KV cache type */
+    ck_assert_ptr_nonnull(strstr(e, "--kv"));
     RUN(1, "/nonexistent/model", "--ids", "1");      /* missing model */
     ck_assert_ptr_nonnull(strstr(e, "/nonexistent/model"));
     RUN(1, model, "--ids", "1 2 512", "-n", "2");    /* id outside the vocabulary */

@@ -54,6 +54,9 @@ static const char *usage =
     "  --ctx N             tokens per sequence (default 256)\n"
     "  --seed S            sampling seed for --self (default 1234)\n"
     "  --save-tokens FILE  write the evaluated sequences (--tokens format)\n"
+    "  --kv TYPE           KV cache of MODEL: f16, f32 or auto (default: f16\n"
+    "                      for int4/int8 models, as `lmpack run`); the\n"
+    "                      reference always keeps float32\n"
     "gates (exit 4 when one fails; one line each naming it):\n"
     "  --max-kld X         fail if the mean KL divergence > X (nats)\n"
     "  --min-top1 P        fail if top-1 agreement < P, a FRACTION in [0, 1]\n"
@@ -122,6 +125,7 @@ typedef struct opts {
     int n_sources;
     lmp_quality_gates g;
     int has_regression;
+    int has_kv; /* --kv given */
     long top;
 } opts;
 
@@ -170,6 +174,10 @@ static void parse(int argc, char **argv, opts *o)
             o->threads = need_int(argc, argv, &i, 1, 256, "a thread count 1..256");
         } else if (!strcmp(a, "--quality")) {
             o->quality = 1;
+        } else if (!strcmp(a, "--kv")) {
+            if (lmp_kv_type_parse(need_value(argc, argv, &i), &o->q.kv) != 0)
+                lmp_cli_usage_error(PROG, "--kv wants auto, f32 or f16, got '%s'", argv[i]);
+            o->has_kv = 1;
         } else if (!strcmp(a, "--against")) {
             o->against = need_value(argc, argv, &i);
         } else if (!strcmp(a, "--self")) {
@@ -219,6 +227,7 @@ static void parse(int argc, char **argv, opts *o)
     }
     if (!o->dir) lmp_cli_usage_error(PROG, "missing BUNDLE_DIR");
     int qopt = o->against || o->n_sources || o->save_tokens || o->baseline || o->has_regression ||
+               o->has_kv ||
                o->g.has_max_kld || o->g.has_min_top1 || o->g.has_max_ppl_ratio;
     if (!o->quality && qopt) lmp_cli_usage_error(PROG, "quality options need --quality");
     if (!o->quality) return;
@@ -298,7 +307,8 @@ static void print_table(FILE *f, const opts *o, const lmp_quality_report *r)
                 r->sequences, (unsigned long long)r->seed, r->ctx);
     else
         fprintf(f, "tokens:  %zu sequences from %s, ", r->sequences, o->q.path);
-    fprintf(f, "%llu positions\n", (unsigned long long)r->positions);
+    fprintf(f, "%llu positions; KV cache fp32 %s, quant %s\n", (unsigned long long)r->positions,
+            r->ref_kv, r->quant_kv);
     fprintf(f, "KL(fp32 || quant), nats:  mean %.6f  median %.6f  p99 %.6f  max %.6f\n",
             r->kld_mean, r->kld_median, r->kld_p99, r->kld_max);
     fprintf(f, "top-1 agreement:           %.4f (%.2f%%)\n", r->top1_agreement,

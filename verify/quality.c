@@ -375,7 +375,9 @@ lmp_status lmp_quality_run(const char *ref_path, const char *quant_path,
     R.lq = malloc(lsz * sizeof *R.lq);
     LMP_FAIL_IF(!R.lr || !R.lq, LMP_ERR_NOMEM, "out of memory for logits");
     LMP_FORWARD(lmp_state_create(&R.sr, &ref, max_len, pool, d));
-    LMP_FORWARD(lmp_state_create(&R.sq, &quant, max_len, pool, d));
+    LMP_FORWARD(lmp_state_create_kv(&R.sq, &quant, max_len, o.kv, pool, d));
+    snprintf(r->ref_kv, sizeof r->ref_kv, "%s", lmp_kv_type_name(lmp_state_kv(R.sr)));
+    snprintf(r->quant_kv, sizeof r->quant_kv, "%s", lmp_kv_type_name(lmp_state_kv(R.sq)));
     progress(&R);
     for (size_t i = 0; i < seqs.n; i++) {
         if (smp)

@@ -38,6 +38,7 @@
 
 #include "common/pool.h"
 #include "common/status.h"
+#include "runtime/forward.h"
 
 #define LMP_QUALITY_PIECE 32      /* positions per forward piece (teacher forcing) */
 #define LMP_QUALITY_DEFAULT_SELF 2048
@@ -103,6 +104,9 @@ typedef struct lmp_quality_opts {
     int ctx;                  /* SELF / TEXT: tokens per sequence (>= 2) */
     uint64_t seed;            /* SELF: sampler seed (temperature 1, no filtering) */
     int tensor_errors;        /* 1: compute the per-tensor weight errors */
+    lmp_kv_type kv;           /* KV cache of the model under test (default AUTO:
+                                 f16 for int4/int8 models); the reference
+                                 always runs with AUTO */
     lmp_quality_progress_fn progress; /* may be NULL */
     void *progress_ctx;
 } lmp_quality_opts;
@@ -128,6 +132,7 @@ typedef struct lmp_quality_report {
     char tokens_xxh3[33];     /* XXH3-128 of the evaluation ids (int32 LE, each
                                  sequence preceded by its length as uint32 LE) */
     char ref_source[64], quant_source[64]; /* lmp_model.source of each */
+    char ref_kv[8], quant_kv[8];           /* KV cache type each ran with */
     int vocab;
     /* metrics */
     uint64_t positions;

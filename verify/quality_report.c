@@ -256,6 +256,7 @@ char *lmp_quality_report_json(const lmp_quality_report *r, const lmp_quality_met
         if (!m) continue;
         add_str(m, "path", k ? meta->quant_path : meta->ref_path);
         add_str(m, "source", k ? r->quant_source : r->ref_source);
+        add_str(m, "kv_cache", k ? r->quant_kv : r->ref_kv);
         add_str(m, "xxh3_128", k ? meta->quant_hash : meta->ref_hash);
         add_str(m, "hashed", k ? meta->quant_hashed : meta->ref_hashed);
     }
