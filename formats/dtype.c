@@ -135,12 +135,24 @@ uint16_t lmp_f32_to_f16(float f)
 #if defined(__x86_64__) || defined(__i386__)
 #include "common/cpu.h"
 void lmp__f16_to_f32_f16c(const void *src, float *dst, size_t n);
+void lmp__f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n);
 int lmp__bf16_to_f32_avx2(const void *src, float *dst, size_t n);
 static int have_f16c(void)
 {
     return lmp_cpu_avx2();
 }
 #endif
+
+void lmp_f32_to_f16_n(const float *src, uint16_t *dst, size_t n)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (n >= 8 && have_f16c()) {
+        lmp__f32_to_f16_f16c(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) dst[i] = lmp_f32_to_f16(src[i]);
+}
 
 /* Scalar reference for lmp_to_f32 (also used by the tests). */
 int lmp_to_f32_scalar(lmp_dtype t, const void *src, float *dst, size_t n)

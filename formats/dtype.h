@@ -39,6 +39,10 @@ float lmp_f16_to_f32(uint16_t h);
 float lmp_bf16_to_f32(uint16_t b);
 uint16_t lmp_f32_to_f16(float f);
 uint16_t lmp_f32_to_bf16(float f);
+/* dst[i] = lmp_f32_to_f16(src[i]) for n values (host order, not bytes):
+ * the same bits, F16C's vcvtps2ph with round-to-nearest-even where the CPU
+ * has it. */
+void lmp_f32_to_f16_n(const float *src, uint16_t *dst, size_t n);
 
 /* Convert n little-endian elements of type t (F32, F16 or BF16) at src to
  * float. Returns 0, or -1 for another type. src need not be aligned. */

@@ -22,6 +22,21 @@ __attribute__((target("avx,f16c"))) void lmp__f16_to_f32_f16c(const void *src, f
     for (; i < n; i++) dst[i] = lmp_f16_to_f32((uint16_t)(s[2 * i] | s[2 * i + 1] << 8));
 }
 
+void lmp__f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n);
+
+/* f32 -> f16 with vcvtps2ph in round-to-nearest-even (immediate 0, not
+ * MXCSR): the IEEE conversion lmp_f32_to_f16 writes out by hand, NaN
+ * quieted with its top payload bits kept as there. */
+__attribute__((target("avx,f16c"))) void lmp__f32_to_f16_f16c(const float *src, uint16_t *dst,
+                                                              size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = lmp_f32_to_f16(src[i]);
+}
+
 int lmp__bf16_to_f32_avx2(const void *src, float *dst, size_t n);
 
 /* bf16 -> f32 is a 16-bit shift (exact); a value is NaN / infinite iff its

@@ -22,6 +22,9 @@
  * query-positions/s (AVX-512, one thread). */
 #define ATTN_ROWS 48
 
+/* The largest head_dim a state accepts (as formats/config.c). */
+#define MAX_HEAD_DIM 1024
+
 struct lmp_state {
     const lmp_model *m;
     lmp_pool *pool;     /* borrowed */
@@ -139,6 +142,8 @@ lmp_status lmp_state_create_kv(lmp_state **out, const lmp_model *m, int ctx, lmp
                 "context %d is outside [1, %d] (max_position_embeddings)", ctx, c->max_pos);
     LMP_FAIL_IF(kv != LMP_KV_AUTO && kv != LMP_KV_F32 && kv != LMP_KV_F16, LMP_ERR_ARG,
                 "unknown KV cache type %d", (int)kv);
+    LMP_FAIL_IF(c->head_dim < 1 || c->head_dim > MAX_HEAD_DIM, LMP_ERR_MODEL,
+                "head_dim %d is outside [1, %d]", c->head_dim, MAX_HEAD_DIM);
     s = calloc(1, sizeof *s);
     LMP_FAIL_IF(!s, LMP_ERR_NOMEM, "out of memory for the runtime state");
     s->kv_f16 = kv_f16_for(m, kv);
@@ -290,9 +295,10 @@ static void cache_put(lmp_state *s, int l, int h, int p, const float *k, const f
     int hd = s->m->cfg.head_dim;
     size_t base = ((size_t)l * s->m->cfg.n_kv_heads + h) * (size_t)s->ctxr * hd;
     if (s->kv_f16) {
-        uint16_t *K = s->kc, *V = (uint16_t *)s->vc + base + (size_t)p * hd;
-        for (int i = 0; i < hd; i++) K[base + lmp_attn_koff(p, i, hd)] = lmp_f32_to_f16(k[i]);
-        for (int i = 0; i < hd; i++) V[i] = lmp_f32_to_f16(v[i]);
+        uint16_t *K = s->kc, kh[MAX_HEAD_DIM];
+        lmp_f32_to_f16_n(k, kh, (size_t)hd);
+        for (int i = 0; i < hd; i++) K[base + lmp_attn_koff(p, i, hd)] = kh[i];
+        lmp_f32_to_f16_n(v, (uint16_t *)s->vc + base + (size_t)p * hd, (size_t)hd);
         return;
     }
     float *K = s->kc;
