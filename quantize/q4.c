@@ -503,8 +503,8 @@ static size_t act_bytes(int n, int cols, int group)
 /* Lay out `a` in buf (act_bytes long) and quantize x[n][cols] into the
  * given xq layout (LMP_Q4_PLAIN / PAIRED / HEXA). Plain C, used by every
  * kernel, so all see the very same int8 activations and dx. */
-static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int cols, int group,
-                         int paired, int simd)
+/* The handle of n tokens' activations in buf: sizes, layout, pointers. */
+static void act_layout(lmp_q4_act *a, void *buf, int n, int cols, int group, int paired)
 {
     a->n = n;
     a->cols = cols;
@@ -518,7 +518,14 @@ static void act_quantize(lmp_q4_act *a, void *buf, const float *x, int n, int co
     a->dx = (float *)p;
     a->sx = a->dx + (size_t)n * a->nblk_pad;
     a->xq = (int8_t *)(a->sx + (size_t)n * a->ng_pad);
-    for (int t = 0; t < n; t++) {
+}
+
+/* Quantize tokens [t0, t1) of x[a->n][a->cols] into a's arrays (each token's
+ * part of them is written whole, padding included, and nothing else). */
+static void act_tokens(const lmp_q4_act *a, const float *x, int t0, int t1, int simd)
+{
+    const int cols = a->cols, paired = a->paired;
+    for (int t = t0; t < t1; t++) {
         const float *xt = x + (size_t)t * cols;
         int8_t *q = a->xq + (size_t)t * a->nblk_pad * 32;
         float *dx = a->dx + (size_t)t * a->nblk_pad, *sx = a->sx + (size_t)t * a->ng_pad;
@@ -737,10 +744,11 @@ static void mm_task(void *ctx, int task, int tid)
 #define ACT_BUDGET (1u << 20)
 #define ACT_STACK 32768
 
-/* The activations of n tokens for the kernel that simd selects, shared by
- * matmul_many and lmp_q4_act_prep (fused callers). */
+/* Tokens [t0, t1) of the activations of n tokens for the kernel that simd
+ * selects, shared by matmul_many and lmp_q4_act_prep / _part (fused
+ * callers); a is the handle, buf holds the arrays. */
 static void act_prepare(lmp_q4_act *a, void *buf, const lmp_mat *w0, const float *x, int n,
-                        int simd)
+                        int t0, int t1, int simd)
 {
     /* int4 SIMD kernels read the activations in their load order; Q8 and
      * the scalar reference block after block. rows_dispatch picks the
@@ -748,7 +756,8 @@ static void act_prepare(lmp_q4_act *a, void *buf, const lmp_mat *w0, const float
     int layout = !simd || w0->kind != LMP_MAT_Q4 ? LMP_Q4_PLAIN
                  : lmp_q4_avx512_active()        ? LMP_Q4_HEXA
                                                  : LMP_Q4_PAIRED;
-    act_quantize(a, buf, x, n, w0->cols, w0->group, layout, simd);
+    act_layout(a, buf, n, w0->cols, w0->group, layout);
+    act_tokens(a, x, t0, t1, simd);
 }
 
 /* A view whose kind, scheme and row_bytes disagree with the format rules
@@ -793,7 +802,7 @@ static void matmul_many(const lmp_mat *const *w, float *const *y, int count, con
     for (int t0 = 0; t0 < n; t0 += chunk) {
         int nt = n - t0 < chunk ? n - t0 : chunk;
         lmp_q4_act a;
-        act_prepare(&a, buf, w0, x + (size_t)t0 * w0->cols, nt, simd);
+        act_prepare(&a, buf, w0, x + (size_t)t0 * w0->cols, nt, 0, nt, simd);
         mm_job j = {.count = count, .a = &a, .simd = simd};
         int tasks = 0;
         for (int i = 0; i < count; i++) {
@@ -856,6 +865,7 @@ void lmp_q4_matmul_many(const lmp_mat *const *w, float *const *y, int count, con
 /* ---- the two halves of a matmul, for fused callers (see q4.h) ------------- */
 
 #define ACT_HDR ((sizeof(lmp_q4_act) + 63) & ~(size_t)63)
+_Static_assert(sizeof(lmp_q4_act) + 63 <= LMP_Q4_ACT_HDR_BYTES, "LMP_Q4_ACT_HDR_BYTES too small");
 
 size_t lmp_q4_act_prep_bytes(const lmp_mat *w, int n)
 {
@@ -863,13 +873,21 @@ size_t lmp_q4_act_prep_bytes(const lmp_mat *w, int n)
     return ACT_HDR + act_bytes(n, w->cols, w->group) + 64;
 }
 
+/* Handle at hdr (aligned up to 64), arrays at data aligned up to 64, plus
+ * ACT_HDR: with hdr == data, exactly the single-buffer layout. */
+const lmp_q4_act *lmp_q4_act_prep_part(const lmp_mat *w, const float *x, int n, int t0, int t1,
+                                       void *hdr, void *data, int simd)
+{
+    if (!mat_ok(w) || n < 1 || t0 < 0 || t1 > n || t0 > t1) return NULL;
+    lmp_q4_act *a = (lmp_q4_act *)(((uintptr_t)hdr + 63) & ~(uintptr_t)63);
+    uintptr_t p = ((uintptr_t)data + 63) & ~(uintptr_t)63;
+    act_prepare(a, (char *)p + ACT_HDR, w, x, n, t0, t1, simd);
+    return a;
+}
+
 const lmp_q4_act *lmp_q4_act_prep(const lmp_mat *w, const float *x, int n, void *buf, int simd)
 {
-    if (!mat_ok(w) || n < 1) return NULL;
-    uintptr_t p = ((uintptr_t)buf + 63) & ~(uintptr_t)63;
-    lmp_q4_act *a = (lmp_q4_act *)p;
-    act_prepare(a, (char *)a + ACT_HDR, w, x, n, simd);
-    return a;
+    return lmp_q4_act_prep_part(w, x, n, 0, n, buf, buf, simd);
 }
 
 void lmp_q4_rows(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y, int simd)

@@ -222,6 +222,16 @@ void lmp_q4_matmul_ref(const lmp_mat *w, const float *x, int n, float *y);
 typedef struct lmp_q4_act lmp_q4_act;
 size_t lmp_q4_act_prep_bytes(const lmp_mat *w, int n);
 const lmp_q4_act *lmp_q4_act_prep(const lmp_mat *w, const float *x, int n, void *buf, int simd);
+/* lmp_q4_act_prep shared by a gang of threads, each quantizing its own
+ * tokens [t0, t1) of x[n][cols] into one shared `data` buffer (at least
+ * lmp_q4_act_prep_bytes(w, n) bytes) and returning a handle placed in its
+ * own `hdr` (at least LMP_Q4_ACT_HDR_BYTES bytes, any alignment). Once every
+ * token of [0, n) has been done by some thread (the caller's barrier),
+ * every thread's handle reads exactly the bits lmp_q4_act_prep would have
+ * written. NULL as lmp_q4_act_prep, or for a range outside [0, n). */
+#define LMP_Q4_ACT_HDR_BYTES 128
+const lmp_q4_act *lmp_q4_act_prep_part(const lmp_mat *w, const float *x, int n, int t0, int t1,
+                                       void *hdr, void *data, int simd);
 void lmp_q4_rows(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y, int simd);
 
 /* Dequantize row r of a Q4 or Q8 matrix into out[cols] (embedding lookup). */

@@ -202,7 +202,11 @@ size_t lmp_mat_prep_bytes(const lmp_mat *w, int n)
     return quant_kind(w->kind) ? lmp_q4_act_prep_bytes(w, n) : 0;
 }
 
-void lmp_mat_prep(const lmp_mat *w, const float *x, int n, void *buf, lmp_mat_in *in)
+
+_Static_assert(LMP_MAT_PREP_HDR_BYTES >= LMP_Q4_ACT_HDR_BYTES, "prep header too small");
+
+void lmp_mat_prep_part(const lmp_mat *w, const float *x, int n, int t0, int t1, void *buf,
+                       void *hdr, lmp_mat_in *in)
 {
     in->x = x;
     in->act = NULL;
@@ -213,10 +217,15 @@ void lmp_mat_prep(const lmp_mat *w, const float *x, int n, void *buf, lmp_mat_in
     if (quant_kind(w->kind)) {
         /* the choice lmp_mat_mul makes: reference when SIMD is forbidden */
         in->simd = atomic_load(&simd_allowed) && lmp_q4_simd_active();
-        in->act = lmp_q4_act_prep(w, x, n, buf, in->simd);
+        in->act = lmp_q4_act_prep_part(w, x, n, t0, t1, hdr, buf, in->simd);
     } else {
         in->simd = lmp_mat_simd_active();
     }
+}
+
+void lmp_mat_prep(const lmp_mat *w, const float *x, int n, void *buf, lmp_mat_in *in)
+{
+    lmp_mat_prep_part(w, x, n, 0, n, buf, buf, in);
 }
 
 int lmp_mat_prep_shared(const lmp_mat *a, const lmp_mat *b)

@@ -65,6 +65,14 @@ typedef struct lmp_mat_in {
 } lmp_mat_in;
 size_t lmp_mat_prep_bytes(const lmp_mat *w, int n);
 void lmp_mat_prep(const lmp_mat *w, const float *x, int n, void *buf, lmp_mat_in *in);
+/* lmp_mat_prep done by a gang of threads: each calls it for its own tokens
+ * [t0, t1) of the same x and n, with one shared buf (lmp_mat_prep_bytes(w,
+ * n)) and its own hdr (LMP_MAT_PREP_HDR_BYTES) and in. Once every token is
+ * done (the caller's barrier), each thread's in is what lmp_mat_prep gives.
+ * Float kinds: nothing is written (x is used in place). */
+#define LMP_MAT_PREP_HDR_BYTES 128
+void lmp_mat_prep_part(const lmp_mat *w, const float *x, int n, int t0, int t1, void *buf,
+                       void *hdr, lmp_mat_in *in);
 void lmp_mat_rows(const lmp_mat *w, const lmp_mat_in *in, int r0, int r1, float *y);
 int lmp_mat_prep_shared(const lmp_mat *a, const lmp_mat *b);
 
