@@ -4,7 +4,7 @@
  * Per row and token: y = sum_b c_b * isum_b + sum_g mm_g * sx_g where
  *   isum_b = integer dot of block b's codes with the int8 activations
  *            (_mm256_maddubs_epi16: unsigned 4-bit codes x signed int8;
- *            Q8 uses the abs/sign trick),
+ *            Q8 uses the abs/sign trick), exact in int32 for int4,
  *   c_b    = d_{g(b)} * dx_b (computed 8 blocks at a time before the loop),
  *   m'_g   = m_g (ASYM) or -8 d_g (SYM: codes are stored offset by 8).
  * Differs from the scalar reference only by float association. The work per
@@ -75,12 +75,13 @@ static inline __m256 block_scales8(const uint8_t *sc, int b, int bpg, int ng)
 
 /* One weight row against T (1..TILE) consecutive tokens t0.. Blocks are
  * processed 8 at a time: c_b = d_{g(b)} * dx_b for the 8 blocks in one
- * vector, then per pair of blocks one FMA into the token's single
- * accumulator, which starts with the offset / min terms. One accumulator
- * per token (not two plus a separate min sum) keeps a 4-token tile within
- * the 16 ymm registers: in-cache CPU -8 % (-2..-14 %) for decode and
- * prefill against the two-chain version, measured by alternating both
- * builds in one process. */
+ * vector, the 8 exact integer block sums in another (hadd tree), then one
+ * FMA into the token's single accumulator, which starts with the offset /
+ * min terms. One accumulator per token (not two plus a separate min sum)
+ * keeps a 4-token tile within the 16 ymm registers: in-cache CPU -8 %
+ * (-2..-14 %) against the two-chain version; exact block sums with one
+ * FMA per 8 blocks instead of one per pair: prefill -6..-14 %, decode
+ * -2 % (bench/kernel_ab, both builds alternating in one process). */
 static inline __attribute__((always_inline)) void row_tile(const lmp_mat *w, const uint8_t *row,
                                                            const lmp_q4_act *a, int t0, int T,
                                                            int r, float *y, const int bpg,
@@ -91,9 +92,6 @@ static inline __attribute__((always_inline)) void row_tile(const lmp_mat *w, con
     __m256 acc0[TILE]; /* per token: min / offset terms, then the blocks */
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i pidx[4] = {
-        _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
-        _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
     const __m256 minus8 = _mm256_set1_ps(-8.0f);
 #pragma GCC unroll 4
     for (int tt = 0; tt < T; tt++) acc0[tt] = _mm256_setzero_ps();
@@ -137,46 +135,44 @@ static inline __attribute__((always_inline)) void row_tile(const lmp_mat *w, con
         /* int4: two blocks per 32-byte load; low nibbles meet activations
          * [2p: 0..15][2p+1: 0..15], high nibbles [2p: 16..31][2p+1: 16..31]
          * (paired layout). The two int16 products add without overflow
-         * (2 * 2 * 15 * 127 < 32768). */
-        if (nb == 8) {
+         * (2 * 2 * 15 * 127 < 32768); madd makes 4 int32 partial sums per
+         * block, and three hadds fold the 4 pairs into the 8 exact block
+         * sums, lanes in block order ORD = (0 2 4 6 1 3 5 7). Then one
+         * conversion and one FMA per 8 blocks and token (before: one per
+         * pair): a 4x shorter FMA chain and fewer port 0/1 operations. */
+        const int np = (nb + 1) / 2;
+        __m256i H[TILE], G[TILE];
 #pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                const int b = b0 + 2 * k;
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(row + 16 * (size_t)b));
-                const __m256i lo = _mm256_and_si256(v, m4);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        for (int k = 0; k < 4; k++) {
+            const int b = b0 + 2 * k;
+            __m256i v = _mm256_setzero_si256();
+            if (nb == 8 || 2 * k + 1 < nb)
+                v = _mm256_loadu_si256((const __m256i *)(row + 16 * (size_t)b));
+            else if (k < np)
+                v = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(row + 16 * (size_t)b)));
+            const __m256i lo = _mm256_and_si256(v, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
 #pragma GCC unroll 4
-                for (int tt = 0; tt < T; tt++) {
-                    const int8_t *xq = a->xq + ((size_t)(t0 + tt) * a->nblk_pad + b) * 32;
-                    __m256i p = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)xq)),
-                        _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(xq + 32))));
-                    __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                    __m256 cp = _mm256_permutevar8x32_ps(cv[tt], pidx[k]);
-                    acc0[tt] = _mm256_fmadd_ps(s, cp, acc0[tt]);
-                }
-            }
-        } else {
-            for (int k = 0; 2 * k < nb; k++) {
-                const int b = b0 + 2 * k;
-                const __m256i v =
-                    2 * k + 1 < nb
-                        ? _mm256_loadu_si256((const __m256i *)(row + 16 * (size_t)b))
-                        : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(row + 16 * (size_t)b)));
-                const __m256i lo = _mm256_and_si256(v, m4);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-#pragma GCC unroll 4
-                for (int tt = 0; tt < T; tt++) {
-                    const int8_t *xq = a->xq + ((size_t)(t0 + tt) * a->nblk_pad + b) * 32;
-                    __m256i p = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)xq)),
-                        _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(xq + 32))));
-                    __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                    __m256 cp = _mm256_permutevar8x32_ps(cv[tt], pidx[k]);
-                    acc0[tt] = _mm256_fmadd_ps(s, cp, acc0[tt]);
-                }
+            for (int tt = 0; tt < T; tt++) {
+                const int8_t *xq = a->xq + ((size_t)(t0 + tt) * a->nblk_pad + b) * 32;
+                __m256i m = _mm256_setzero_si256();
+                if (nb == 8 || k < np)
+                    m = _mm256_madd_epi16(
+                        _mm256_add_epi16(
+                            _mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)xq)),
+                            _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(xq + 32)))),
+                        ones);
+                if (k == 0) H[tt] = m;
+                else if (k == 1) H[tt] = _mm256_hadd_epi32(H[tt], m);
+                else if (k == 2) G[tt] = m;
+                else H[tt] = _mm256_hadd_epi32(H[tt], _mm256_hadd_epi32(G[tt], m));
             }
         }
+        const __m256i ord = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+#pragma GCC unroll 4
+        for (int tt = 0; tt < T; tt++)
+            acc0[tt] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(H[tt]),
+                                       _mm256_permutevar8x32_ps(cv[tt], ord), acc0[tt]);
     }
 #pragma GCC unroll 4
     for (int tt = 0; tt < T; tt++)
