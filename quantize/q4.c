@@ -555,7 +555,7 @@ static void act_tokens(const lmp_q4_act *a, const float *x, int t0, int t1, int 
                 am = v > am ? v : am;
             }
             int s = 0;
-            if (am > 0.0f && !bad) {
+            if (am >= LMP_Q4_ACT_MIN && !bad) {
                 float id = 127.0f / am;
                 dx[b] = am / 127.0f;
 #if defined(__x86_64__) || defined(__i386__)

@@ -56,7 +56,9 @@
  * ---- Kernels --------------------------------------------------------------
  * lmp_q4_matmul / lmp_q8_matmul compute y = W_deq . Q8(x): the activation
  * row x (per token) is first quantized per 32-element block to int8
- * (dx = max|x|/127 as float, xq = round-to-nearest-even(x/dx)), then the
+ * (dx = max|x|/127 as float, xq = round-to-nearest-even(x/dx); a block with
+ * max|x| below 2^-100 is a zero block, dx 0; a NaN or inf poisons its
+ * block, dx NaN), then the
  * dot products are integer per block and float across blocks. The scalar
  * reference (lmp_q4_matmul_ref) defines the result; the SIMD paths may
  * differ from it only by float reassociation. Results do not depend on the

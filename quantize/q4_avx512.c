@@ -224,7 +224,8 @@ void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float 
             m[L] = _mm512_max_ps(a0, a1);
         }
         const __m512 am = tree_reduce(m, 16, TREE_MAX);
-        const __mmask16 ok = (__mmask16)(_mm512_cmp_ps_mask(am, _mm512_setzero_ps(), _CMP_GT_OQ) & ~bad);
+        const __mmask16 ok =
+            (__mmask16)(_mm512_cmp_ps_mask(am, _mm512_set1_ps(LMP_Q4_ACT_MIN), _CMP_GE_OQ) & ~bad);
         const __m512 c127 = _mm512_set1_ps(127.0f);
         float id[16];
         _mm512_storeu_ps(id, _mm512_maskz_div_ps(ok, c127, am));

@@ -28,6 +28,11 @@
  */
 enum { LMP_Q4_PLAIN = 0, LMP_Q4_PAIRED = 1, LMP_Q4_HEXA = 3 };
 
+/* An activation block whose largest |x| is below this quantizes as a zero
+ * block (dx 0, codes 0), on every path: 127 / max|x| must stay finite (it
+ * overflows below ~3.7e-37) and such a block contributes < 1e-28 anyway. */
+#define LMP_Q4_ACT_MIN 0x1p-100f
+
 typedef struct lmp_q4_act {
     int n, cols, nblk, ng, bpg; /* bpg: blocks per group */
     int nblk_pad, ng_pad, paired;

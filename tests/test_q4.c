@@ -828,6 +828,10 @@ START_TEST(activations_same_on_every_path)
                 x[i] = k == 5 ? v * 1e30f : k == 7 ? v * 1e-30f : k == 11 ? 0.5f : v;
             }
             for (int c = 0; c < 32 && c < cols; c++) x[cols + c] = 0.0f; /* token 1: a zero block */
+            /* token 1, block 1: all |x| below LMP_Q4_ACT_MIN (127 / max|x|
+             * overflows): a zero block on every path */
+            for (int c = 32; c < 64 && c < cols; c++)
+                x[cols + c] = c % 3 == 0 ? 0.0f : c & 1 ? 1e-38f : -3e-37f;
             if (cols > 40) x[2 * cols + 40] = NAN;                      /* token 2: a poisoned block */
             if (cols > 70) x[2 * cols + 70] = -INFINITY;
             uint8_t dummy[64];
@@ -857,6 +861,11 @@ START_TEST(activations_same_on_every_path)
                 }
                 if (cols > 70) ck_assert(isnan(v->dx[2 * v->nblk_pad + 1]) && isnan(v->dx[2 * v->nblk_pad + 2]));
                 ck_assert_float_eq(v->dx[v->nblk_pad], 0.0f);
+                if (cols >= 64) {
+                    ck_assert_float_eq(v->dx[v->nblk_pad + 1], 0.0f);
+                    for (int j = 0; j < 32; j++)
+                        ck_assert_int_eq(v->xq[(size_t)v->nblk_pad * 32 + lmp_q4_xq_index(v->paired, 1, j)], 0);
+                }
             }
             lmp_q4_allow_avx512(1);
             free(b0);
