@@ -37,7 +37,7 @@ struct lmp_state {
      * V as [ctxr][head_dim]; float, or binary16 when kv_f16 */
     void *kc, *vc;
     int kv_f16;
-    int q4_model;       /* the layer matrices are int4 (attention tile choice) */
+    int q4_model;       /* lmp_model_quantized (attention tile choice) */
     float *rope_cos, *rope_sin; /* [ctx][head_dim/2] */
     float *scores;      /* [nthreads][attn_rows][ctxr] attention scratch */
     /* piece scratch, [PIECE][...] */
@@ -108,19 +108,12 @@ int lmp_kv_type_parse(const char *name, lmp_kv_type *out)
     return -1;
 }
 
-/* AUTO: binary16 for a model with quantized layer matrices, float32 for a
- * float model (the reference runtime, held to transformers' float32
- * numbers). */
+/* AUTO: binary16 for a model with quantized matrices, float32 for a float
+ * model (the reference runtime, held to transformers' float32 numbers). */
 static int kv_f16_for(const lmp_model *m, lmp_kv_type kv)
 {
     if (kv != LMP_KV_AUTO) return kv == LMP_KV_F16;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const lmp_layer *L = &m->layers[l];
-        const lmp_mat *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wgate, &L->wup, &L->wdown};
-        for (size_t i = 0; i < sizeof w / sizeof *w; i++)
-            if (w[i]->kind == LMP_MAT_Q4 || w[i]->kind == LMP_MAT_Q8) return 1;
-    }
-    return 0;
+    return lmp_model_quantized(m);
 }
 
 lmp_status lmp_state_create(lmp_state **out, const lmp_model *m, int ctx, lmp_pool *pool,
@@ -151,7 +144,7 @@ lmp_status lmp_state_create_kv(lmp_state **out, const lmp_model *m, int ctx, lmp
     s = calloc(1, sizeof *s);
     LMP_FAIL_IF(!s, LMP_ERR_NOMEM, "out of memory for the runtime state");
     s->kv_f16 = kv_f16_for(m, kv);
-    s->q4_model = c->n_layers > 0 && m->layers[0].wq.kind == LMP_MAT_Q4;
+    s->q4_model = lmp_model_quantized(m);
     s->m = m;
     s->pool = pool;
     s->ctx = ctx;

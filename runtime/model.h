@@ -63,6 +63,9 @@ typedef struct lmp_model {
      * layer, whose views become NULL). NULL for fully resident models.
      * A model with this hook must not be used by two states at once. */
     lmp_status (*acquire_layer)(void *owner, int layer, lmp_diag *d);
+    /* Set by a loader whose layer views may not be bound yet (streaming):
+     * some matrix of the model is int4 / int8. See lmp_model_quantized. */
+    int quantized;
 } lmp_model;
 
 /* Where a bundle load spent its time (lmp_model_opts.stats; bundles only).
@@ -135,6 +138,10 @@ const uint8_t *lmp_model_lmpk_file(const lmp_model *m, const char *name, size_t 
 /* Check every view's kind-independent shape and every pointer against
  * m->cfg (see the contract above). `what` names the source in messages. */
 lmp_status lmp_model_check(const lmp_model *m, const char *what, lmp_diag *d);
+
+/* 1 if some matrix of m is int4 / int8: m->quantized, or a Q4 / Q8 view
+ * among the layers, the embedding and lm_head (models built in memory). */
+int lmp_model_quantized(const lmp_model *m);
 
 /* Free the layer array, call release(owner), zero *m. NULL / zeroed: no-op. */
 void lmp_model_close(lmp_model *m);

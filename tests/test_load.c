@@ -171,7 +171,15 @@ START_TEST(x16_loaders_same_logits)
         o.stream_layers = k == 2 ? 1 : 0;
         lmp_model m;
         ck_assert_msg(lmp_model_open(&m, k == 0 ? lp : b, &o, &d) == LMP_OK, "%s", d.msg);
-        if (k == 2) ck_assert_msg(m.acquire_layer(m.owner, 0, &d) == LMP_OK, "%s", d.msg);
+        if (k == 2) {
+            /* before any layer is bound, a streamed int4 model is known to be
+             * quantized: the same KV cache type as resident (lmp_kv_type AUTO) */
+            lmp_state *s = NULL;
+            ck_assert_int_eq(lmp_state_create(&s, &m, 16, NULL, &d), LMP_OK);
+            ck_assert_int_eq(lmp_state_kv(s), LMP_KV_F16);
+            lmp_state_close(s);
+            ck_assert_msg(m.acquire_layer(m.owner, 0, &d) == LMP_OK, "%s", d.msg);
+        }
         const lmp_mat *w[2] = {&m.layers[0].wq, &m.embed};
         for (int i = 0; i < 2; i++) {
             ck_assert_int_eq(w[i]->layout, want ? LMP_Q4_LAYOUT_X16 : LMP_Q4_LAYOUT_ROWS);
