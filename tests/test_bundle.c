@@ -628,6 +628,16 @@ START_TEST(programs_stories_bundle)
     char p1[4096], p2[4096];
     snprintf(p1, sizeof p1, "%s/tokenizer/tokenizer.json", b);
     ck_assert(files_equal(p1, t_data("stories260k/tokenizer.json")));
+    /* an int4 bundle announces the runtime's binary16 KV cache: 2 x 5
+     * layers x 4 KV heads x 8 dims x 2 bytes per token (stories260k) */
+    {
+        size_t mn;
+        snprintf(p1, sizeof p1, "%s/manifest.json", b);
+        char *mt = (char *)t_slurp(p1, &mn);
+        ck_assert_ptr_nonnull(strstr(mt, "\"kv_dtype\":\t\"f16\""));
+        ck_assert_ptr_nonnull(strstr(mt, "\"kv_cache_bytes_per_token\":\t640,"));
+        free(mt);
+    }
     check_damage_everywhere(b);
     /* an edited hash in the manifest: caught as an edit of the manifest */
     snprintf(p1, sizeof p1, "%s/manifest.json", b);
