@@ -336,15 +336,12 @@ static cJSON *build_tree(const lmp_manifest *m, pctx *p)
     if (rt) {
         add(p, rt, "context_length", num((double)f.ctx));
         add(p, rt, "layers", num((double)f.n_layers));
-        /* the runtime's default (lmp_kv_type AUTO): binary16 for a model
-         * with int4 / int8 tensors, float32 for a float one */
-        int kv16 = 0;
-        for (size_t k = 0; k < nq; k++) {
-            const char *kn = lmp_chunk_kind_name(q[k].kind);
-            kv16 |= kn && (!strcmp(kn, "q4") || !strcmp(kn, "q8"));
-        }
-        add(p, rt, "kv_dtype", cJSON_CreateString(kv16 ? "f16" : "f32"));
-        double kv = 2.0 * (double)f.n_layers * (double)f.n_kv * (double)f.head_dim * (kv16 ? 2.0 : 4.0);
+        /* fixed by the format (a reader re-prints the manifest and compares:
+         * changing what is written here would turn every existing bundle
+         * into a "damaged" one): the float32 cache, the largest the runtime
+         * uses; int4 / int8 models run with binary16 by default, half this */
+        add(p, rt, "kv_dtype", cJSON_CreateString("f32"));
+        double kv = 2.0 * (double)f.n_layers * (double)f.n_kv * (double)f.head_dim * 4.0;
         add(p, rt, "kv_cache_bytes_per_token", num(kv > 0 ? kv : 0));
         add(p, rt, "weight_bytes", num((double)tensor_bytes));
     }
