@@ -37,7 +37,7 @@ struct lmp_state {
      * V as [ctxr][head_dim]; float, or binary16 when kv_f16 */
     void *kc, *vc;
     int kv_f16;
-    int q4_model;       /* lmp_model_quantized (attention tile choice) */
+    int quantized;      /* lmp_model_quantized(m): the attention tile choice */
     float *rope_cos, *rope_sin; /* [ctx][head_dim/2] */
     float *scores;      /* [nthreads][attn_rows][ctxr] attention scratch */
     /* piece scratch, [PIECE][...] */
@@ -144,7 +144,7 @@ lmp_status lmp_state_create_kv(lmp_state **out, const lmp_model *m, int ctx, lmp
     s = calloc(1, sizeof *s);
     LMP_FAIL_IF(!s, LMP_ERR_NOMEM, "out of memory for the runtime state");
     s->kv_f16 = kv_f16_for(m, kv);
-    s->q4_model = lmp_model_quantized(m);
+    s->quantized = lmp_model_quantized(m);
     s->m = m;
     s->pool = pool;
     s->ctx = ctx;
@@ -353,7 +353,7 @@ static int attn_setup(lmp_state *s, attn_job *aj, int l, int n, int pos)
      * (63.6 -> 68 tok/s, 2 threads), no change at short context. Next to an
      * AVX2 matmul (float models) the 512-bit FMAs of a decode step cost it
      * ~5 % (frequency license; measured CPU-time rates). */
-    int wide = n > 1 || (s->q4_model && lmp_q4_avx512_active());
+    int wide = n > 1 || (s->quantized && lmp_q4_avx512_active());
     int simd = !lmp_mat_simd_active() ? 0 : lmp_cpu_avx512() && wide ? 2 : 1;
     /* the largest tiles that still give each thread ~4 tasks (a row's bits do
      * not depend on the cut) */
