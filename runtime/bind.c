@@ -44,7 +44,7 @@ static lmp_status bind_mat(lmp_mat *w, const lmp_bind_tensor *t, int rows, int c
     LMP_FAIL_IF(!lmp_q4_layout_ok(t->kind, t->layout), LMP_ERR_MODEL,
                 "%s: tensor '%s': code layout %d is not valid for its kind", what, t->name,
                 t->layout);
-    if (t->kind == LMP_MAT_Q4 || t->kind == LMP_MAT_Q8) {
+    if (lmp_mat_kind_quantized(t->kind)) {
         size_t rb = lmp_q4_row_bytes(cols, t->group, t->scheme);
         LMP_FAIL_IF(rb == 0 || (t->kind == LMP_MAT_Q8) != (t->scheme == LMP_Q4_Q8),
                     LMP_ERR_MODEL, "%s: tensor '%s': invalid quantization (kind %d, group %d, scheme %d)",

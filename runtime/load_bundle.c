@@ -623,9 +623,7 @@ lmp_status lmp_model_load_bundle(lmp_model *m, const char *dir, const lmp_model_
     /* streaming binds the layer views only when a layer is acquired */
     for (size_t c = 0; c < man->n_chunks; c++)
         for (size_t i = 0; i < man->chunks[c].n_tensors; i++)
-            if (man->chunks[c].tensors[i].kind == LMP_MAT_Q4 ||
-                man->chunks[c].tensors[i].kind == LMP_MAT_Q8)
-                m->quantized = 1;
+            m->quantized |= lmp_mat_kind_quantized(man->chunks[c].tensors[i].kind);
     m->release = release_bundle;
     m->owner = own;
     own = NULL;

@@ -149,6 +149,11 @@ static void mul_plain(const lmp_mat *const *w, float *const *y, int count, const
         lmp_pool_run(pool, mm_task, &j, tasks);
 }
 
+int lmp_mat_kind_quantized(int kind)
+{
+    return kind == LMP_MAT_Q4 || kind == LMP_MAT_Q8;
+}
+
 static int plain_kind(lmp_mat_kind k)
 {
     return k == LMP_MAT_F32 || k == LMP_MAT_F16 || k == LMP_MAT_BF16;
@@ -162,7 +167,7 @@ void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const
     for (int i = 0; i < count; i++) plain = plain && plain_kind(w[i]->kind);
     int quant = !plain && count <= MAX_MANY && atomic_load(&simd_allowed);
     for (int i = 0; i < count && quant; i++)
-        quant = w[i]->kind == LMP_MAT_Q4 || w[i]->kind == LMP_MAT_Q8;
+        quant = lmp_mat_kind_quantized(w[i]->kind);
     if (quant) { /* shared activation quantization, one pool run */
         lmp_q4_matmul_many(w, y, count, x, n, pool);
         return;
@@ -177,7 +182,7 @@ void lmp_mat_mul_many(const lmp_mat *const *w, float *const *y, int count, const
 void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *pool)
 {
     if (n <= 0 || w->rows <= 0) return;
-    if (w->kind == LMP_MAT_Q4 || w->kind == LMP_MAT_Q8) {
+    if (lmp_mat_kind_quantized(w->kind)) {
         /* quantize/q4.c quantizes the activations once and threads itself */
         if (!atomic_load(&simd_allowed))
             lmp_q4_matmul_ref(w, x, n, y);
@@ -192,16 +197,10 @@ void lmp_mat_mul(const lmp_mat *w, const float *x, int n, float *y, lmp_pool *po
 
 /* ---- two halves (see mat.h) -------------------------------------------------- */
 
-static int quant_kind(lmp_mat_kind k)
-{
-    return k == LMP_MAT_Q4 || k == LMP_MAT_Q8;
-}
-
 size_t lmp_mat_prep_bytes(const lmp_mat *w, int n)
 {
-    return quant_kind(w->kind) ? lmp_q4_act_prep_bytes(w, n) : 0;
+    return lmp_mat_kind_quantized(w->kind) ? lmp_q4_act_prep_bytes(w, n) : 0;
 }
-
 
 _Static_assert(LMP_MAT_PREP_HDR_BYTES >= LMP_Q4_ACT_HDR_BYTES, "prep header too small");
 
@@ -214,7 +213,7 @@ void lmp_mat_prep_part(const lmp_mat *w, const float *x, int n, int t0, int t1, 
     in->cols = w->cols;
     in->kind = w->kind;
     in->group = w->group;
-    if (quant_kind(w->kind)) {
+    if (lmp_mat_kind_quantized(w->kind)) {
         /* the choice lmp_mat_mul makes: reference when SIMD is forbidden */
         in->simd = atomic_load(&simd_allowed) && lmp_q4_simd_active();
         in->act = lmp_q4_act_prep_part(w, x, n, t0, t1, hdr, buf, in->simd);
@@ -231,7 +230,7 @@ void lmp_mat_prep(const lmp_mat *w, const float *x, int n, void *buf, lmp_mat_in
 int lmp_mat_prep_shared(const lmp_mat *a, const lmp_mat *b)
 {
     if (a->cols != b->cols) return 0;
-    if (quant_kind(a->kind) || quant_kind(b->kind)) return a->kind == b->kind && a->group == b->group;
+    if (lmp_mat_kind_quantized(a->kind) || lmp_mat_kind_quantized(b->kind)) return a->kind == b->kind && a->group == b->group;
     return plain_kind(a->kind) && plain_kind(b->kind);
 }
 
@@ -239,13 +238,13 @@ void lmp_mat_rows(const lmp_mat *w, const lmp_mat_in *in, int r0, int r1, float 
 {
     if (r1 > w->rows) r1 = w->rows;
     if (in->n <= 0 || r0 >= r1) return;
-    if (quant_kind(w->kind)) {
-        if (quant_kind((lmp_mat_kind)in->kind) && in->kind == (int)w->kind && in->cols == w->cols &&
+    if (lmp_mat_kind_quantized(w->kind)) {
+        if (lmp_mat_kind_quantized(in->kind) && in->kind == (int)w->kind && in->cols == w->cols &&
             in->group == w->group) {
             lmp_q4_rows(w, in->act, r0, r1, y, in->simd);
             return;
         }
-    } else if (plain_kind(w->kind) && !quant_kind((lmp_mat_kind)in->kind) && in->cols == w->cols) {
+    } else if (plain_kind(w->kind) && !lmp_mat_kind_quantized(in->kind) && in->cols == w->cols) {
         rows_kernel(w, in->x, in->n, y, r0, r1, in->simd);
         return;
     }
@@ -255,7 +254,7 @@ void lmp_mat_rows(const lmp_mat *w, const lmp_mat_in *in, int r0, int r1, float 
 void lmp_mat_mul_ref(const lmp_mat *w, const float *x, int n, float *y)
 {
     if (n <= 0 || w->rows <= 0) return;
-    if (w->kind == LMP_MAT_Q4 || w->kind == LMP_MAT_Q8) {
+    if (lmp_mat_kind_quantized(w->kind)) {
         lmp_q4_matmul_ref(w, x, n, y);
         return;
     }

@@ -23,6 +23,10 @@ typedef enum lmp_mat_kind {
     LMP_MAT_Q8
 } lmp_mat_kind;
 
+/* 1 for the integer kinds (Q4, Q8), whose matmul quantizes its input
+ * (quantize/q4.h); 0 for the float kinds. */
+int lmp_mat_kind_quantized(int kind);
+
 typedef struct lmp_mat {
     lmp_mat_kind kind;
     int rows;          /* output features (HF weight shape [rows, cols]) */

@@ -68,19 +68,16 @@ lmp_status lmp_model_check(const lmp_model *m, const char *what, lmp_diag *d)
     return LMP_OK;
 }
 
-static int quant_mat(const lmp_mat *w)
-{
-    return w->kind == LMP_MAT_Q4 || w->kind == LMP_MAT_Q8;
-}
-
 int lmp_model_quantized(const lmp_model *m)
 {
-    if (m->quantized || quant_mat(&m->embed) || quant_mat(&m->lm_head)) return 1;
+    if (m->quantized || lmp_mat_kind_quantized(m->embed.kind) ||
+        lmp_mat_kind_quantized(m->lm_head.kind))
+        return 1;
     for (int l = 0; m->layers && l < m->cfg.n_layers; l++) {
         const lmp_layer *L = &m->layers[l];
         const lmp_mat *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wgate, &L->wup, &L->wdown};
         for (size_t i = 0; i < sizeof w / sizeof *w; i++)
-            if (quant_mat(w[i])) return 1;
+            if (lmp_mat_kind_quantized(w[i]->kind)) return 1;
     }
     return 0;
 }
