@@ -500,10 +500,10 @@ static size_t act_bytes(int n, int cols, int group)
     return (size_t)n * ((size_t)nbp * 32 + 4 * (size_t)nbp + 4 * (size_t)ngp) + 64;
 }
 
-/* Lay out `a` in buf (act_bytes long) and quantize x[n][cols] into the
- * given xq layout (LMP_Q4_PLAIN / PAIRED / HEXA). Plain C, used by every
- * kernel, so all see the very same int8 activations and dx. */
-/* The handle of n tokens' activations in buf: sizes, layout, pointers. */
+/* Lay out the handle `a` of n tokens' activations in buf (act_bytes long),
+ * in the given xq layout (LMP_Q4_PLAIN / PAIRED / HEXA): sizes, pointers.
+ * act_tokens then quantizes them; plain C plus the vector helpers, used for
+ * every kernel, so all see the very same int8 activations and dx. */
 static void act_layout(lmp_q4_act *a, void *buf, int n, int cols, int group, int paired)
 {
     a->n = n;

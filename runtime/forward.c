@@ -555,6 +555,13 @@ static int chunk_rows(const lmp_mat *w, int rows, int nt, int unit, int n)
     return c < unit ? unit : c;
 }
 
+/* The group of nt claim counters (one per thread's segment, claim_seg) of
+ * phase ph of layer l; layer n_layers, phase 0 is lm_head's. */
+static atomic_int *phase_ctr(const lmp_state *s, int l, int ph)
+{
+    return s->ctr + ((size_t)l * PHASES + (size_t)ph) * (size_t)s->nthreads * CTR_PAD;
+}
+
 static int claim(atomic_int *c)
 {
     return atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
@@ -697,26 +704,25 @@ static void fused_task(void *ctx, int tid, int nt)
     lmp_mat_in in;
     for (int l = 0; l < c->n_layers; l++) {
         const lmp_layer *L = &m->layers[l];
-        atomic_int *ctr = s->ctr + (size_t)l * PHASES * (size_t)nt * CTR_PAD;
         gang_prep(s, &L->wq, s->x, L->attn_norm, n, tid, nt, xn, buf, &in);
-        phase_qkv(s, l, n, j->pos, &in, tid, nt, ctr + PH_QKV * nt * CTR_PAD);
+        phase_qkv(s, l, n, j->pos, &in, tid, nt, phase_ctr(s, l, PH_QKV));
         lmp_pool_barrier(pool);
 
         attn_job aj;
         int natt = attn_setup(s, &aj, l, n, j->pos);
-        for (int k; (k = claim(ctr + PH_ATTN * nt * CTR_PAD)) < natt;) attn_task(&aj, k, tid);
+        for (int k; (k = claim(phase_ctr(s, l, PH_ATTN))) < natt;) attn_task(&aj, k, tid);
         lmp_pool_barrier(pool);
 
         gang_prep(s, &L->wo, s->att, NULL, n, tid, nt, xn, buf, &in);
-        phase_residual(s, &L->wo, &in, n, tid, nt, ctr + PH_O * nt * CTR_PAD);
+        phase_residual(s, &L->wo, &in, n, tid, nt, phase_ctr(s, l, PH_O));
         lmp_pool_barrier(pool);
 
         gang_prep(s, &L->wgate, s->x, L->ffn_norm, n, tid, nt, xn, buf, &in);
-        phase_gate_up(s, L, &in, n, tid, nt, ctr + PH_GU * nt * CTR_PAD);
+        phase_gate_up(s, L, &in, n, tid, nt, phase_ctr(s, l, PH_GU));
         lmp_pool_barrier(pool);
 
         gang_prep(s, &L->wdown, s->g, NULL, n, tid, nt, xn, buf, &in);
-        phase_residual(s, &L->wdown, &in, n, tid, nt, ctr + PH_DOWN * nt * CTR_PAD);
+        phase_residual(s, &L->wdown, &in, n, tid, nt, phase_ctr(s, l, PH_DOWN));
         lmp_pool_barrier(pool);
     }
     if (!j->logits) return;
@@ -725,7 +731,7 @@ static void fused_task(void *ctx, int tid, int nt)
         rmsnorm(xn + (size_t)(t - t0) * hid, s->x + (size_t)t * hid, m->final_norm, hid,
                 c->rms_eps);
     lmp_mat_prep(&m->lm_head, xn, nl, buf, &in);
-    atomic_int *ctr = s->ctr + (size_t)c->n_layers * PHASES * (size_t)nt * CTR_PAD;
+    atomic_int *ctr = phase_ctr(s, c->n_layers, 0);
     int rpc = chunk_rows(&m->lm_head, V, nt, 16, nl), total = (V + rpc - 1) / rpc;
     for (int k; (k = claim_seg(ctr, tid, nt, total)) < total;) {
         int r0 = k * rpc;
