@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "runtime/mat_impl.h"
+#include "runtime/attn_cases.h"
 #include "runtime/exp_simd.h"
 
 #define PB 64  /* positions per block walked by all rows of a tile */
@@ -98,40 +99,18 @@ static inline __attribute__((always_inline)) void wsum(const float *const *w, co
             _mm512_mask_storeu_ps(out[r] + c + 16 * j, j == NV - 1 ? m : 0xffff, acc[r][j]);
 }
 
-#define CASES(F, ...)                                                                     \
-    switch (R * 4 + NV) {                                                                 \
-    case 5: F(__VA_ARGS__, 1, 1); break;                                                  \
-    case 6: F(__VA_ARGS__, 1, 2); break;                                                  \
-    case 7: F(__VA_ARGS__, 1, 3); break;                                                  \
-    case 8: F(__VA_ARGS__, 1, 4); break;                                                  \
-    case 9: F(__VA_ARGS__, 2, 1); break;                                                  \
-    case 10: F(__VA_ARGS__, 2, 2); break;                                                 \
-    case 11: F(__VA_ARGS__, 2, 3); break;                                                 \
-    case 12: F(__VA_ARGS__, 2, 4); break;                                                 \
-    case 13: F(__VA_ARGS__, 3, 1); break;                                                 \
-    case 14: F(__VA_ARGS__, 3, 2); break;                                                 \
-    case 15: F(__VA_ARGS__, 3, 3); break;                                                 \
-    default: F(__VA_ARGS__, 3, 4); break;                                                 \
-    }
-
+/* The compile-time instance of scores / wsum for the run-time cache type,
+ * R and NV (runtime/attn_cases.h). */
 static void scores_rn(const float *const *q, const void *k, int hd, int p, float scale,
                       float *const *sc, int f16, int R, int NV)
 {
-    if (f16) {
-        CASES(scores, q, k, hd, p, scale, sc, 1)
-    } else {
-        CASES(scores, q, k, hd, p, scale, sc, 0)
-    }
+    LMP_ATTN_CASES_KV(f16, scores, q, k, hd, p, scale, sc);
 }
 
 static void wsum_rn(const float *const *w, const void *v, int hd, int c, int p0, int p1,
                     float *const *out, int first, __mmask16 m, int f16, int R, int NV)
 {
-    if (f16) {
-        CASES(wsum, w, v, hd, c, p0, p1, out, first, m, 1)
-    } else {
-        CASES(wsum, w, v, hd, c, p0, p1, out, first, m, 0)
-    }
+    LMP_ATTN_CASES_KV(f16, wsum, w, v, hd, c, p0, p1, out, first, m);
 }
 
 /* Pass 2 on one row (softmax_row of attn_avx2.c, same bits). */
