@@ -307,6 +307,7 @@ static void cache_put(lmp_state *s, int l, int h, int p, const float *k, const f
 typedef struct {
     lmp_state *s;
     int layer, n, pos, tt, ntiles; /* tt tokens per tile */
+    int first; /* queries of tokens [first, n) only (their K/V are cached) */
     int simd; /* 0 scalar reference, 1 AVX2, 2 AVX-512 */
 } attn_job;
 
@@ -320,7 +321,7 @@ static void attn_task(void *ctx, int task, int tid)
     const lmp_config *c = &s->m->cfg;
     int nkv = c->n_kv_heads, hd = c->head_dim, g = c->n_heads / nkv;
     int tile = j->ntiles - 1 - task / nkv, kvh = task % nkv;
-    int t0 = tile * j->tt;
+    int t0 = j->first + tile * j->tt;
     int nt = j->n - t0 < j->tt ? j->n - t0 : j->tt;
     size_t base = ((size_t)j->layer * nkv + kvh) * (size_t)s->ctxr * hd;
     size_t row0 = (size_t)t0 * s->qdim + (size_t)kvh * g * hd;
@@ -343,24 +344,25 @@ static void attn_task(void *ctx, int task, int tid)
         }
 }
 
-/* The attention of layer l for n tokens at pos as attn_task tasks: fills
- * *aj, returns the task count (used by both execution paths). */
-static int attn_setup(lmp_state *s, attn_job *aj, int l, int n, int pos)
+/* The attention of layer l for the queries of tokens [first, n) of the n
+ * at pos as attn_task tasks: fills *aj, returns the task count (used by
+ * both execution paths). A query's bits do not depend on the tiling. */
+static int attn_setup(lmp_state *s, attn_job *aj, int l, int first, int n, int pos)
 {
-    int nkv = s->m->cfg.n_kv_heads;
+    int nkv = s->m->cfg.n_kv_heads, nq = n - first;
     /* AVX-512 tile (the same bits) for prompts, and for decode when the
      * int4 matmul runs AVX-512 too: decode after a 1024-token prompt +6 %
      * (63.6 -> 68 tok/s, 2 threads), no change at short context. Next to an
      * AVX2 matmul (float models) the 512-bit FMAs of a decode step cost it
      * ~5 % (frequency license; measured CPU-time rates). */
-    int wide = n > 1 || (s->quantized && lmp_q4_avx512_active());
+    int wide = nq > 1 || (s->quantized && lmp_q4_avx512_active());
     int simd = !lmp_mat_simd_active() ? 0 : lmp_cpu_avx512() && wide ? 2 : 1;
     /* the largest tiles that still give each thread ~4 tasks (a row's bits do
      * not depend on the cut) */
-    int tt = n * nkv / (4 * s->nthreads);
+    int tt = nq * nkv / (4 * s->nthreads);
     tt = tt < 1 ? 1 : tt > s->attn_tok ? s->attn_tok : tt;
-    *aj = (attn_job){.s = s, .layer = l, .n = n, .pos = pos, .simd = simd, .tt = tt,
-                     .ntiles = (n + tt - 1) / tt};
+    *aj = (attn_job){.s = s, .layer = l, .n = n, .pos = pos, .first = first, .simd = simd,
+                     .tt = tt, .ntiles = (nq + tt - 1) / tt};
     return aj->ntiles * nkv;
 }
 
@@ -425,7 +427,7 @@ static void layer_forward(lmp_state *s, int l, int n, int pos)
         }
     }
     attn_job aj;
-    int ntasks = attn_setup(s, &aj, l, n, pos);
+    int ntasks = attn_setup(s, &aj, l, 0, n, pos);
     run_tasks(s, attn_task, &aj, ntasks);
     lmp_mat_mul(&L->wo, s->att, n, s->tmp, s->pool);
     for (size_t i = 0; i < (size_t)n * hid; i++) s->x[i] += s->tmp[i];
@@ -625,9 +627,10 @@ static void phase_qkv(lmp_state *s, int l, int n, int pos, const lmp_mat_in *in,
     }
 }
 
-/* Phases C and E: rows of w into tmp, then x += tmp on those rows. */
-static void phase_residual(lmp_state *s, const lmp_mat *w, const lmp_mat_in *in, int n, int tid,
-                           int nt, atomic_int *ctr)
+/* Phases C and E: rows of w into tmp, then x[n][hidden] += tmp on those
+ * rows. */
+static void phase_residual(lmp_state *s, const lmp_mat *w, const lmp_mat_in *in, float *x, int n,
+                           int tid, int nt, atomic_int *ctr)
 {
     int hid = s->m->cfg.hidden, rpc = chunk_rows(w, hid, nt, 16, n), total = (hid + rpc - 1) / rpc;
     int simd = lmp_mat_simd_active();
@@ -637,9 +640,9 @@ static void phase_residual(lmp_state *s, const lmp_mat *w, const lmp_mat_in *in,
         for (int t = 0; t < n; t++) {
             size_t o = (size_t)t * hid + (size_t)r0;
             if (simd)
-                lmp_vadd_avx2(s->x + o, s->tmp + o, r1 - r0);
+                lmp_vadd_avx2(x + o, s->tmp + o, r1 - r0);
             else
-                for (int r = 0; r < r1 - r0; r++) s->x[o + r] += s->tmp[o + r];
+                for (int r = 0; r < r1 - r0; r++) x[o + r] += s->tmp[o + r];
         }
     }
 }
@@ -708,21 +711,35 @@ static void fused_task(void *ctx, int tid, int nt)
         phase_qkv(s, l, n, j->pos, &in, tid, nt, phase_ctr(s, l, PH_QKV));
         lmp_pool_barrier(pool);
 
+        /* The last layer's output only feeds the logits: past its K/V
+         * (stored above for every token), only the tokens whose logits are
+         * wanted go on (none when this piece wants none). A 16-token prompt
+         * skips 15/16 of the last layer's attention, o_proj and MLP. Each
+         * token's values do not depend on which others are computed with
+         * it, so the bits are those of the full pass. */
+        int t0 = 0;
+        if (l == c->n_layers - 1 && !j->all) {
+            if (!j->logits) return;
+            t0 = n - 1;
+        }
+        const int nn = n - t0;
+        float *x = s->x + (size_t)t0 * hid;
+
         attn_job aj;
-        int natt = attn_setup(s, &aj, l, n, j->pos);
+        int natt = attn_setup(s, &aj, l, t0, n, j->pos);
         for (int k; (k = claim(phase_ctr(s, l, PH_ATTN))) < natt;) attn_task(&aj, k, tid);
         lmp_pool_barrier(pool);
 
-        gang_prep(s, &L->wo, s->att, NULL, n, tid, nt, xn, buf, &in);
-        phase_residual(s, &L->wo, &in, n, tid, nt, phase_ctr(s, l, PH_O));
+        gang_prep(s, &L->wo, s->att + (size_t)t0 * s->qdim, NULL, nn, tid, nt, xn, buf, &in);
+        phase_residual(s, &L->wo, &in, x, nn, tid, nt, phase_ctr(s, l, PH_O));
         lmp_pool_barrier(pool);
 
-        gang_prep(s, &L->wgate, s->x, L->ffn_norm, n, tid, nt, xn, buf, &in);
-        phase_gate_up(s, L, &in, n, tid, nt, phase_ctr(s, l, PH_GU));
+        gang_prep(s, &L->wgate, x, L->ffn_norm, nn, tid, nt, xn, buf, &in);
+        phase_gate_up(s, L, &in, nn, tid, nt, phase_ctr(s, l, PH_GU));
         lmp_pool_barrier(pool);
 
-        gang_prep(s, &L->wdown, s->g, NULL, n, tid, nt, xn, buf, &in);
-        phase_residual(s, &L->wdown, &in, n, tid, nt, phase_ctr(s, l, PH_DOWN));
+        gang_prep(s, &L->wdown, s->g, NULL, nn, tid, nt, xn, buf, &in);
+        phase_residual(s, &L->wdown, &in, x, nn, tid, nt, phase_ctr(s, l, PH_DOWN));
         lmp_pool_barrier(pool);
     }
     if (!j->logits) return;

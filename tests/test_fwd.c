@@ -30,7 +30,11 @@ enum { N = 70, CTX = 80 };
 
 /* logits[N][V] of ids through lmp_forward: mode 0 one call with all logits,
  * mode 1 one call per piece of 33 / 37 tokens (last logits only, written to
- * row N-1), mode 2 token by token (last logits of each step). */
+ * rows 32 and N-1), mode 2 token by token (last logits of each step), mode 3
+ * one call of N-1 tokens (two pieces, the first without logits; last
+ * logits to row N-2), then one decode step (row N-1): the last layer of a
+ * prompt computes only the tokens whose logits are wanted, so this checks
+ * that it still caches every token's K and V. */
 static void run(const lmp_model *m, lmp_kv_type kv, int threads, int fused, int mode,
                 const int *ids, float *out)
 {
@@ -48,6 +52,13 @@ static void run(const lmp_model *m, lmp_kv_type kv, int threads, int fused, int 
         ck_assert_int_eq(lmp_forward(s, ids, 33, 0, out + (size_t)32 * V, LMP_LOGITS_LAST, &d),
                          LMP_OK);
         ck_assert_int_eq(lmp_forward(s, ids + 33, N - 33, 33, out + (size_t)(N - 1) * V,
+                                     LMP_LOGITS_LAST, &d),
+                         LMP_OK);
+    } else if (mode == 3) {
+        ck_assert_int_eq(lmp_forward(s, ids, N - 1, 0, out + (size_t)(N - 2) * V,
+                                     LMP_LOGITS_LAST, &d),
+                         LMP_OK);
+        ck_assert_int_eq(lmp_forward(s, ids + N - 1, 1, N - 1, out + (size_t)(N - 1) * V,
                                      LMP_LOGITS_LAST, &d),
                          LMP_OK);
     } else {
@@ -83,6 +94,13 @@ static void check_model(const lmp_model *m, lmp_kv_type kv, const char *what)
                 ck_assert_msg(!memcmp(ref + (size_t)r * V, got + (size_t)r * V,
                                       sizeof(float) * V),
                               "%s simd %d, %d threads: fused pieces, logits of token %d differ",
+                              what, simd, th, r);
+            run(m, kv, th, 1, 3, ids, got);
+            for (int r = N - 2; r < N; r++)
+                ck_assert_msg(!memcmp(ref + (size_t)r * V, got + (size_t)r * V,
+                                      sizeof(float) * V),
+                              "%s simd %d, %d threads: long prompt + decode, logits of token %d "
+                              "differ",
                               what, simd, th, r);
         }
         lmp_mat_set_simd(prev);
