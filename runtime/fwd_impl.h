@@ -18,6 +18,9 @@ void lmp_rmsnorm_avx2(float *out, const float *x, const float *w, int h, float e
  * e^x on x = -|g| <= 0 (a few ulp; libm expf in the reference); for
  * g < -87 the result is 0 (the exact value is below 1e-35 * |u|). */
 void lmp_silu_mul_avx2(float *g, const float *u, int n);
+/* The same bits, 16 lanes at a time (runtime/fwd_avx512.c); call only when
+ * lmp_cpu_avx512() holds. */
+void lmp_silu_mul_avx512(float *g, const float *u, int n);
 
 /* First index of the maximum of v[0..n), NaNs never win (v[0] NaN gives 0):
  * exactly lmp_argmax's result. n >= 1. */

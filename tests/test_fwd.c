@@ -9,6 +9,7 @@
  * token-by-token decode. A wrong RoPE position, a missed chunk, a skipped
  * barrier or a residual added twice changes the logits. */
 #include <check.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -355,6 +356,49 @@ START_TEST(silu_avx2_matches_reference)
 }
 END_TEST
 
+/* The AVX-512 SiLU gives lmp_silu_mul_avx2's bits for every length 0..80
+ * (the 16-lane body, then the AVX2 8-lane step and scalar tail) and every
+ * sign, special value and magnitude the AVX2 test uses; a lane picked by the
+ * wrong sign, a tail element skipped or an element done twice changes them.
+ * Without AVX-512 the check cannot run and says so. */
+START_TEST(silu_avx512_same_bits_as_avx2)
+{
+    if (!lmp_cpu_avx512()) {
+        fprintf(stderr, "silu_avx512_same_bits_as_avx2: no AVX-512 here, not checked\n");
+        return;
+    }
+    enum { NS = 4099 };
+    float *g = malloc(sizeof(float) * NS), *u = malloc(sizeof(float) * NS),
+          *a = malloc(sizeof(float) * NS), *b = malloc(sizeof(float) * NS);
+    const float special[] = {0.0f,  -0.0f, INFINITY, -INFINITY, NAN,   1e-30f, -1e-30f,
+                             88.0f, -88.0f, 87.5f,   -87.5f,    100.f, -100.f, 1e-3f, -17.0f};
+    for (int i = 0; i < NS; i++) {
+        int ns = (int)(sizeof special / sizeof *special);
+        g[i] = i < ns ? special[i] : rnd_sym(i % 3 == 0 ? 12.0f : 100.0f);
+        u[i] = i < ns ? 1.5f : rnd_sym(3.0f);
+    }
+    for (int n = 0; n <= 80; n++) {
+        for (int off = 0; off + n <= NS; off += NS / 7) {
+            memcpy(a, g + off, sizeof(float) * (size_t)n);
+            memcpy(b, g + off, sizeof(float) * (size_t)n);
+            lmp_silu_mul_avx2(a, u + off, n);
+            lmp_silu_mul_avx512(b, u + off, n);
+            ck_assert_msg(!memcmp(a, b, sizeof(float) * (size_t)n),
+                          "n %d at %d: AVX-512 SiLU differs from AVX2", n, off);
+        }
+    }
+    memcpy(a, g, sizeof(float) * NS);
+    memcpy(b, g, sizeof(float) * NS);
+    lmp_silu_mul_avx2(a, u, NS);
+    lmp_silu_mul_avx512(b, u, NS);
+    ck_assert(!memcmp(a, b, sizeof(float) * NS));
+    free(g);
+    free(u);
+    free(a);
+    free(b);
+}
+END_TEST
+
 START_TEST(vadd_avx2_exact)
 {
     if (!lmp_cpu_avx2()) return;
@@ -425,6 +469,7 @@ Suite *lmp_suite_fwd(void)
     tcase_add_test(tc, pool_gang_and_barrier);
     tcase_add_test(tc, rmsnorm_avx2_matches_reference);
     tcase_add_test(tc, silu_avx2_matches_reference);
+    tcase_add_test(tc, silu_avx512_same_bits_as_avx2);
     tcase_add_test(tc, argmax_avx2_matches_reference);
     tcase_add_test(tc, vadd_avx2_exact);
     tcase_add_test(tc, rope_avx2_exact);
