@@ -447,6 +447,24 @@ void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, flo
     dequantize_row(row, cols, group, scheme, LMP_Q4_LAYOUT_ROWS, out);
 }
 
+/* Row r of int4 w whose codes are in LMP_Q4_LAYOUT_R16, gathered into tmp
+ * (row_bytes) in the stored row layout. */
+static const uint8_t *r16_gather(const lmp_mat *w, int r, uint8_t *tmp)
+{
+    const int nblk = (w->cols + 31) / 32, ng = (w->cols + w->group - 1) / w->group, i = r & 15;
+    const int bpg = w->group / 32, asym = w->scheme == LMP_Q4_ASYM;
+    const uint8_t *blk = (const uint8_t *)w->data + (size_t)(r - i) * w->row_bytes;
+    for (int b = 0; b < nblk; b++)
+        for (int j = 0; j < 16; j++)
+            tmp[16 * (size_t)b + (size_t)j] = blk[lmp_q4_r16_code_at(b, j, i, bpg, asym)];
+    uint8_t *sc = tmp + 16 * (size_t)nblk;
+    for (int g = 0; g < ng; g++) {
+        memcpy(sc + 2 * (size_t)g, blk + lmp_q4_r16_scale_at(g, i, bpg, asym), 2);
+        if (asym) memcpy(sc + 2 * (size_t)(ng + g), blk + lmp_q4_r16_min_at(g, i, bpg), 2);
+    }
+    return tmp;
+}
+
 /* ---- whole matrices ------------------------------------------------------ */
 
 typedef struct {
@@ -589,7 +607,8 @@ static void act_tokens(const lmp_q4_act *a, const float *x, int t0, int t1, int 
 
 /* ---- scalar reference kernel ---------------------------------------------- */
 
-static float row_dot_ref(const lmp_mat *w, const uint8_t *row, const lmp_q4_act *a, int t)
+static float row_dot_ref(const lmp_mat *w, const uint8_t *row, int layout, const lmp_q4_act *a,
+                         int t)
 {
     int nblk = a->nblk, ng = a->ng, bpg = a->bpg, q8 = w->kind == LMP_MAT_Q8;
     const int8_t *xq = a->xq + (size_t)t * a->nblk_pad * 32;
@@ -605,8 +624,8 @@ static float row_dot_ref(const lmp_mat *w, const uint8_t *row, const lmp_q4_act 
         } else {
             uint8_t wb[16];
             for (int j = 0; j < 16; j++)
-                wb[j] = w->layout == LMP_Q4_LAYOUT_X16 ? row[lmp_q4_x16_at(nblk, b, j)]
-                                                       : row[16 * b + j];
+                wb[j] = layout == LMP_Q4_LAYOUT_X16 ? row[lmp_q4_x16_at(nblk, b, j)]
+                                                    : row[16 * b + j];
             for (int j = 0; j < 16; j++)
                 isum += (wb[j] & 15) * xq[lmp_q4_xq_index(a->paired, b, j)] +
                         (wb[j] >> 4) * xq[lmp_q4_xq_index(a->paired, b, 16 + j)];
@@ -626,9 +645,19 @@ static float row_dot_ref(const lmp_mat *w, const uint8_t *row, const lmp_q4_act 
 static void rows_ref(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y)
 {
     const uint8_t *base = w->data;
-    for (int r = r0; r < r1; r++)
+    const int r16 = w->layout == LMP_Q4_LAYOUT_R16;
+    uint8_t *tmp = r16 ? malloc(w->row_bytes) : NULL;
+    for (int r = r0; r < r1; r++) {
+        if (r16 && !tmp) { /* no scratch: no result rather than a wrong one */
+            for (int t = 0; t < a->n; t++) y[(size_t)t * w->rows + r] = NAN;
+            continue;
+        }
+        const uint8_t *row = r16 ? r16_gather(w, r, tmp) : base + (size_t)r * w->row_bytes;
+        const int layout = r16 ? LMP_Q4_LAYOUT_ROWS : w->layout;
         for (int t = 0; t < a->n; t++)
-            y[(size_t)t * w->rows + r] = row_dot_ref(w, base + (size_t)r * w->row_bytes, a, t);
+            y[(size_t)t * w->rows + r] = row_dot_ref(w, row, layout, a, t);
+    }
+    free(tmp);
 }
 
 /* ---- dispatch --------------------------------------------------------------- */
@@ -707,11 +736,20 @@ static void rows_dispatch(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1,
                           int simd)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    if (simd && a->paired == LMP_Q4_HEXA) { /* chosen by act_prepare */
+    /* act_prepare chose the activation order for the kernel of the first
+     * matrix of a shared input; a matrix that cannot use it (another code
+     * layout) takes the reference rather than a kernel reading it wrong */
+    if (simd && a->paired == LMP_Q4_HEXA && w->layout != LMP_Q4_LAYOUT_R16) {
         lmp_q4_rows_avx512(w, a, r0, r1, y);
         return;
     }
-    if (simd && w->layout == LMP_Q4_LAYOUT_ROWS) {
+    if (simd && w->layout == LMP_Q4_LAYOUT_R16 && a->paired == LMP_Q4_PLAIN &&
+        lmp_q4_avx512_active()) {
+        lmp_q4_rows_r16_avx512(w, a, r0, r1, y);
+        return;
+    }
+    if (simd && w->layout == LMP_Q4_LAYOUT_ROWS &&
+        a->paired == (w->kind == LMP_MAT_Q8 ? LMP_Q4_PLAIN : LMP_Q4_PAIRED)) {
         lmp_q4_rows_avx2(w, a, r0, r1, y);
         return;
     }
@@ -754,8 +792,9 @@ static void act_prepare(lmp_q4_act *a, void *buf, const lmp_mat *w0, const float
      * the scalar reference block after block. rows_dispatch picks the
      * kernel from the layout, so both always agree. */
     int layout = !simd || w0->kind != LMP_MAT_Q4 ? LMP_Q4_PLAIN
-                 : lmp_q4_avx512_active()        ? LMP_Q4_HEXA
-                                                 : LMP_Q4_PAIRED;
+                 : !lmp_q4_avx512_active()       ? LMP_Q4_PAIRED
+                 : w0->layout == LMP_Q4_LAYOUT_R16 ? LMP_Q4_PLAIN
+                                                   : LMP_Q4_HEXA;
     act_layout(a, buf, n, w0->cols, w0->group, layout);
     act_tokens(a, x, t0, t1, simd);
 }
@@ -769,6 +808,7 @@ static int mat_ok(const lmp_mat *w)
     if (w->kind == LMP_MAT_Q4 && scheme != LMP_Q4_SYM && scheme != LMP_Q4_ASYM) return 0;
     if (w->kind != LMP_MAT_Q4 && w->kind != LMP_MAT_Q8) return 0;
     if (!lmp_q4_layout_ok(w->kind, w->layout)) return 0;
+    if (w->layout == LMP_Q4_LAYOUT_R16 && w->rows % 16) return 0;
     size_t rb = lmp_q4_row_bytes(w->cols, w->group, scheme);
     return rb != 0 && rb == w->row_bytes && w->data != NULL;
 }
@@ -906,6 +946,17 @@ void lmp_q4_get_row(const lmp_mat *w, int r, float *out)
 {
     if (!mat_ok(w) || r < 0 || r >= w->rows) {
         for (int c = 0; c < w->cols; c++) out[c] = NAN;
+        return;
+    }
+    if (w->layout == LMP_Q4_LAYOUT_R16) {
+        uint8_t *tmp = malloc(w->row_bytes);
+        if (!tmp) {
+            for (int c = 0; c < w->cols; c++) out[c] = NAN;
+            return;
+        }
+        dequantize_row(r16_gather(w, r, tmp), w->cols, w->group, w->scheme, LMP_Q4_LAYOUT_ROWS,
+                       out);
+        free(tmp);
         return;
     }
     dequantize_row((const uint8_t *)w->data + (size_t)r * w->row_bytes, w->cols, w->group,

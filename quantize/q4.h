@@ -113,6 +113,27 @@
  * offset, so the results are the same bits as with the stored order. */
 #define LMP_Q4_LAYOUT_ROWS 0
 #define LMP_Q4_LAYOUT_X16 1
+/* LMP_Q4_LAYOUT_R16 (2; int4 SYM / ASYM, rows a multiple of 16): each group
+ * of 16 consecutive rows (16 * row_bytes bytes at 16R * row_bytes, the same
+ * place and size as in the stored order) interleaved group by group, so
+ * that a 16-row block is one sequential stream: for each group g, the 16
+ * rows' scales (32 bytes), for ASYM their mins (32 bytes), then the group's
+ * code blocks, 256 bytes each, in which one 64-byte piece holds 4 code
+ * bytes of all 16 rows. With S = 32 (SYM) or 64 (ASYM), bpg = group / 32,
+ * G(g) = g * (S + 256 * bpg), i = row - 16R (the lane):
+ *     scale d of group g:               G(g) + 2i
+ *     min m of group g (ASYM):          G(g) + 32 + 2i
+ *     code byte j (0..15) of block b:   G(b / bpg) + S + 256 (b % bpg)
+ *                                       + 64 (j / 4) + 4i + j % 4
+ * (lmp_q4_r16_*_at; only the last group may hold fewer blocks). int32
+ * lane i of a vpdpbusd on such a piece is row i's partial dot product, so
+ * the AVX-512 R16 kernel (q4_r16_avx512.c) needs no horizontal sums. It
+ * sums in another order than the X16 kernel, so its results are not the
+ * X16 kernel's bits (the same reference within float rounding, as AVX2
+ * and AVX-512 already differ); prefill and decode, thread counts and
+ * loaders still agree bit for bit among themselves. Loaders choose R16
+ * over X16 for matrices whose rows allow it (lmp_q4_r16_wanted). */
+#define LMP_Q4_LAYOUT_R16 2
 
 /* Scheme ids: stable numbers, stored in files (lmp_mat.scheme). */
 typedef enum lmp_q4_scheme {
@@ -256,7 +277,8 @@ int lmp_q4_avx512_active(void);
 int lmp_q4_allow_avx512(int on);
 
 /* 1 if a matrix of storage `kind` (lmp_mat_kind) may have its codes in
- * `layout`: LMP_Q4_LAYOUT_ROWS always, LMP_Q4_LAYOUT_X16 for kind Q4 only. */
+ * `layout`: LMP_Q4_LAYOUT_ROWS always, LMP_Q4_LAYOUT_X16 and _R16 for kind
+ * Q4 only (R16 also needs rows % 16 == 0, checked where rows are known). */
 int lmp_q4_layout_ok(int kind, int layout);
 /* 1 if a loader should re-order a matrix of this storage (lmp_mat_kind,
  * scheme id) into LMP_Q4_LAYOUT_X16: kind Q4 with SYM / ASYM, the AVX-512
@@ -272,5 +294,16 @@ int lmp_q4_allow_x16(int on);
  * must be valid (lmp_q4_params_ok, scheme not Q8). Deterministic, any
  * machine. */
 void lmp_q4_pack_x16(const void *src, void *dst, int rows, int cols, int group, int scheme);
+/* 1 if a loader should put a matrix of this storage and row count into
+ * LMP_Q4_LAYOUT_R16 (instead of X16): lmp_q4_x16_wanted, rows a multiple
+ * of 16, and not forbidden by lmp_q4_allow_r16(0) (same kind of hook as
+ * lmp_q4_allow_x16) or the environment variable LMP_R16=0. */
+int lmp_q4_r16_wanted(int kind, int scheme, int rows);
+int lmp_q4_allow_r16(int on);
+/* The stored rows (LMP_Q4_LAYOUT_ROWS) at src into LMP_Q4_LAYOUT_R16 at
+ * dst (dst == src: in place; else no overlap). rows must be a multiple of
+ * 16 and the parameters valid (int4 SYM / ASYM). Returns 1, or 0 when it
+ * could not get its 16-row scratch (nothing written). Deterministic. */
+int lmp_q4_pack_r16(const void *src, void *dst, int rows, int cols, int group, int scheme);
 
 #endif

@@ -140,6 +140,42 @@ ALWAYS_INLINE void hexa_nibbles(const __m512i o[4], __m512i lo[4], __m512i hi[4]
     }
 }
 
+/* LMP_Q4_LAYOUT_R16 (q4.h) is the same 4-byte transpose with rows in
+ * place of blocks: quad k = rows 4k..4k+3 (16 code bytes of block b
+ * each), and o[q] is the 64-byte piece of code bytes 4q..4q+3 of all 16
+ * rows. The 16 rows' scales and mins of a group are gathered. */
+void lmp_q4_pack_r16_block_avx512(const uint8_t *tmp, size_t rb, int nblk, int ng, int bpg,
+                                  int asym, uint8_t *o)
+{
+    const __m512i rows = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)rb));
+    const uint8_t *sc = tmp + 16 * (size_t)nblk, *mn = sc + 2 * (size_t)ng;
+    for (int g = 0; g < ng; g++) {
+        _mm256_storeu_si256((__m256i *)o, _mm512_cvtepi32_epi16(
+                                              _mm512_i32gather_epi32(rows, sc + 2 * (size_t)g, 1)));
+        o += 32;
+        if (asym) {
+            _mm256_storeu_si256((__m256i *)o, _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(
+                                                  rows, mn + 2 * (size_t)g, 1)));
+            o += 32;
+        }
+        const int b1 = (g + 1) * bpg < nblk ? (g + 1) * bpg : nblk;
+        for (int b = g * bpg; b < b1; b++, o += 256) {
+            const uint8_t *p = tmp + 16 * (size_t)b;
+            __m512i v[4], out[4];
+            for (int k = 0; k < 4; k++) {
+                __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p + (4 * k) * rb)));
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p + (4 * k + 1) * rb)), 1);
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p + (4 * k + 2) * rb)), 2);
+                v[k] = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p + (4 * k + 3) * rb)), 3);
+            }
+            quads_transpose(v, out);
+            for (int q = 0; q < 4; q++) _mm512_storeu_si512((void *)(o + 64 * q), out[q]);
+        }
+    }
+}
+
 int lmp_q4_pack_hexas_avx512(const uint8_t *in, uint8_t *out, int n)
 {
     for (int h = 0; h < n; h++) {

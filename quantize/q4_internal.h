@@ -58,12 +58,42 @@ static inline size_t lmp_q4_x16_at(int nblk, int b, int j)
            (size_t)(j & 3);
 }
 
+/* Byte offsets within a 16-row block in LMP_Q4_LAYOUT_R16 (q4.h; bpg =
+ * group / 32, asym 1 for ASYM): the start of group g's part, row i's
+ * scale and min of group g, and row i's code byte j (0..15) of block b. */
+static inline size_t lmp_q4_r16_group_at(int g, int bpg, int asym)
+{
+    return (size_t)g * (32 * (size_t)(1 + asym) + 256 * (size_t)bpg);
+}
+static inline size_t lmp_q4_r16_scale_at(int g, int i, int bpg, int asym)
+{
+    return lmp_q4_r16_group_at(g, bpg, asym) + 2 * (size_t)i;
+}
+static inline size_t lmp_q4_r16_min_at(int g, int i, int bpg)
+{
+    return lmp_q4_r16_group_at(g, bpg, 1) + 32 + 2 * (size_t)i;
+}
+static inline size_t lmp_q4_r16_code_at(int b, int j, int i, int bpg, int asym)
+{
+    return lmp_q4_r16_group_at(b / bpg, bpg, asym) + 32 * (size_t)(1 + asym) +
+           256 * (size_t)(b % bpg) + 64 * (size_t)(j >> 2) + 4 * (size_t)i + (size_t)(j & 3);
+}
+
 /* Rows [r0, r1) for all n tokens: y[t*rows + r]. AVX2 + FMA + F16C only. */
 void lmp_q4_rows_avx2(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
 /* Same contract, AVX-512 F/BW/VL/VNNI (quantize/q4_avx512.c): kind Q4 with
  * the LMP_Q4_HEXA activations only, weights in either code layout
  * (LMP_Q4_LAYOUT_ROWS or X16). Call only when lmp_cpu_avx512(). */
 void lmp_q4_rows_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
+/* Same contract for weights in LMP_Q4_LAYOUT_R16 with LMP_Q4_PLAIN
+ * activations (quantize/q4_r16_avx512.c); any r0 < r1 <= rows. AVX-512
+ * F/BW/VL/VNNI only. */
+void lmp_q4_rows_r16_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
+/* One 16-row block of stored rows (tmp: 16 rows of rb bytes, plus at least
+ * 2 readable bytes after them) written to o in LMP_Q4_LAYOUT_R16: the bytes
+ * q4_pack.c's plain C writes. AVX-512 only. */
+void lmp_q4_pack_r16_block_avx512(const uint8_t *tmp, size_t rb, int nblk, int ng, int bpg,
+                                  int asym, uint8_t *o);
 /* The full hexas 0..n-1 at in (256 bytes each) re-ordered into out
  * (LMP_Q4_LAYOUT_X16; in == out allowed), the same bytes as q4_pack.c's
  * plain C; returns n. AVX-512 only. */

@@ -1,6 +1,7 @@
-/* LMP_Q4_LAYOUT_X16: the in-memory code order of the AVX-512 kernel (the
- * layout is defined in q4.h; why it exists: q4_avx512.c). Loaders call
- * lmp_q4_pack_x16 on weights they own once, when lmp_q4_x16_wanted(). */
+/* LMP_Q4_LAYOUT_X16 and _R16: the in-memory code orders of the AVX-512
+ * kernels (the layouts are defined in q4.h; why they exist: q4_avx512.c,
+ * q4_r16_avx512.c). Loaders call lmp_q4_pack_r16 / lmp_q4_pack_x16 on
+ * weights they own once, when lmp_q4_r16_wanted() / lmp_q4_x16_wanted(). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,9 +26,69 @@ int lmp_q4_allow_x16(int on)
     return prev;
 }
 
+static _Atomic int g_allow_r16 = -1; /* -1: not decided yet (read LMP_R16) */
+
+static int allowed_r16(void)
+{
+    if (g_allow_r16 < 0) {
+        const char *e = getenv("LMP_R16");
+        g_allow_r16 = !(e && !strcmp(e, "0"));
+    }
+    return g_allow_r16;
+}
+
+int lmp_q4_allow_r16(int on)
+{
+    int prev = allowed_r16();
+    g_allow_r16 = on ? 1 : 0;
+    return prev;
+}
+
 int lmp_q4_layout_ok(int kind, int layout)
 {
-    return layout == LMP_Q4_LAYOUT_ROWS || (layout == LMP_Q4_LAYOUT_X16 && kind == LMP_MAT_Q4);
+    return layout == LMP_Q4_LAYOUT_ROWS ||
+           ((layout == LMP_Q4_LAYOUT_X16 || layout == LMP_Q4_LAYOUT_R16) && kind == LMP_MAT_Q4);
+}
+
+int lmp_q4_r16_wanted(int kind, int scheme, int rows)
+{
+    return rows > 0 && rows % 16 == 0 && allowed_r16() && lmp_q4_x16_wanted(kind, scheme);
+}
+
+int lmp_q4_pack_r16(const void *src, void *dst, int rows, int cols, int group, int scheme)
+{
+    const size_t rb = lmp_q4_row_bytes(cols, group, scheme);
+    const int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
+    const int asym = scheme == LMP_Q4_ASYM, bpg = group / 32;
+    if (rows % 16 || rb == 0) return 0;
+    /* one block of 16 stored rows (src may be dst), + slack for the
+     * AVX-512 packer's 4-byte gathers of the last 2-byte min */
+    uint8_t *tmp = malloc(16 * rb + 16);
+    if (!tmp) return 0;
+    for (int R = 0; R < rows / 16; R++) {
+        memcpy(tmp, (const uint8_t *)src + (size_t)R * 16 * rb, 16 * rb);
+        uint8_t *o = (uint8_t *)dst + (size_t)R * 16 * rb;
+#if defined(__x86_64__) || defined(__i386__)
+        if (lmp_q4_avx512_active()) { /* ~10x the loop below; the same bytes */
+            lmp_q4_pack_r16_block_avx512(tmp, rb, nblk, ng, bpg, asym, o);
+            continue;
+        }
+#endif
+        for (int i = 0; i < 16; i++) {
+            const uint8_t *row = tmp + (size_t)i * rb, *sc = row + 16 * (size_t)nblk;
+            for (int b = 0; b < nblk; b++)
+                for (int q = 0; q < 4; q++)
+                    memcpy(o + lmp_q4_r16_code_at(b, 4 * q, i, bpg, asym),
+                           row + 16 * (size_t)b + 4 * q, 4);
+            for (int g = 0; g < ng; g++) {
+                memcpy(o + lmp_q4_r16_scale_at(g, i, bpg, asym), sc + 2 * (size_t)g, 2);
+                if (asym)
+                    memcpy(o + lmp_q4_r16_min_at(g, i, bpg), sc + 2 * (size_t)(ng + g), 2);
+            }
+        }
+    }
+    free(tmp);
+    return 1;
 }
 
 int lmp_q4_x16_wanted(int kind, int scheme)

@@ -41,9 +41,10 @@ static lmp_status bind_mat(lmp_mat *w, const lmp_bind_tensor *t, int rows, int c
                 "%s: tensor '%s': shape [%lld, %lld] (ndim %d), config expects [%d, %d]", what,
                 t->name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0),
                 t->ndim, rows, cols);
-    LMP_FAIL_IF(!lmp_q4_layout_ok(t->kind, t->layout), LMP_ERR_MODEL,
-                "%s: tensor '%s': code layout %d is not valid for its kind", what, t->name,
-                t->layout);
+    LMP_FAIL_IF(!lmp_q4_layout_ok(t->kind, t->layout) ||
+                    (t->layout == LMP_Q4_LAYOUT_R16 && rows % 16),
+                LMP_ERR_MODEL, "%s: tensor '%s': code layout %d is not valid for its kind", what,
+                t->name, t->layout);
     if (lmp_mat_kind_quantized(t->kind)) {
         size_t rb = lmp_q4_row_bytes(cols, t->group, t->scheme);
         LMP_FAIL_IF(rb == 0 || (t->kind == LMP_MAT_Q8) != (t->scheme == LMP_Q4_Q8),
@@ -140,6 +141,12 @@ int lmp_bind_pack(lmp_bind_tensor *t, void *dst)
     const int rows = (int)t->shape[0], cols = (int)t->shape[1];
     const size_t rb = lmp_q4_row_bytes(cols, t->group, t->scheme);
     if (rb == 0 || t->size != (uint64_t)rb * (uint64_t)rows) return 0; /* bind reports it */
+    if (lmp_q4_r16_wanted(t->kind, t->scheme, rows) &&
+        lmp_q4_pack_r16(t->data, dst, rows, cols, t->group, t->scheme)) {
+        t->data = dst;
+        t->layout = LMP_Q4_LAYOUT_R16;
+        return 1;
+    }
     lmp_q4_pack_x16(t->data, dst, rows, cols, t->group, t->scheme);
     t->data = dst;
     t->layout = LMP_Q4_LAYOUT_X16;

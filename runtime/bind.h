@@ -45,12 +45,13 @@ lmp_status lmp_model_bind(lmp_model *m, const lmp_bind_tensor *t, const char *wh
 
 /* For a loader that owns writable memory for t's bytes: when the AVX-512
  * kernel will read t (lmp_q4_x16_wanted: a 2-D int4 tensor stored as in
- * files), write its codes re-ordered into LMP_Q4_LAYOUT_X16 to dst
- * (t->size bytes; dst == t->data re-orders in place, otherwise no overlap),
- * point t at dst with layout X16 and return 1. Otherwise change nothing and
- * return 0 (the caller uses or copies the bytes as they are). The forward
- * pass gives the same bits either way; only the AVX-512 kernel's loads
- * get cheaper. */
+ * files), write its bytes re-ordered to dst (t->size bytes; dst == t->data
+ * re-orders in place, otherwise no overlap): into LMP_Q4_LAYOUT_R16 when
+ * lmp_q4_r16_wanted (rows a multiple of 16), else LMP_Q4_LAYOUT_X16; point
+ * t at dst with that layout and return 1. Otherwise change nothing and
+ * return 0 (the caller uses or copies the bytes as they are). X16 gives
+ * the bits of the stored order; R16 its own kernel's (q4.h), the same for
+ * every loader. */
 int lmp_bind_pack(lmp_bind_tensor *t, void *dst);
 
 /* The decoder layer a tensor name belongs to: N for "model.layers.N.<rest>"

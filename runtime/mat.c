@@ -230,7 +230,8 @@ void lmp_mat_prep(const lmp_mat *w, const float *x, int n, void *buf, lmp_mat_in
 int lmp_mat_prep_shared(const lmp_mat *a, const lmp_mat *b)
 {
     if (a->cols != b->cols) return 0;
-    if (lmp_mat_kind_quantized(a->kind) || lmp_mat_kind_quantized(b->kind)) return a->kind == b->kind && a->group == b->group;
+    if (lmp_mat_kind_quantized(a->kind) || lmp_mat_kind_quantized(b->kind))
+        return a->kind == b->kind && a->group == b->group && a->layout == b->layout;
     return plain_kind(a->kind) && plain_kind(b->kind);
 }
 

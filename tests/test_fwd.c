@@ -134,6 +134,46 @@ START_TEST(fused_forward_q4_same_bits)
 }
 END_TEST
 
+/* The int4 model as the loaders hold it on an AVX-512 machine: every
+ * matrix whose rows allow it in LMP_Q4_LAYOUT_R16 (the R16 kernel, with its
+ * own float order), the others as stored. The fused pass must still give
+ * the pool-run pass's bits for every thread count, SIMD on and off, prefill
+ * and decode (on a CPU without AVX-512 both read R16 through the reference,
+ * and the check still covers the layout's readers). */
+static void pack_r16(lmp_mat *w)
+{
+    if (w->rows % 16 || w->layout != LMP_Q4_LAYOUT_ROWS) return;
+    ck_assert_int_eq(lmp_q4_pack_r16(w->data, (void *)w->data, w->rows, w->cols, w->group,
+                                     w->scheme),
+                     1);
+    w->layout = LMP_Q4_LAYOUT_R16;
+}
+
+START_TEST(fused_forward_q4_r16_same_bits)
+{
+    lmp_diag d;
+    lmp_model fp, qm;
+    ck_assert_msg(lmp_model_open(&fp, t_data("stories260k"), NULL, &d) == LMP_OK, "%s", d.msg);
+    t_q4_default_model(&fp, &qm);
+    int packed = 0;
+    for (int l = 0; l < qm.cfg.n_layers; l++) {
+        lmp_layer *L = &qm.layers[l];
+        lmp_mat *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wgate, &L->wup, &L->wdown};
+        for (int i = 0; i < 7; i++) {
+            pack_r16(ws[i]);
+            packed += ws[i]->layout == LMP_Q4_LAYOUT_R16;
+        }
+    }
+    pack_r16(&qm.embed);
+    if (qm.cfg.tied) qm.lm_head = qm.embed;
+    ck_assert_int_eq(qm.embed.layout, LMP_Q4_LAYOUT_R16);
+    ck_assert_int_ge(packed, 4 * qm.cfg.n_layers); /* q, k, v, o at least (172-row MLP not) */
+    check_model(&qm, LMP_KV_F16, "q4 r16");
+    lmp_model_close(&qm);
+    lmp_model_close(&fp);
+}
+END_TEST
+
 /* The KV cache type: AUTO is float32 for the float model and binary16 for
  * its int4 copy; names round-trip; an unknown type is refused. A binary16
  * cache changes the logits (else the option did nothing) only by the
@@ -476,6 +516,7 @@ Suite *lmp_suite_fwd(void)
     tcase_add_test(tc, mat_rows_equal_mat_mul);
     tcase_add_test(tc, fused_forward_f32_same_bits);
     tcase_add_test(tc, fused_forward_q4_same_bits);
+    tcase_add_test(tc, fused_forward_q4_r16_same_bits);
     tcase_add_test(tc, kv_cache_types);
     suite_add_tcase(s, tc);
     return s;

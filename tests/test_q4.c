@@ -810,6 +810,123 @@ START_TEST(x16_layout_same_bits)
 }
 END_TEST
 
+/* LMP_Q4_LAYOUT_R16 (q4.h): the packed bytes are where the layout formula
+ * says (a hand-written check, not the packer's loop), the AVX-512 packer
+ * equals the plain C one, in place equals out of place, the row lookup and the scalar reference read R16 as the stored
+ * order (same bits), and the AVX-512 R16 kernel (when present) stays
+ * within the reassociation bound of the reference, gives the same bits for
+ * a 19-token prefill as token by token, and for any row range (unaligned
+ * ones included) the bits of the whole-matrix call. A matrix whose rows are
+ * not a multiple of 16, or a Q8 view, claiming R16 is never read (NaN).
+ * Shapes: 960, 2560, 544, 172 and 32 columns, 48 rows. */
+START_TEST(r16_layout)
+{
+    static const int cols_l[] = {960, 2560, 544, 172, 32};
+    const int avx512 = lmp_q4_avx512_active();
+    if (!avx512)
+        fprintf(stderr, "test_q4: no AVX-512 here: R16 is read by the reference only (the R16 "
+                        "kernel is not checked)\n");
+    for (int ci = 0; ci < 5; ci++)
+        for (int si = 0; si < 2; si++) {
+            const int cols = cols_l[ci], rows = 48, n = 19, grp = k_groups[(ci + si) % 3];
+            const int sch = si ? LMP_Q4_ASYM : LMP_Q4_SYM, nblk = (cols + 31) / 32;
+            const int ng = (cols + grp - 1) / grp;
+            kcase k;
+            kcase_make(&k, rows, cols, grp, sch, n);
+            const size_t rb = k.m.row_bytes, total = rb * rows;
+            uint8_t *pr = malloc(total), *pin = malloc(total);
+            ck_assert_int_eq(lmp_q4_pack_r16(k.q, pr, rows, cols, grp, sch), 1);
+            for (int r = 0; r < rows; r++) {
+                const uint8_t *src = k.q + r * rb, *blk = pr + (size_t)(r / 16) * 16 * rb;
+                const int i = r % 16;
+                const int bpg = grp / 32, S = si ? 64 : 32, G = S + 256 * bpg;
+                for (int b = 0; b < nblk; b++)
+                    for (int j = 0; j < 16; j++)
+                        ck_assert_int_eq(blk[G * (b / bpg) + S + 256 * (b % bpg) + 64 * (j / 4) +
+                                             4 * i + j % 4],
+                                         src[16 * b + j]);
+                for (int g = 0; g < ng; g++)
+                    for (int h = 0; h < 2; h++) {
+                        ck_assert_int_eq(blk[G * g + 2 * i + h], src[16 * nblk + 2 * g + h]);
+                        if (si) /* the min */
+                            ck_assert_int_eq(blk[G * g + 32 + 2 * i + h],
+                                             src[16 * nblk + 2 * (ng + g) + h]);
+                    }
+            }
+            int prev = lmp_q4_allow_avx512(0); /* plain C packer, in place */
+            memcpy(pin, k.q, total);
+            ck_assert_int_eq(lmp_q4_pack_r16(pin, pin, rows, cols, grp, sch), 1);
+            lmp_q4_allow_avx512(prev);
+            ck_assert_mem_eq(pin, pr, total);
+            ck_assert_int_eq(lmp_q4_pack_r16(k.q, pin, 40, cols, grp, sch), 0); /* 40 % 16 */
+
+            lmp_mat mr = k.m;
+            mr.data = pr;
+            mr.layout = LMP_Q4_LAYOUT_R16;
+            float *ra = malloc(sizeof(float) * cols), *rb2 = malloc(sizeof(float) * cols);
+            for (int r = 0; r < rows; r++) {
+                lmp_q4_get_row(&k.m, r, ra);
+                lmp_q4_get_row(&mr, r, rb2);
+                ck_assert_mem_eq(ra, rb2, sizeof(float) * cols);
+            }
+            float *y0 = malloc(sizeof(float) * rows * n), *y1 = malloc(sizeof(float) * rows * n),
+                  *y2 = malloc(sizeof(float) * rows * n);
+            lmp_q4_matmul_ref(&k.m, k.x, n, y0);
+            lmp_q4_matmul_ref(&mr, k.x, n, y1);
+            ck_assert_mem_eq(y0, y1, sizeof(float) * rows * n);
+            if (avx512) {
+                lmp_q4_matmul(&mr, k.x, n, y1, NULL); /* prefill */
+                for (int t = 0; t < n; t++) {            /* decode */
+                    float yt[48];
+                    lmp_q4_matmul(&mr, k.x + (size_t)t * cols, 1, yt, NULL);
+                    ck_assert_mem_eq(yt, y1 + (size_t)t * rows, sizeof yt);
+                }
+                for (int i = 0; i < rows * n; i++) {
+                    const int r = i % rows, t = i / rows;
+                    double mag = 0;
+                    lmp_q4_get_row(&k.m, r, ra);
+                    for (int c = 0; c < cols; c++) mag += fabs(ra[c] * k.x[(size_t)t * cols + c]);
+                    ck_assert_msg(fabs(y1[i] - y0[i]) <= 1.2e-7 * (nblk + ng + 8) * (mag + 1) + 1e-30,
+                                  "%d cols %s g%d: r16 %.9g ref %.9g", cols,
+                                  lmp_q4_scheme_name(sch), grp, y1[i], y0[i]);
+                }
+                void *buf = malloc(lmp_q4_act_prep_bytes(&mr, n));
+                const lmp_q4_act *a = lmp_q4_act_prep(&mr, k.x, n, buf, 1);
+                static const int cuts[][2] = {{0, 48}, {5, 37}, {16, 32}, {31, 33}, {47, 48}};
+                for (int c = 0; c < 5; c++) {
+                    for (int i = 0; i < rows * n; i++) y2[i] = -1.0f;
+                    lmp_q4_rows(&mr, a, cuts[c][0], cuts[c][1], y2, 1);
+                    for (int t = 0; t < n; t++)
+                        for (int r = 0; r < rows; r++) {
+                            const int in = r >= cuts[c][0] && r < cuts[c][1];
+                            const float want = in ? y1[(size_t)t * rows + r] : -1.0f;
+                            ck_assert_msg(!memcmp(&y2[(size_t)t * rows + r], &want, sizeof want),
+                                          "rows [%d, %d): row %d token %d", cuts[c][0],
+                                          cuts[c][1], r, t);
+                        }
+                }
+                free(buf);
+            }
+            lmp_mat bad = mr;
+            bad.rows = 40; /* not a multiple of 16 */
+            lmp_q4_get_row(&bad, 0, ra);
+            ck_assert(isnan(ra[0]));
+            bad = mr;
+            bad.kind = LMP_MAT_Q8;
+            lmp_q4_get_row(&bad, 0, ra);
+            ck_assert(isnan(ra[0]));
+            free(ra);
+            free(rb2);
+            free(y0);
+            free(y1);
+            free(y2);
+            free(pr);
+            free(pin);
+            kcase_free(&k);
+        }
+}
+END_TEST
+
 /* The activations every kernel sees are the same numbers: the AVX-512
  * quantizer writing the LMP_Q4_HEXA order (lmp_q4_act_hexa_avx512) and the
  * AVX2 / plain C loop give bit-identical int8 codes, block scales dx and
@@ -971,6 +1088,7 @@ Suite *lmp_suite_q4(void)
     tcase_add_test(tk, get_row_is_dequantize);
     tcase_add_test(tk, matmul_many_equals_single);
     tcase_add_test(tk, x16_layout_same_bits);
+    tcase_add_test(tk, r16_layout);
     tcase_add_test(tk, activations_same_on_every_path);
     tcase_add_test(tk, int4_model_end_to_end);
     suite_add_tcase(s, tk);

@@ -4,8 +4,10 @@
  *   2. the same with 64-byte L1 memory operands (the kernel's form);
  *   3. hexa_tokens alone (the kernel's 16-token inner step, weights fixed
  *      in registers, activations in L1), in a loop;
- *   4. row_tile for 16 tokens over 256 rows of a 960-column ASYM g64 X16
- *      matrix (138 KB, L2): the kernel as prefill runs it.
+ *   4. the X16 kernel for 16 tokens over 256 rows of a 960-column ASYM g64
+ *      matrix (138 KB, L2), as prefill runs it;
+ *   5. the R16 kernel (q4_r16_avx512.c, the loaders' default) on the same
+ *      matrix in LMP_Q4_LAYOUT_R16.
  * 3 and 4 include quantize/q4_avx512.c itself (peak.sh renames its
  * exported functions, so they do not clash with the library's), so they
  * time the code the runtime runs. Rates are per ns of thread CPU time; "units" are 64
@@ -104,8 +106,19 @@ int main(void)
     m.layout = LMP_Q4_LAYOUT_X16;
     void *ab = malloc(lmp_q4_act_prep_bytes(&m, T));
     const lmp_q4_act *a = lmp_q4_act_prep(&m, x, T, ab, 1);
+    uint8_t *q16 = aligned_alloc(64, (rb * ROWS + 63) / 64 * 64);
+    lmp_mat m16;
+    if (lmp_q4_quantize(w, ROWS, COLS, 64, LMP_Q4_ASYM, LMP_Q4_SEARCH, q16, NULL, "w", &d) != LMP_OK ||
+        lmp_q4_mat_init(&m16, ROWS, COLS, 64, LMP_Q4_ASYM, q16, &d) != LMP_OK ||
+        !lmp_q4_pack_r16(q16, q16, ROWS, COLS, 64, LMP_Q4_ASYM)) {
+        fprintf(stderr, "peak: R16 matrix: %s\n", d.msg);
+        return 1;
+    }
+    m16.layout = LMP_Q4_LAYOUT_R16;
+    void *ab16 = malloc(lmp_q4_act_prep_bytes(&m16, T));
+    const lmp_q4_act *a16 = lmp_q4_act_prep(&m16, x, T, ab16, 1);
 
-    double best[4] = {0, 0, 0, 0};
+    double best[5] = {0, 0, 0, 0, 0};
     for (int round = 0; round < 5; round++) {
         double r0 = peak_reg(20000000), r1 = peak_mem(buf, 20000000);
         double t0 = tns();
@@ -114,16 +127,20 @@ int main(void)
         t0 = tns();
         for (int k = 0; k < 200; k++) lmp_q4_rows_avx512(&m, a, 0, ROWS, y);
         double r3 = 200.0 * ROWS * T * (COLS / 64) / (tns() - t0);
-        double v[4] = {r0, r1, r2, r3};
-        for (int i = 0; i < 4; i++)
+        t0 = tns();
+        for (int k = 0; k < 200; k++) lmp_q4_rows_r16_avx512(&m16, a16, 0, ROWS, y);
+        double r4 = 200.0 * ROWS * T * (COLS / 64) / (tns() - t0);
+        double v[5] = {r0, r1, r2, r3, r4};
+        for (int i = 0; i < 5; i++)
             if (v[i] > best[i]) best[i] = v[i];
     }
     printf("| measurement | per ns | of the register peak |\n|---|---|---|\n");
-    const char *names[4] = {"vpdpbusd zmm, 16 chains, register operands",
+    const char *names[5] = {"vpdpbusd zmm, 16 chains, register operands",
                             "vpdpbusd zmm, 16 chains, L1 memory operands",
                             "hexa_tokens alone, 16 tokens (units = vpdpbusd)",
-                            "prefill kernel, 16 tokens x [256 x 960] (real units)"};
-    for (int i = 0; i < 4; i++)
+                            "X16 prefill kernel, 16 tokens x [256 x 960] (real units)",
+                            "R16 prefill kernel, 16 tokens x [256 x 960] (real units)"};
+    for (int i = 0; i < 5; i++)
         printf("| %s | %.2f | %.0f %% |\n", names[i], best[i], 100.0 * best[i] / best[0]);
     sink = out[0] + y[0]; /* keep the results alive */
     printf("(best of 5 rounds)\n");
