@@ -65,7 +65,7 @@ bwv() { printf '%s\n' "$1" | sed -n "$2p" | awk -F'|' '{gsub(/ /, "", $3); print
 for t in 1 2; do
     out=$("$bb/bench_perf" "$model" --threads "$t" --reps "$reps" --decode 128 --prompt 16 --prompt 32 --prompt 128 --prompt 512)
     load=$(printf '%s\n' "$out" | sed -n 1p)
-    echo "| int4 load (.lmpk), $t thread(s) | $(num load_ms "$load") | ms | page cache warm; with the AVX-512 kernel the int4 codes are copied, re-ordered (LMP_Q4_LAYOUT_X16), into huge pages, else mapped in place |"
+    echo "| int4 load (.lmpk), $t thread(s) | $(num load_ms "$load") | ms | page cache warm; with the AVX-512 kernel the int4 codes are copied, re-ordered (LMP_Q4_LAYOUT_R16; X16 where rows are not a multiple of 16), into huge pages, else mapped in place |"
     dec=$(printf '%s\n' "$out" | grep '"prompt": 16,')
     row "int4 decode (16-token prompt, 128 greedy steps), $t thread(s)" "$(stat3 decode_tok_s "$dec")" tok/s "wall clock"
     row "int4 decode by CPU time, $t thread(s)" "$(stat3 decode_tok_s_cpu "$dec")" tok/s "steps x threads / process CPU s"

@@ -555,6 +555,10 @@ static void act_tokens(const lmp_q4_act *a, const float *x, int t0, int t1, int 
             lmp_q4_act_hexa_avx512(xt, cols, a->bpg, q, dx, sx);
             continue;
         }
+        if (paired == LMP_Q4_PLAIN && simd && lmp_q4_avx512_active()) { /* R16, Q8: same bits */
+            lmp_q4_act_plain_avx512(xt, cols, a->bpg, q, dx, sx);
+            continue;
+        }
 #endif
         for (int b = 0; b < a->nblk; b++) {
             int c0 = 32 * b, nb = cols - c0 < 32 ? cols - c0 : 32, bad = 0;

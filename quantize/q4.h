@@ -86,6 +86,13 @@
  *           activations stay in L1. Decode ~5 vector instructions per 64
  *           weights (AVX2 ~13 + per-row overhead); prefill ~2 per 64
  *           weights and token (AVX2 ~8).
+ *   AVX-512 R16  quantize/q4_r16_avx512.c, for weights a loader put in
+ *           LMP_Q4_LAYOUT_R16 (below; the loaders' choice wherever rows are
+ *           a multiple of 16), with the activations in plain order: 16 rows
+ *           per step, lane = row, 8 vpdpbusd per 32-weight block and token
+ *           with the activation bytes broadcast, no horizontal sums;
+ *           prefill tiles of 8 tokens. In cache 1.4x the X16 kernel's
+ *           prefill rate (bench/kernel_ab/peak.sh).
  */
 #ifndef LMP_Q4_H
 #define LMP_Q4_H

@@ -232,7 +232,11 @@ ALWAYS_INLINE __m512 tree_reduce(const __m512 *v, const int n, const int kind)
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
 }
 
-void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float *dx, float *sx)
+/* The quantizer for both activation orders: hexa 1 writes LMP_Q4_HEXA (the
+ * X16 kernel's), 0 LMP_Q4_PLAIN (block after block, element order: the
+ * R16 kernel's). Everything but the placement of the codes is shared. */
+ALWAYS_INLINE void act_avx512(const float *x, int cols, int bpg, int8_t *q, float *dx, float *sx,
+                              const int hexa)
 {
     const __m512 big = _mm512_set1_ps(3.4e38f), hi = _mm512_set1_ps(127.0f),
                  lo = _mm512_set1_ps(-127.0f), magic = _mm512_set1_ps(12582912.0f);
@@ -291,7 +295,11 @@ void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float 
             chi[L] = _mm512_cvtsepi32_epi8(i1);
         }
         _mm512_storeu_si512((void *)sums, _mm512_castps_si512(tree_reduce(s, 16, TREE_IADD)));
-        for (int half = 0; half < 2; half++) {
+        for (int half = 0; half < 2 && !hexa; half++) /* plain: block L at 32 (16h + L) */
+            for (int L = 0; L < 16; L++)
+                _mm_storeu_si128((__m128i *)(q + 512 * (size_t)h + 32 * L + 16 * half),
+                                 half ? chi[L] : clo[L]);
+        for (int half = 0; half < 2 && hexa; half++) {
             const __m128i *c = half ? chi : clo;
             __m512i qd[4], o[4];
 #pragma GCC unroll 4
@@ -309,6 +317,16 @@ void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float 
         for (int b = 16 * h; b < 16 * h + 16 && b < nblk; b++)
             sx[b / bpg] += dx[b] * (float)sums[b - 16 * h];
     }
+}
+
+void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float *dx, float *sx)
+{
+    act_avx512(x, cols, bpg, q, dx, sx, 1);
+}
+
+void lmp_q4_act_plain_avx512(const float *x, int cols, int bpg, int8_t *q, float *dx, float *sx)
+{
+    act_avx512(x, cols, bpg, q, dx, sx, 0);
 }
 
 /* The exact integer dot products of one hexa's 16 blocks with one token's

@@ -103,6 +103,8 @@ int lmp_q4_pack_hexas_avx512(const uint8_t *in, uint8_t *out, int n);
  * zeroed by the caller; the same bits as act_quantize in q4.c. AVX-512
  * only. */
 void lmp_q4_act_hexa_avx512(const float *x, int cols, int bpg, int8_t *q, float *dx, float *sx);
+/* The same numbers in the LMP_Q4_PLAIN order (block after block). */
+void lmp_q4_act_plain_avx512(const float *x, int cols, int bpg, int8_t *q, float *dx, float *sx);
 /* WebAssembly SIMD128 (quantize/q4_wasm.c), browser build only; differs
  * from the scalar reference only by float reassociation. */
 void lmp_q4_rows_wasm(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);

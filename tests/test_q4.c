@@ -928,7 +928,8 @@ START_TEST(r16_layout)
 END_TEST
 
 /* The activations every kernel sees are the same numbers: the AVX-512
- * quantizer writing the LMP_Q4_HEXA order (lmp_q4_act_hexa_avx512) and the
+ * quantizer writing the LMP_Q4_HEXA order (lmp_q4_act_hexa_avx512) or the
+ * plain order (lmp_q4_act_plain_avx512, for R16 matrices) and the
  * AVX2 / plain C loop give bit-identical int8 codes, block scales dx and
  * group sums sx, on ragged rows, blocks of zeros, huge and tiny values and
  * non-finite values (which must poison exactly their block). */
@@ -975,6 +976,26 @@ START_TEST(activations_same_on_every_path)
                     }
                     ck_assert(!memcmp(r->sx + (size_t)t * r->ng_pad, v->sx + (size_t)t * v->ng_pad,
                                       sizeof(float) * (size_t)r->ng));
+                }
+                if (path) { /* an R16 matrix: the AVX-512 quantizer in plain order */
+                    lmp_mat m16 = m;
+                    m16.rows = 16;
+                    m16.layout = LMP_Q4_LAYOUT_R16;
+                    void *b2 = malloc(lmp_q4_act_prep_bytes(&m16, n));
+                    const lmp_q4_act *p16 = lmp_q4_act_prep(&m16, x, n, b2, 1);
+                    ck_assert(p16 && p16->paired == LMP_Q4_PLAIN);
+                    for (int t = 0; t < n; t++) {
+                        ck_assert(!memcmp(r->xq + (size_t)t * r->nblk_pad * 32,
+                                          p16->xq + (size_t)t * p16->nblk_pad * 32,
+                                          (size_t)r->nblk_pad * 32));
+                        ck_assert(!memcmp(r->dx + (size_t)t * r->nblk_pad,
+                                          p16->dx + (size_t)t * p16->nblk_pad,
+                                          sizeof(float) * (size_t)r->nblk));
+                        ck_assert(!memcmp(r->sx + (size_t)t * r->ng_pad,
+                                          p16->sx + (size_t)t * p16->ng_pad,
+                                          sizeof(float) * (size_t)r->ng));
+                    }
+                    free(b2);
                 }
                 if (cols > 70) ck_assert(isnan(v->dx[2 * v->nblk_pad + 1]) && isnan(v->dx[2 * v->nblk_pad + 2]));
                 ck_assert_float_eq(v->dx[v->nblk_pad], 0.0f);
