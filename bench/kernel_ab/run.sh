@@ -15,7 +15,7 @@ mkdir -p "$out"
 F="-O2 -std=c11 -I$root -mavx2 -mfma -mf16c"
 if [ "$kind" = avx512 ]; then
     F="$F -mavx512f -mavx512bw -mavx512vl -mavx512vnni"
-    ren="-Dlmp_q4_rows_avx512=rows_X -Dlmp_q4_pack_hexas_avx512=pack_X -Dlmp_q4_act_hexa_avx512=act_X"
+    ren="-Dlmp_q4_rows_avx512=rows_X -Dlmp_q4_pack_hexas_avx512=pack_X -Dlmp_q4_act_hexa_avx512=act_X -Dlmp_q4_act_plain_avx512=actp_X -Dlmp_q4_pack_r16_block_avx512=packr_X"
     X=1
 else
     ren="-Dlmp_q4_rows_avx2=rows_X -Dlmp_q4_absmax32_avx2=am_X -Dlmp_q4_quant32_avx2=q32_X"
