@@ -8,40 +8,44 @@
 #include "quantize/q4.h"
 #include "quantize/q4_internal.h"
 
-static _Atomic int g_allow_x16 = -1; /* -1: not decided yet (read LMP_X16) */
+/* Process-wide on/off switches, -1 until first read: then the environment
+ * variable `name` set to "0" turns the switch off. */
+static _Atomic int g_allow_x16 = -1, g_allow_r16 = -1;
+
+static int switch_get(_Atomic int *g, const char *name)
+{
+    if (*g < 0) {
+        const char *e = getenv(name);
+        *g = !(e && !strcmp(e, "0"));
+    }
+    return *g;
+}
+
+static int switch_set(_Atomic int *g, const char *name, int on)
+{
+    int prev = switch_get(g, name);
+    *g = on ? 1 : 0;
+    return prev;
+}
 
 static int allowed(void)
 {
-    if (g_allow_x16 < 0) {
-        const char *e = getenv("LMP_X16");
-        g_allow_x16 = !(e && !strcmp(e, "0"));
-    }
-    return g_allow_x16;
+    return switch_get(&g_allow_x16, "LMP_X16");
 }
 
 int lmp_q4_allow_x16(int on)
 {
-    int prev = allowed();
-    g_allow_x16 = on ? 1 : 0;
-    return prev;
+    return switch_set(&g_allow_x16, "LMP_X16", on);
 }
-
-static _Atomic int g_allow_r16 = -1; /* -1: not decided yet (read LMP_R16) */
 
 static int allowed_r16(void)
 {
-    if (g_allow_r16 < 0) {
-        const char *e = getenv("LMP_R16");
-        g_allow_r16 = !(e && !strcmp(e, "0"));
-    }
-    return g_allow_r16;
+    return switch_get(&g_allow_r16, "LMP_R16");
 }
 
 int lmp_q4_allow_r16(int on)
 {
-    int prev = allowed_r16();
-    g_allow_r16 = on ? 1 : 0;
-    return prev;
+    return switch_set(&g_allow_r16, "LMP_R16", on);
 }
 
 int lmp_q4_layout_ok(int kind, int layout)

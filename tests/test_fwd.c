@@ -356,19 +356,26 @@ START_TEST(rmsnorm_avx2_matches_reference)
 }
 END_TEST
 
+/* SiLU test inputs: special values first (signed zeros, infinities, NaN,
+ * tiny values, the exp cut-off at -87), then random values of two scales. */
+static void silu_inputs(float *g, float *u, int n)
+{
+    const float special[] = {0.0f,  -0.0f, INFINITY, -INFINITY, NAN,   1e-30f, -1e-30f,
+                             88.0f, -88.0f, 87.5f,   -87.5f,    100.f, -100.f, 1e-3f, -17.0f};
+    for (int i = 0; i < n; i++) {
+        int ns = (int)(sizeof special / sizeof *special);
+        g[i] = i < ns ? special[i] : rnd_sym(i % 3 == 0 ? 12.0f : 100.0f);
+        u[i] = i < ns ? 1.5f : rnd_sym(3.0f);
+    }
+}
+
 START_TEST(silu_avx2_matches_reference)
 {
     if (!lmp_cpu_avx2()) return;
     enum { NS = 4099 };
     float *g = malloc(sizeof(float) * NS), *u = malloc(sizeof(float) * NS),
           *a = malloc(sizeof(float) * NS), *b = malloc(sizeof(float) * NS);
-    const float special[] = {0.0f,  -0.0f, INFINITY, -INFINITY, NAN,   1e-30f, -1e-30f,
-                             88.0f, -88.0f, 87.5f,   -87.5f,    100.f, -100.f, 1e-3f, -17.0f};
-    for (int i = 0; i < NS; i++) {
-        int ns = (int)(sizeof special / sizeof *special);
-        g[i] = i < ns ? special[i] : rnd_sym(i % 3 == 0 ? 12.0f : 100.0f);
-        u[i] = i < ns ? 1.5f : rnd_sym(3.0f);
-    }
+    silu_inputs(g, u, NS);
     memcpy(a, g, sizeof(float) * NS);
     memcpy(b, g, sizeof(float) * NS);
     lmp_fwd_silu_mul_ref(a, u, NS);
@@ -410,13 +417,7 @@ START_TEST(silu_avx512_same_bits_as_avx2)
     enum { NS = 4099 };
     float *g = malloc(sizeof(float) * NS), *u = malloc(sizeof(float) * NS),
           *a = malloc(sizeof(float) * NS), *b = malloc(sizeof(float) * NS);
-    const float special[] = {0.0f,  -0.0f, INFINITY, -INFINITY, NAN,   1e-30f, -1e-30f,
-                             88.0f, -88.0f, 87.5f,   -87.5f,    100.f, -100.f, 1e-3f, -17.0f};
-    for (int i = 0; i < NS; i++) {
-        int ns = (int)(sizeof special / sizeof *special);
-        g[i] = i < ns ? special[i] : rnd_sym(i % 3 == 0 ? 12.0f : 100.0f);
-        u[i] = i < ns ? 1.5f : rnd_sym(3.0f);
-    }
+    silu_inputs(g, u, NS);
     for (int n = 0; n <= 80; n++) {
         for (int off = 0; off + n <= NS; off += NS / 7) {
             memcpy(a, g + off, sizeof(float) * (size_t)n);
