@@ -465,6 +465,19 @@ static const uint8_t *r16_gather(const lmp_mat *w, int r, uint8_t *tmp)
     return tmp;
 }
 
+/* Row r of w as dequantize_row / row_dot_ref read it: in place with
+ * *layout = w->layout (ROWS, X16), or for R16 gathered into tmp (row_bytes)
+ * with *layout = ROWS; NULL for R16 without tmp (no scratch memory). */
+static const uint8_t *stored_row(const lmp_mat *w, int r, uint8_t *tmp, int *layout)
+{
+    if (w->layout != LMP_Q4_LAYOUT_R16) {
+        *layout = w->layout;
+        return (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+    }
+    *layout = LMP_Q4_LAYOUT_ROWS;
+    return tmp ? r16_gather(w, r, tmp) : NULL;
+}
+
 /* ---- whole matrices ------------------------------------------------------ */
 
 typedef struct {
@@ -648,18 +661,12 @@ static float row_dot_ref(const lmp_mat *w, const uint8_t *row, int layout, const
 
 static void rows_ref(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y)
 {
-    const uint8_t *base = w->data;
-    const int r16 = w->layout == LMP_Q4_LAYOUT_R16;
-    uint8_t *tmp = r16 ? malloc(w->row_bytes) : NULL;
+    uint8_t *tmp = w->layout == LMP_Q4_LAYOUT_R16 ? malloc(w->row_bytes) : NULL;
     for (int r = r0; r < r1; r++) {
-        if (r16 && !tmp) { /* no scratch: no result rather than a wrong one */
-            for (int t = 0; t < a->n; t++) y[(size_t)t * w->rows + r] = NAN;
-            continue;
-        }
-        const uint8_t *row = r16 ? r16_gather(w, r, tmp) : base + (size_t)r * w->row_bytes;
-        const int layout = r16 ? LMP_Q4_LAYOUT_ROWS : w->layout;
-        for (int t = 0; t < a->n; t++)
-            y[(size_t)t * w->rows + r] = row_dot_ref(w, row, layout, a, t);
+        int layout;
+        const uint8_t *row = stored_row(w, r, tmp, &layout);
+        for (int t = 0; t < a->n; t++) /* no scratch: no result rather than a wrong one */
+            y[(size_t)t * w->rows + r] = row ? row_dot_ref(w, row, layout, a, t) : NAN;
     }
     free(tmp);
 }
@@ -811,8 +818,7 @@ static int mat_ok(const lmp_mat *w)
     if (w->kind == LMP_MAT_Q8 && w->scheme != 0 && w->scheme != LMP_Q4_Q8) return 0;
     if (w->kind == LMP_MAT_Q4 && scheme != LMP_Q4_SYM && scheme != LMP_Q4_ASYM) return 0;
     if (w->kind != LMP_MAT_Q4 && w->kind != LMP_MAT_Q8) return 0;
-    if (!lmp_q4_layout_ok(w->kind, w->layout)) return 0;
-    if (w->layout == LMP_Q4_LAYOUT_R16 && w->rows % 16) return 0;
+    if (!lmp_q4_layout_ok(w->kind, w->layout, w->rows)) return 0;
     size_t rb = lmp_q4_row_bytes(w->cols, w->group, scheme);
     return rb != 0 && rb == w->row_bytes && w->data != NULL;
 }
@@ -952,19 +958,15 @@ void lmp_q4_get_row(const lmp_mat *w, int r, float *out)
         for (int c = 0; c < w->cols; c++) out[c] = NAN;
         return;
     }
-    if (w->layout == LMP_Q4_LAYOUT_R16) {
-        uint8_t *tmp = malloc(w->row_bytes);
-        if (!tmp) {
-            for (int c = 0; c < w->cols; c++) out[c] = NAN;
-            return;
-        }
-        dequantize_row(r16_gather(w, r, tmp), w->cols, w->group, w->scheme, LMP_Q4_LAYOUT_ROWS,
-                       out);
-        free(tmp);
-        return;
-    }
-    dequantize_row((const uint8_t *)w->data + (size_t)r * w->row_bytes, w->cols, w->group,
-                   w->kind == LMP_MAT_Q8 ? LMP_Q4_Q8 : w->scheme, w->layout, out);
+    uint8_t *tmp = w->layout == LMP_Q4_LAYOUT_R16 ? malloc(w->row_bytes) : NULL;
+    int layout;
+    const uint8_t *row = stored_row(w, r, tmp, &layout);
+    if (row)
+        dequantize_row(row, w->cols, w->group, w->kind == LMP_MAT_Q8 ? LMP_Q4_Q8 : w->scheme,
+                       layout, out);
+    else /* no scratch */
+        for (int c = 0; c < w->cols; c++) out[c] = NAN;
+    free(tmp);
 }
 
 void lmp_q8_get_row(const lmp_mat *w, int r, float *out)

@@ -283,10 +283,10 @@ void lmp_q4_force_scalar(int on);
 int lmp_q4_avx512_active(void);
 int lmp_q4_allow_avx512(int on);
 
-/* 1 if a matrix of storage `kind` (lmp_mat_kind) may have its codes in
- * `layout`: LMP_Q4_LAYOUT_ROWS always, LMP_Q4_LAYOUT_X16 and _R16 for kind
- * Q4 only (R16 also needs rows % 16 == 0, checked where rows are known). */
-int lmp_q4_layout_ok(int kind, int layout);
+/* 1 if a matrix of storage `kind` (lmp_mat_kind) with `rows` rows may
+ * have its codes in `layout`: LMP_Q4_LAYOUT_ROWS always, LMP_Q4_LAYOUT_X16
+ * for kind Q4, LMP_Q4_LAYOUT_R16 for kind Q4 with rows a multiple of 16. */
+int lmp_q4_layout_ok(int kind, int layout, int rows);
 /* 1 if a loader should re-order a matrix of this storage (lmp_mat_kind,
  * scheme id) into LMP_Q4_LAYOUT_X16: kind Q4 with SYM / ASYM, the AVX-512
  * kernel active, and not forbidden by lmp_q4_allow_x16(0) (test and

@@ -48,15 +48,16 @@ int lmp_q4_allow_r16(int on)
     return switch_set(&g_allow_r16, "LMP_R16", on);
 }
 
-int lmp_q4_layout_ok(int kind, int layout)
+int lmp_q4_layout_ok(int kind, int layout, int rows)
 {
-    return layout == LMP_Q4_LAYOUT_ROWS ||
-           ((layout == LMP_Q4_LAYOUT_X16 || layout == LMP_Q4_LAYOUT_R16) && kind == LMP_MAT_Q4);
+    return layout == LMP_Q4_LAYOUT_ROWS || (layout == LMP_Q4_LAYOUT_X16 && kind == LMP_MAT_Q4) ||
+           (layout == LMP_Q4_LAYOUT_R16 && kind == LMP_MAT_Q4 && rows > 0 && rows % 16 == 0);
 }
 
 int lmp_q4_r16_wanted(int kind, int scheme, int rows)
 {
-    return rows > 0 && rows % 16 == 0 && allowed_r16() && lmp_q4_x16_wanted(kind, scheme);
+    return lmp_q4_layout_ok(kind, LMP_Q4_LAYOUT_R16, rows) && allowed_r16() &&
+           lmp_q4_x16_wanted(kind, scheme);
 }
 
 int lmp_q4_pack_r16(const void *src, void *dst, int rows, int cols, int group, int scheme)

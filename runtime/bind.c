@@ -41,9 +41,8 @@ static lmp_status bind_mat(lmp_mat *w, const lmp_bind_tensor *t, int rows, int c
                 "%s: tensor '%s': shape [%lld, %lld] (ndim %d), config expects [%d, %d]", what,
                 t->name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0),
                 t->ndim, rows, cols);
-    LMP_FAIL_IF(!lmp_q4_layout_ok(t->kind, t->layout) ||
-                    (t->layout == LMP_Q4_LAYOUT_R16 && rows % 16),
-                LMP_ERR_MODEL, "%s: tensor '%s': code layout %d is not valid for its kind", what,
+    LMP_FAIL_IF(!lmp_q4_layout_ok(t->kind, t->layout, rows), LMP_ERR_MODEL,
+                "%s: tensor '%s': code layout %d is not valid for its kind and shape", what,
                 t->name, t->layout);
     if (lmp_mat_kind_quantized(t->kind)) {
         size_t rb = lmp_q4_row_bytes(cols, t->group, t->scheme);
