@@ -34,8 +34,22 @@ echo "web: fetching Debian source packages libzstd and cjson (once; cached in $o
 # shellcheck disable=SC2086
 apt-get -qq $APT_OPTS update >&2
 cd "$apt_dir/src"
-# shellcheck disable=SC2086
-apt-get -qq $APT_OPTS source libzstd cjson >&2 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
+# Newest version first; a mirror may list a version it does not serve (seen:
+# libzstd's security update listed, its files 404), so fall back to the next.
+fetch_src() {
+    # shellcheck disable=SC2086
+    for v in $(apt-cache $APT_OPTS showsrc "$1" | sed -n 's/^Version: //p' | sort -u -r -V); do
+        # shellcheck disable=SC2086
+        if apt-get -qq $APT_OPTS source "$1=$v" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 \
+           && ls -d "$1"-*/ >/dev/null 2>&1; then
+            return 0
+        fi
+        echo "web: $1 $v could not be fetched, trying an older version" >&2
+    done
+    return 1
+}
+fetch_src libzstd || true
+fetch_src cjson || true
 zdir=$(ls -d libzstd-*/ 2>/dev/null | head -1)
 cdir=$(ls -d cjson-*/ 2>/dev/null | head -1)
 [ -n "$zdir" ] && [ -n "$cdir" ] || { echo "web: apt-get source libzstd cjson did not unpack both packages" >&2; exit 1; }
