@@ -93,7 +93,7 @@ DEPFLAGS = -MMD -MP
 .SECONDARY:
 
 # --- rules ------------------------------------------------------------------
-.PHONY: all test asan ubsan check-run fuzz fuzz-run bench demo install clean help deps wasm test-web
+.PHONY: all test asan ubsan check-run fuzz fuzz-run bench bench-llamacpp demo install clean help deps wasm test-web
 all: $(PROGS)
 
 $(B)/obj/%_avx2.o: %_avx2.c
@@ -196,6 +196,11 @@ fuzz:
 bench: all $(BENCHES)
 	@LMP_BENCH_BIN=$(abspath $(B)/bench) LMP_BIN=$(abspath $(BINDIR)) sh bench/run.sh
 
+# llama.cpp Q4_0 on this machine, same model and workload as bench/80-perf.sh
+# (prebuilt binaries from npm's node-llama-cpp; see bench/llamacpp/run.sh).
+bench-llamacpp: all $(BENCHES)
+	@LMP_BIN=$(abspath $(BINDIR)) sh bench/llamacpp/run.sh
+
 demo: all
 	@sh tools/demo.sh
 
@@ -216,6 +221,7 @@ help:
 	@echo "make asan|ubsan run the whole suite under AddressSanitizer / UBSan"
 	@echo "make fuzz       libFuzzer run of every parser (FUZZ_SECONDS=$(FUZZ_SECONDS) each)"
 	@echo "make bench      benchmarks on a SmolLM-360M-shaped random model (prints a table)"
+	@echo "make bench-llamacpp  llama.cpp Q4_0 on the same model and machine (npm's prebuilt)"
 	@echo "make install    install programs into PREFIX (default /usr/local)"
 	@echo "make deps       install missing Debian build dependencies"
 	@echo "make clean      remove build/, bin/, dist/"
