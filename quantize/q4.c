@@ -447,35 +447,44 @@ void lmp_q4_dequantize_row(const void *row, int cols, int group, int scheme, flo
     dequantize_row(row, cols, group, scheme, LMP_Q4_LAYOUT_ROWS, out);
 }
 
-/* Row r of int4 w whose codes are in LMP_Q4_LAYOUT_R16, gathered into tmp
- * (row_bytes) in the stored row layout. */
-static const uint8_t *r16_gather(const lmp_mat *w, int r, uint8_t *tmp)
+/* Row r of int4 w whose codes are in blocks of nr interleaved rows
+ * (LMP_Q4_LAYOUT_R16: 16, _R8: 8), gathered into tmp (row_bytes) in the
+ * stored row layout. */
+static const uint8_t *rn_gather(const lmp_mat *w, int nr, int r, uint8_t *tmp)
 {
-    const int nblk = (w->cols + 31) / 32, ng = (w->cols + w->group - 1) / w->group, i = r & 15;
+    const int nblk = (w->cols + 31) / 32, ng = (w->cols + w->group - 1) / w->group, i = r % nr;
     const int bpg = w->group / 32, asym = w->scheme == LMP_Q4_ASYM;
     const uint8_t *blk = (const uint8_t *)w->data + (size_t)(r - i) * w->row_bytes;
     for (int b = 0; b < nblk; b++)
         for (int j = 0; j < 16; j++)
-            tmp[16 * (size_t)b + (size_t)j] = blk[lmp_q4_r16_code_at(b, j, i, bpg, asym)];
+            tmp[16 * (size_t)b + (size_t)j] = blk[lmp_q4_rn_code_at(nr, b, j, i, bpg, asym)];
     uint8_t *sc = tmp + 16 * (size_t)nblk;
     for (int g = 0; g < ng; g++) {
-        memcpy(sc + 2 * (size_t)g, blk + lmp_q4_r16_scale_at(g, i, bpg, asym), 2);
-        if (asym) memcpy(sc + 2 * (size_t)(ng + g), blk + lmp_q4_r16_min_at(g, i, bpg), 2);
+        memcpy(sc + 2 * (size_t)g, blk + lmp_q4_rn_scale_at(nr, g, i, bpg, asym), 2);
+        if (asym) memcpy(sc + 2 * (size_t)(ng + g), blk + lmp_q4_rn_min_at(nr, g, i, bpg), 2);
     }
     return tmp;
 }
 
+/* 16 / 8 for the interleaved layouts R16 / R8, 0 otherwise. */
+static int interleaved_rows(const lmp_mat *w)
+{
+    return w->layout == LMP_Q4_LAYOUT_R16 ? 16 : w->layout == LMP_Q4_LAYOUT_R8 ? 8 : 0;
+}
+
 /* Row r of w as dequantize_row / row_dot_ref read it: in place with
- * *layout = w->layout (ROWS, X16), or for R16 gathered into tmp (row_bytes)
- * with *layout = ROWS; NULL for R16 without tmp (no scratch memory). */
+ * *layout = w->layout (ROWS, X16), or for R16 / R8 gathered into tmp
+ * (row_bytes) with *layout = ROWS; NULL for those without tmp (no scratch
+ * memory). */
 static const uint8_t *stored_row(const lmp_mat *w, int r, uint8_t *tmp, int *layout)
 {
-    if (w->layout != LMP_Q4_LAYOUT_R16) {
+    const int nr = interleaved_rows(w);
+    if (!nr) {
         *layout = w->layout;
         return (const uint8_t *)w->data + (size_t)r * w->row_bytes;
     }
     *layout = LMP_Q4_LAYOUT_ROWS;
-    return tmp ? r16_gather(w, r, tmp) : NULL;
+    return tmp ? rn_gather(w, nr, r, tmp) : NULL;
 }
 
 /* ---- whole matrices ------------------------------------------------------ */
@@ -661,7 +670,7 @@ static float row_dot_ref(const lmp_mat *w, const uint8_t *row, int layout, const
 
 static void rows_ref(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y)
 {
-    uint8_t *tmp = w->layout == LMP_Q4_LAYOUT_R16 ? malloc(w->row_bytes) : NULL;
+    uint8_t *tmp = interleaved_rows(w) ? malloc(w->row_bytes) : NULL;
     for (int r = r0; r < r1; r++) {
         int layout;
         const uint8_t *row = stored_row(w, r, tmp, &layout);
@@ -750,13 +759,17 @@ static void rows_dispatch(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1,
     /* act_prepare chose the activation order for the kernel of the first
      * matrix of a shared input; a matrix that cannot use it (another code
      * layout) takes the reference rather than a kernel reading it wrong */
-    if (simd && a->paired == LMP_Q4_HEXA && w->layout != LMP_Q4_LAYOUT_R16) {
+    if (simd && a->paired == LMP_Q4_HEXA && !interleaved_rows(w)) {
         lmp_q4_rows_avx512(w, a, r0, r1, y);
         return;
     }
     if (simd && w->layout == LMP_Q4_LAYOUT_R16 && a->paired == LMP_Q4_PLAIN &&
         lmp_q4_avx512_active()) {
         lmp_q4_rows_r16_avx512(w, a, r0, r1, y);
+        return;
+    }
+    if (simd && w->layout == LMP_Q4_LAYOUT_R8 && a->paired == LMP_Q4_PLAIN) {
+        lmp_q4_rows_r8_avx2(w, a, r0, r1, y);
         return;
     }
     if (simd && w->layout == LMP_Q4_LAYOUT_ROWS &&
@@ -803,9 +816,9 @@ static void act_prepare(lmp_q4_act *a, void *buf, const lmp_mat *w0, const float
      * the scalar reference block after block. rows_dispatch picks the
      * kernel from the layout, so both always agree. */
     int layout = !simd || w0->kind != LMP_MAT_Q4 ? LMP_Q4_PLAIN
-                 : !lmp_q4_avx512_active()       ? LMP_Q4_PAIRED
-                 : w0->layout == LMP_Q4_LAYOUT_R16 ? LMP_Q4_PLAIN
-                                                   : LMP_Q4_HEXA;
+                 : interleaved_rows(w0)           ? LMP_Q4_PLAIN
+                 : !lmp_q4_avx512_active()        ? LMP_Q4_PAIRED
+                                                  : LMP_Q4_HEXA;
     act_layout(a, buf, n, w0->cols, w0->group, layout);
     act_tokens(a, x, t0, t1, simd);
 }
@@ -958,7 +971,7 @@ void lmp_q4_get_row(const lmp_mat *w, int r, float *out)
         for (int c = 0; c < w->cols; c++) out[c] = NAN;
         return;
     }
-    uint8_t *tmp = w->layout == LMP_Q4_LAYOUT_R16 ? malloc(w->row_bytes) : NULL;
+    uint8_t *tmp = interleaved_rows(w) ? malloc(w->row_bytes) : NULL;
     int layout;
     const uint8_t *row = stored_row(w, r, tmp, &layout);
     if (row)

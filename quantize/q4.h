@@ -141,6 +141,21 @@
  * loaders still agree bit for bit among themselves. Loaders choose R16
  * over X16 for matrices whose rows allow it (lmp_q4_r16_wanted). */
 #define LMP_Q4_LAYOUT_R16 2
+/* LMP_Q4_LAYOUT_R8 (3; int4 SYM / ASYM, rows a multiple of 8): R16's order
+ * for blocks of 8 rows, for the AVX2 kernel of CPUs without AVX-512
+ * (q4_r8_avx2.c): per group the 8 rows' scales (16 bytes), for ASYM their
+ * mins (16 bytes), then the group's code blocks, 128 bytes each, in which
+ * one 32-byte piece holds 4 code bytes of all 8 rows. With S = 16 (SYM) or
+ * 32 (ASYM), G(g) = g * (S + 128 * bpg), i = row - 8R:
+ *     scale d of group g:               G(g) + 2i
+ *     min m of group g (ASYM):          G(g) + 16 + 2i
+ *     code byte j (0..15) of block b:   G(b / bpg) + S + 128 (b % bpg)
+ *                                       + 32 (j / 4) + 4i + j % 4
+ * (lmp_q4_rn_*_at with nr = 8). The kernel sums each (row, token) in the
+ * R16 kernel's order with exact integer block sums, so R8 on AVX2 and R16
+ * on AVX-512 give the same bits. Loaders choose R8 where the AVX2 kernel
+ * runs and rows allow it (lmp_q4_r8_wanted). */
+#define LMP_Q4_LAYOUT_R8 3
 
 /* Scheme ids: stable numbers, stored in files (lmp_mat.scheme). */
 typedef enum lmp_q4_scheme {
@@ -285,7 +300,8 @@ int lmp_q4_allow_avx512(int on);
 
 /* 1 if a matrix of storage `kind` (lmp_mat_kind) with `rows` rows may
  * have its codes in `layout`: LMP_Q4_LAYOUT_ROWS always, LMP_Q4_LAYOUT_X16
- * for kind Q4, LMP_Q4_LAYOUT_R16 for kind Q4 with rows a multiple of 16. */
+ * for kind Q4, LMP_Q4_LAYOUT_R16 / _R8 for kind Q4 with rows a multiple of
+ * 16 / 8. */
 int lmp_q4_layout_ok(int kind, int layout, int rows);
 /* 1 if a loader should re-order a matrix of this storage (lmp_mat_kind,
  * scheme id) into LMP_Q4_LAYOUT_X16: kind Q4 with SYM / ASYM, the AVX-512
@@ -312,5 +328,17 @@ int lmp_q4_allow_r16(int on);
  * 16 and the parameters valid (int4 SYM / ASYM). Returns 1, or 0 when it
  * could not get its 16-row scratch (nothing written). Deterministic. */
 int lmp_q4_pack_r16(const void *src, void *dst, int rows, int cols, int group, int scheme);
+/* 1 if a loader should put a matrix of this storage and row count into
+ * LMP_Q4_LAYOUT_R8: kind Q4 with SYM / ASYM, rows a multiple of 8, the AVX2
+ * kernel active and the AVX-512 one not, and not forbidden by
+ * lmp_q4_allow_r8(0) (same kind of hook as lmp_q4_allow_x16) or the
+ * environment variable LMP_R8=0. */
+int lmp_q4_r8_wanted(int kind, int scheme, int rows);
+int lmp_q4_allow_r8(int on);
+/* lmp_q4_pack_r16's contract for LMP_Q4_LAYOUT_R8 (rows a multiple of 8). */
+int lmp_q4_pack_r8(const void *src, void *dst, int rows, int cols, int group, int scheme);
+/* 1 if a loader re-orders a matrix of this storage and row count at all
+ * (lmp_q4_x16_wanted or lmp_q4_r8_wanted): it then needs its own copy. */
+int lmp_q4_pack_wanted(int kind, int scheme, int rows);
 
 #endif

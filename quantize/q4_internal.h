@@ -58,25 +58,39 @@ static inline size_t lmp_q4_x16_at(int nblk, int b, int j)
            (size_t)(j & 3);
 }
 
-/* Byte offsets within a 16-row block in LMP_Q4_LAYOUT_R16 (q4.h; bpg =
- * group / 32, asym 1 for ASYM): the start of group g's part, row i's
- * scale and min of group g, and row i's code byte j (0..15) of block b. */
-static inline size_t lmp_q4_r16_group_at(int g, int bpg, int asym)
+/* Byte offsets within a block of nr interleaved rows (nr = 16:
+ * LMP_Q4_LAYOUT_R16, nr = 8: LMP_Q4_LAYOUT_R8; q4.h; bpg = group / 32,
+ * asym 1 for ASYM): the start of group g's part, row i's scale and min of
+ * group g, and row i's code byte j (0..15) of block b. */
+static inline size_t lmp_q4_rn_group_at(int nr, int g, int bpg, int asym)
 {
-    return (size_t)g * (32 * (size_t)(1 + asym) + 256 * (size_t)bpg);
+    return (size_t)g * (2 * (size_t)nr * (size_t)(1 + asym) + 16 * (size_t)nr * (size_t)bpg);
+}
+static inline size_t lmp_q4_rn_scale_at(int nr, int g, int i, int bpg, int asym)
+{
+    return lmp_q4_rn_group_at(nr, g, bpg, asym) + 2 * (size_t)i;
+}
+static inline size_t lmp_q4_rn_min_at(int nr, int g, int i, int bpg)
+{
+    return lmp_q4_rn_group_at(nr, g, bpg, 1) + 2 * (size_t)nr + 2 * (size_t)i;
+}
+static inline size_t lmp_q4_rn_code_at(int nr, int b, int j, int i, int bpg, int asym)
+{
+    return lmp_q4_rn_group_at(nr, b / bpg, bpg, asym) + 2 * (size_t)nr * (size_t)(1 + asym) +
+           16 * (size_t)nr * (size_t)(b % bpg) + 4 * (size_t)nr * (size_t)(j >> 2) +
+           4 * (size_t)i + (size_t)(j & 3);
 }
 static inline size_t lmp_q4_r16_scale_at(int g, int i, int bpg, int asym)
 {
-    return lmp_q4_r16_group_at(g, bpg, asym) + 2 * (size_t)i;
+    return lmp_q4_rn_scale_at(16, g, i, bpg, asym);
 }
 static inline size_t lmp_q4_r16_min_at(int g, int i, int bpg)
 {
-    return lmp_q4_r16_group_at(g, bpg, 1) + 32 + 2 * (size_t)i;
+    return lmp_q4_rn_min_at(16, g, i, bpg);
 }
 static inline size_t lmp_q4_r16_code_at(int b, int j, int i, int bpg, int asym)
 {
-    return lmp_q4_r16_group_at(b / bpg, bpg, asym) + 32 * (size_t)(1 + asym) +
-           256 * (size_t)(b % bpg) + 64 * (size_t)(j >> 2) + 4 * (size_t)i + (size_t)(j & 3);
+    return lmp_q4_rn_code_at(16, b, j, i, bpg, asym);
 }
 
 /* Rows [r0, r1) for all n tokens: y[t*rows + r]. AVX2 + FMA + F16C only. */
@@ -89,6 +103,14 @@ void lmp_q4_rows_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, f
  * activations (quantize/q4_r16_avx512.c); any r0 < r1 <= rows. AVX-512
  * F/BW/VL/VNNI only. */
 void lmp_q4_rows_r16_avx512(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
+/* Same contract for weights in LMP_Q4_LAYOUT_R8 with LMP_Q4_PLAIN
+ * activations (quantize/q4_r8_avx2.c); any r0 < r1 <= rows. AVX2 + FMA +
+ * F16C only. */
+void lmp_q4_rows_r8_avx2(const lmp_mat *w, const lmp_q4_act *a, int r0, int r1, float *y);
+/* One 8-row block of stored rows (tmp: 8 rows of rb bytes) written to o
+ * in LMP_Q4_LAYOUT_R8: the bytes q4_pack.c's plain C writes. AVX2 only. */
+void lmp_q4_pack_r8_block_avx2(const uint8_t *tmp, size_t rb, int nblk, int ng, int bpg, int asym,
+                               uint8_t *o);
 /* One 16-row block of stored rows (tmp: 16 rows of rb bytes, plus at least
  * 2 readable bytes after them) written to o in LMP_Q4_LAYOUT_R16: the bytes
  * q4_pack.c's plain C writes. AVX-512 only. */

@@ -1,7 +1,8 @@
-/* LMP_Q4_LAYOUT_X16 and _R16: the in-memory code orders of the AVX-512
- * kernels (the layouts are defined in q4.h; why they exist: q4_avx512.c,
- * q4_r16_avx512.c). Loaders call lmp_q4_pack_r16 / lmp_q4_pack_x16 on
- * weights they own once, when lmp_q4_r16_wanted() / lmp_q4_x16_wanted(). */
+/* LMP_Q4_LAYOUT_X16, _R16 and _R8: the in-memory code orders of the
+ * AVX-512 kernels and of the AVX2 R8 kernel (the layouts are defined in
+ * q4.h; why they exist: q4_avx512.c, q4_r16_avx512.c, q4_r8_avx2.c).
+ * Loaders call lmp_q4_pack_r16 / _x16 / _r8 on weights they own once, when
+ * lmp_q4_r16_wanted() / _x16_wanted() / _r8_wanted(). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +11,7 @@
 
 /* Process-wide on/off switches, -1 until first read: then the environment
  * variable `name` set to "0" turns the switch off. */
-static _Atomic int g_allow_x16 = -1, g_allow_r16 = -1;
+static _Atomic int g_allow_x16 = -1, g_allow_r16 = -1, g_allow_r8 = -1;
 
 static int switch_get(_Atomic int *g, const char *name)
 {
@@ -48,10 +49,85 @@ int lmp_q4_allow_r16(int on)
     return switch_set(&g_allow_r16, "LMP_R16", on);
 }
 
+static int allowed_r8(void)
+{
+    return switch_get(&g_allow_r8, "LMP_R8");
+}
+
+int lmp_q4_allow_r8(int on)
+{
+    return switch_set(&g_allow_r8, "LMP_R8", on);
+}
+
 int lmp_q4_layout_ok(int kind, int layout, int rows)
 {
     return layout == LMP_Q4_LAYOUT_ROWS || (layout == LMP_Q4_LAYOUT_X16 && kind == LMP_MAT_Q4) ||
-           (layout == LMP_Q4_LAYOUT_R16 && kind == LMP_MAT_Q4 && rows > 0 && rows % 16 == 0);
+           (layout == LMP_Q4_LAYOUT_R16 && kind == LMP_MAT_Q4 && rows > 0 && rows % 16 == 0) ||
+           (layout == LMP_Q4_LAYOUT_R8 && kind == LMP_MAT_Q4 && rows > 0 && rows % 8 == 0);
+}
+
+int lmp_q4_r8_wanted(int kind, int scheme, int rows)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return lmp_q4_layout_ok(kind, LMP_Q4_LAYOUT_R8, rows) && allowed_r8() &&
+           (scheme == LMP_Q4_SYM || scheme == LMP_Q4_ASYM) && lmp_q4_simd_active() &&
+           !lmp_q4_avx512_active();
+#else
+    (void)kind, (void)scheme, (void)rows;
+    return 0; /* no R8 kernel (browser build) */
+#endif
+}
+
+int lmp_q4_pack_wanted(int kind, int scheme, int rows)
+{
+    return lmp_q4_x16_wanted(kind, scheme) || lmp_q4_r8_wanted(kind, scheme, rows);
+}
+
+/* The stored rows at src into blocks of nr interleaved rows (R16, R8) at
+ * dst, block by block through a scratch copy (so src may be dst). */
+static int pack_rn(const void *src, void *dst, int nr, int rows, int cols, int group, int scheme)
+{
+    const size_t rb = lmp_q4_row_bytes(cols, group, scheme);
+    const int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
+    const int asym = scheme == LMP_Q4_ASYM, bpg = group / 32;
+    if (rows % nr || rb == 0) return 0;
+    /* one block of stored rows, + slack for the AVX-512 packer's 4-byte
+     * gathers of the last 2-byte min */
+    uint8_t *tmp = malloc((size_t)nr * rb + 16);
+    if (!tmp) return 0;
+    for (int R = 0; R < rows / nr; R++) {
+        memcpy(tmp, (const uint8_t *)src + (size_t)R * nr * rb, (size_t)nr * rb);
+        uint8_t *o = (uint8_t *)dst + (size_t)R * nr * rb;
+#if defined(__x86_64__) || defined(__i386__)
+        if (nr == 16 && lmp_q4_avx512_active()) { /* ~10x the loop below; the same bytes */
+            lmp_q4_pack_r16_block_avx512(tmp, rb, nblk, ng, bpg, asym, o);
+            continue;
+        }
+        if (nr == 8 && lmp_q4_simd_active()) { /* likewise */
+            lmp_q4_pack_r8_block_avx2(tmp, rb, nblk, ng, bpg, asym, o);
+            continue;
+        }
+#endif
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *row = tmp + (size_t)i * rb, *sc = row + 16 * (size_t)nblk;
+            for (int b = 0; b < nblk; b++)
+                for (int q = 0; q < 4; q++)
+                    memcpy(o + lmp_q4_rn_code_at(nr, b, 4 * q, i, bpg, asym),
+                           row + 16 * (size_t)b + 4 * q, 4);
+            for (int g = 0; g < ng; g++) {
+                memcpy(o + lmp_q4_rn_scale_at(nr, g, i, bpg, asym), sc + 2 * (size_t)g, 2);
+                if (asym)
+                    memcpy(o + lmp_q4_rn_min_at(nr, g, i, bpg), sc + 2 * (size_t)(ng + g), 2);
+            }
+        }
+    }
+    free(tmp);
+    return 1;
+}
+
+int lmp_q4_pack_r8(const void *src, void *dst, int rows, int cols, int group, int scheme)
+{
+    return pack_rn(src, dst, 8, rows, cols, group, scheme);
 }
 
 int lmp_q4_r16_wanted(int kind, int scheme, int rows)
@@ -62,38 +138,7 @@ int lmp_q4_r16_wanted(int kind, int scheme, int rows)
 
 int lmp_q4_pack_r16(const void *src, void *dst, int rows, int cols, int group, int scheme)
 {
-    const size_t rb = lmp_q4_row_bytes(cols, group, scheme);
-    const int nblk = (cols + 31) / 32, ng = (cols + group - 1) / group;
-    const int asym = scheme == LMP_Q4_ASYM, bpg = group / 32;
-    if (rows % 16 || rb == 0) return 0;
-    /* one block of 16 stored rows (src may be dst), + slack for the
-     * AVX-512 packer's 4-byte gathers of the last 2-byte min */
-    uint8_t *tmp = malloc(16 * rb + 16);
-    if (!tmp) return 0;
-    for (int R = 0; R < rows / 16; R++) {
-        memcpy(tmp, (const uint8_t *)src + (size_t)R * 16 * rb, 16 * rb);
-        uint8_t *o = (uint8_t *)dst + (size_t)R * 16 * rb;
-#if defined(__x86_64__) || defined(__i386__)
-        if (lmp_q4_avx512_active()) { /* ~10x the loop below; the same bytes */
-            lmp_q4_pack_r16_block_avx512(tmp, rb, nblk, ng, bpg, asym, o);
-            continue;
-        }
-#endif
-        for (int i = 0; i < 16; i++) {
-            const uint8_t *row = tmp + (size_t)i * rb, *sc = row + 16 * (size_t)nblk;
-            for (int b = 0; b < nblk; b++)
-                for (int q = 0; q < 4; q++)
-                    memcpy(o + lmp_q4_r16_code_at(b, 4 * q, i, bpg, asym),
-                           row + 16 * (size_t)b + 4 * q, 4);
-            for (int g = 0; g < ng; g++) {
-                memcpy(o + lmp_q4_r16_scale_at(g, i, bpg, asym), sc + 2 * (size_t)g, 2);
-                if (asym)
-                    memcpy(o + lmp_q4_r16_min_at(g, i, bpg), sc + 2 * (size_t)(ng + g), 2);
-            }
-        }
-    }
-    free(tmp);
-    return 1;
+    return pack_rn(src, dst, 16, rows, cols, group, scheme);
 }
 
 int lmp_q4_x16_wanted(int kind, int scheme)

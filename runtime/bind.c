@@ -134,8 +134,9 @@ out:
 
 int lmp_bind_pack(lmp_bind_tensor *t, void *dst)
 {
-    if (t->ndim != 2 || t->layout != LMP_Q4_LAYOUT_ROWS || !lmp_q4_x16_wanted(t->kind, t->scheme) ||
-        t->shape[0] < 1 || t->shape[0] > INT32_MAX || t->shape[1] < 1 || t->shape[1] > INT32_MAX)
+    if (t->ndim != 2 || t->layout != LMP_Q4_LAYOUT_ROWS || t->shape[0] < 1 ||
+        t->shape[0] > INT32_MAX || t->shape[1] < 1 || t->shape[1] > INT32_MAX ||
+        !lmp_q4_pack_wanted(t->kind, t->scheme, (int)t->shape[0]))
         return 0;
     const int rows = (int)t->shape[0], cols = (int)t->shape[1];
     const size_t rb = lmp_q4_row_bytes(cols, t->group, t->scheme);
@@ -146,6 +147,13 @@ int lmp_bind_pack(lmp_bind_tensor *t, void *dst)
         t->layout = LMP_Q4_LAYOUT_R16;
         return 1;
     }
+    if (lmp_q4_r8_wanted(t->kind, t->scheme, rows) &&
+        lmp_q4_pack_r8(t->data, dst, rows, cols, t->group, t->scheme)) {
+        t->data = dst;
+        t->layout = LMP_Q4_LAYOUT_R8;
+        return 1;
+    }
+    if (!lmp_q4_x16_wanted(t->kind, t->scheme)) return 0; /* R8 without scratch: as stored */
     lmp_q4_pack_x16(t->data, dst, rows, cols, t->group, t->scheme);
     t->data = dst;
     t->layout = LMP_Q4_LAYOUT_X16;

@@ -142,17 +142,20 @@ static void logits_of(const lmp_model *m, float *out)
     lmp_pool_close(p);
 }
 
-/* The loaders re-order int4 codes for the AVX-512 kernels exactly when
- * lmp_q4_x16_wanted (lmp_bind_pack): into LMP_Q4_LAYOUT_R16 where the rows
- * allow it (all of stories260k's but its 172-row MLP gate / up), else X16;
- * with R16 switched off (lmp_q4_allow_r16(0)) into X16. The .lmpk (copied
+/* The loaders re-order int4 codes exactly when lmp_q4_pack_wanted
+ * (lmp_bind_pack): for the AVX-512 kernels into LMP_Q4_LAYOUT_R16 where the
+ * rows allow it (all of stories260k's but its 172-row MLP gate / up), else
+ * X16; with R16 switched off (lmp_q4_allow_r16(0)) into X16; with AVX-512
+ * switched off (what an AVX2-only CPU runs) into LMP_Q4_LAYOUT_R8 where the
+ * rows allow it, leaving the 172-row matrices as stored. The .lmpk (copied
  * into its arena), the resident bundle (in place) and the streamed bundle
  * (into its slots) then hold the re-ordered bytes and compute the same
  * logits, bit for bit. With X16 those are the bits of the .lmpk with the
- * re-ordering switched off (the stored bytes, read in place); R16 has its
- * kernel's own float order, so its logits only stay within 2 % of the
- * logit range of those (observed 0.25 %: a wrong row or scale gives
- * differences of the logits' own size). */
+ * re-ordering switched off (the stored bytes, read in place); R16 and R8
+ * have their kernels' own float order (and R8 runs beside the AVX2
+ * kernel), so their logits only stay within 2 % of the logit range of
+ * those (observed 0.25 %: a wrong row or scale gives differences of the
+ * logits' own size). */
 START_TEST(x16_loaders_same_logits)
 {
     char *dir = t_tmpdir();
@@ -164,10 +167,11 @@ START_TEST(x16_loaders_same_logits)
     if (!want)
         fprintf(stderr, "test_load: the AVX-512 kernel is not active here: checking that no "
                         "loader re-orders codes\n");
-    int prev = lmp_q4_allow_x16(0);
+    int prev = lmp_q4_allow_x16(0), prev8 = lmp_q4_allow_r8(0);
     lmp_model plain;
     ck_assert_msg(lmp_model_open(&plain, lp, NULL, &d) == LMP_OK, "%s", d.msg);
     lmp_q4_allow_x16(prev);
+    lmp_q4_allow_r8(prev8);
     ck_assert_int_eq(plain.layers[0].wq.layout, LMP_Q4_LAYOUT_ROWS);
     const size_t nl = (size_t)15 * plain.cfg.vocab;
     float *ref = malloc(sizeof(float) * nl), *got = malloc(sizeof(float) * nl),
@@ -178,9 +182,19 @@ START_TEST(x16_loaders_same_logits)
         lo = fminf(lo, ref[i]);
         hi = fmaxf(hi, ref[i]);
     }
-    for (int r16 = 0; r16 < 2; r16++) {
-        const int prev16 = lmp_q4_allow_r16(r16);
-        const int lay = !want ? LMP_Q4_LAYOUT_ROWS : r16 ? LMP_Q4_LAYOUT_R16 : LMP_Q4_LAYOUT_X16;
+    /* v: 0 X16, 1 R16 (AVX-512 loaders), 2 R8 (the loaders of an AVX2-only
+     * CPU: AVX-512 switched off) */
+    for (int v = 0; v < 3; v++) {
+        const int prev16 = lmp_q4_allow_r16(v == 1);
+        const int prev512 = lmp_q4_allow_avx512(v != 2);
+        const int packs = v == 2 ? lmp_q4_r8_wanted(LMP_MAT_Q4, LMP_Q4_DEFAULT_SCHEME, 64) : want;
+        const int lay = !packs   ? LMP_Q4_LAYOUT_ROWS
+                        : v == 2 ? LMP_Q4_LAYOUT_R8
+                        : v == 1 ? LMP_Q4_LAYOUT_R16
+                                 : LMP_Q4_LAYOUT_X16;
+        /* R16 and R8 sum in their kernels' order: other bits than ref's */
+        const int own_bits = lay == LMP_Q4_LAYOUT_R16 || lay == LMP_Q4_LAYOUT_R8 ||
+                             (v == 2 && want);
         for (int k = 0; k < 3; k++) {
             lmp_model_opts o = {0};
             o.stream_layers = k == 2 ? 1 : 0;
@@ -198,26 +212,31 @@ START_TEST(x16_loaders_same_logits)
             const lmp_mat *w[3] = {&m.layers[0].wq, &m.embed, &m.layers[0].wgate};
             const lmp_mat *p[3] = {&plain.layers[0].wq, &plain.embed, &plain.layers[0].wgate};
             for (int i = 0; i < 3; i++) {
-                const int li = i == 2 && lay == LMP_Q4_LAYOUT_R16 ? LMP_Q4_LAYOUT_X16 : lay;
-                ck_assert_int_eq(w[i]->layout, li); /* 172 gate rows: X16 */
+                /* 172 gate rows: X16 beside R16, the stored order beside R8 */
+                const int li = i != 2 || lay == LMP_Q4_LAYOUT_X16 ? lay
+                               : lay == LMP_Q4_LAYOUT_R16         ? LMP_Q4_LAYOUT_X16
+                                                                  : LMP_Q4_LAYOUT_ROWS;
+                ck_assert_int_eq(w[i]->layout, li);
                 size_t bytes = (size_t)p[i]->rows * p[i]->row_bytes;
-                ck_assert_int_eq(memcmp(w[i]->data, p[i]->data, bytes) != 0, want); /* re-ordered */
+                ck_assert_int_eq(memcmp(w[i]->data, p[i]->data, bytes) != 0,
+                                 li != LMP_Q4_LAYOUT_ROWS); /* re-ordered */
             }
             logits_of(&m, got);
-            if (lay != LMP_Q4_LAYOUT_R16) {
+            if (!own_bits) {
                 ck_assert_msg(!memcmp(got, ref, sizeof(float) * nl), "loader %d: logits differ", k);
             } else if (k == 0) {
                 memcpy(first, got, sizeof(float) * nl);
                 double worst = 0;
                 for (size_t i = 0; i < nl; i++) worst = fmax(worst, fabs((double)got[i] - ref[i]));
-                ck_assert_msg(worst <= 0.02 * (hi - lo), "R16: logits move by %g of a range of %g",
-                              worst, (double)(hi - lo));
+                ck_assert_msg(worst <= 0.02 * (hi - lo), "v%d: logits move by %g of a range of %g",
+                              v, worst, (double)(hi - lo));
             } else {
                 ck_assert_msg(!memcmp(got, first, sizeof(float) * nl),
-                              "R16 loader %d: logits differ from the .lmpk's", k);
+                              "v%d loader %d: logits differ from the .lmpk's", v, k);
             }
             lmp_model_close(&m);
         }
+        lmp_q4_allow_avx512(prev512);
         lmp_q4_allow_r16(prev16);
     }
     free(ref);

@@ -829,58 +829,68 @@ START_TEST(x16_layout_same_bits)
 }
 END_TEST
 
-/* LMP_Q4_LAYOUT_R16 (q4.h): the packed bytes are where the layout formula
- * says (a hand-written check, not the packer's loop), the AVX-512 packer
- * equals the plain C one, in place equals out of place, the row lookup and the scalar reference read R16 as the stored
- * order (same bits), and the AVX-512 R16 kernel (when present) stays
- * within the reassociation bound of the reference, gives the same bits for
- * a 19-token prefill as token by token, and for any row range (unaligned
- * ones included) the bits of the whole-matrix call. A matrix whose rows are
- * not a multiple of 16, or a Q8 view, claiming R16 is never read (NaN).
- * Shapes: 960, 2560, 544, 172 and 32 columns, 48 rows. */
-START_TEST(r16_layout)
+/* The interleaved layouts, nr rows per block: LMP_Q4_LAYOUT_R16 (nr = 16,
+ * AVX-512 kernel and packer) and LMP_Q4_LAYOUT_R8 (nr = 8, AVX2 kernel and
+ * packer; q4.h). The packed bytes are where the layout formula says (a
+ * hand-written check, not the packer's loop), the SIMD packer equals the
+ * plain C one, in place equals out of place, the row lookup and the scalar
+ * reference read the layout as the stored order (same bits), and the
+ * layout's kernel (when this CPU has it) stays within the reassociation
+ * bound of the reference, gives the same bits for a 19-token prefill as
+ * token by token, and for any row range (unaligned ones included) the bits
+ * of the whole-matrix call. R8 and R16 define the same float sequence, so
+ * where both kernels run their results are the same bits. A matrix whose
+ * rows are not a multiple of nr, or a Q8 view, claiming the layout is
+ * never read (NaN). Shapes: 960, 2560, 544, 172 and 32 columns, 48 rows. */
+static void rn_layout_check(int nr)
 {
-    const int avx512 = lmp_q4_avx512_active();
-    if (!avx512)
-        fprintf(stderr, "test_q4: no AVX-512 here: R16 is read by the reference only (the R16 "
-                        "kernel is not checked)\n");
+    const int layout = nr == 16 ? LMP_Q4_LAYOUT_R16 : LMP_Q4_LAYOUT_R8;
+    const int kernel = nr == 16 ? lmp_q4_avx512_active() : lmp_q4_simd_active();
+    int (*pack)(const void *, void *, int, int, int, int) =
+        nr == 16 ? lmp_q4_pack_r16 : lmp_q4_pack_r8;
+    if (!kernel)
+        fprintf(stderr, "test_q4: no %s here: R%d is read by the reference only (the R%d "
+                        "kernel is not checked)\n", nr == 16 ? "AVX-512" : "AVX2", nr, nr);
     for (int lc = 0; lc < 10; lc++) {
         int cols, grp, sch;
         layout_case(lc, &cols, &grp, &sch);
         const int si = sch == LMP_Q4_ASYM, rows = 48, n = 19, nblk = (cols + 31) / 32;
-        const int ng = (cols + grp - 1) / grp;
+        const int ng = (cols + grp - 1) / grp, odd_rows = nr == 16 ? 40 : 44;
         kcase k;
         kcase_make(&k, rows, cols, grp, sch, n);
         const size_t rb = k.m.row_bytes, total = rb * rows;
         uint8_t *pr = malloc(total), *pin = malloc(total);
-        ck_assert_int_eq(lmp_q4_pack_r16(k.q, pr, rows, cols, grp, sch), 1);
+        ck_assert_int_eq(pack(k.q, pr, rows, cols, grp, sch), 1);
         for (int r = 0; r < rows; r++) {
-            const uint8_t *src = k.q + r * rb, *blk = pr + (size_t)(r / 16) * 16 * rb;
-            const int i = r % 16;
-            const int bpg = grp / 32, S = si ? 64 : 32, G = S + 256 * bpg;
+            const uint8_t *src = k.q + r * rb, *blk = pr + (size_t)(r / nr) * nr * rb;
+            const int i = r % nr;
+            const int bpg = grp / 32, S = 2 * nr * (1 + si), G = S + 16 * nr * bpg;
             for (int b = 0; b < nblk; b++)
                 for (int j = 0; j < 16; j++)
-                    ck_assert_int_eq(blk[G * (b / bpg) + S + 256 * (b % bpg) + 64 * (j / 4) +
-                                         4 * i + j % 4],
+                    ck_assert_int_eq(blk[G * (b / bpg) + S + 16 * nr * (b % bpg) +
+                                         4 * nr * (j / 4) + 4 * i + j % 4],
                                      src[16 * b + j]);
             for (int g = 0; g < ng; g++)
                 for (int h = 0; h < 2; h++) {
                     ck_assert_int_eq(blk[G * g + 2 * i + h], src[16 * nblk + 2 * g + h]);
                     if (si) /* the min */
-                        ck_assert_int_eq(blk[G * g + 32 + 2 * i + h],
+                        ck_assert_int_eq(blk[G * g + 2 * nr + 2 * i + h],
                                          src[16 * nblk + 2 * (ng + g) + h]);
                 }
         }
-        int prev = lmp_q4_allow_avx512(0); /* plain C packer, in place */
+        /* plain C packer, in place */
+        int prev = lmp_q4_allow_avx512(0);
+        lmp_q4_force_scalar(1);
         memcpy(pin, k.q, total);
-        ck_assert_int_eq(lmp_q4_pack_r16(pin, pin, rows, cols, grp, sch), 1);
+        ck_assert_int_eq(pack(pin, pin, rows, cols, grp, sch), 1);
+        lmp_q4_force_scalar(0);
         lmp_q4_allow_avx512(prev);
         ck_assert_mem_eq(pin, pr, total);
-        ck_assert_int_eq(lmp_q4_pack_r16(k.q, pin, 40, cols, grp, sch), 0); /* 40 % 16 */
+        ck_assert_int_eq(pack(k.q, pin, odd_rows, cols, grp, sch), 0);
 
         lmp_mat mr = k.m;
         mr.data = pr;
-        mr.layout = LMP_Q4_LAYOUT_R16;
+        mr.layout = layout;
         float *ra = malloc(sizeof(float) * cols), *rb2 = malloc(sizeof(float) * cols);
         for (int r = 0; r < rows; r++) {
             lmp_q4_get_row(&k.m, r, ra);
@@ -892,7 +902,7 @@ START_TEST(r16_layout)
         lmp_q4_matmul_ref(&k.m, k.x, n, y0);
         lmp_q4_matmul_ref(&mr, k.x, n, y1);
         ck_assert_mem_eq(y0, y1, sizeof(float) * rows * n);
-        if (avx512) {
+        if (kernel) {
             lmp_q4_matmul(&mr, k.x, n, y1, NULL); /* prefill */
             for (int t = 0; t < n; t++) {            /* decode */
                 float yt[48];
@@ -905,8 +915,8 @@ START_TEST(r16_layout)
                 lmp_q4_get_row(&k.m, r, ra);
                 for (int c = 0; c < cols; c++) mag += fabs(ra[c] * k.x[(size_t)t * cols + c]);
                 ck_assert_msg(fabs(y1[i] - y0[i]) <= 1.2e-7 * (nblk + ng + 8) * (mag + 1) + 1e-30,
-                              "%d cols %s g%d: r16 %.9g ref %.9g", cols,
-                              lmp_q4_scheme_name(sch), grp, y1[i], y0[i]);
+                              "%d cols %s g%d: r%d %.9g ref %.9g", cols,
+                              lmp_q4_scheme_name(sch), grp, nr, y1[i], y0[i]);
             }
             void *buf = malloc(lmp_q4_act_prep_bytes(&mr, n));
             const lmp_q4_act *a = lmp_q4_act_prep(&mr, k.x, n, buf, 1);
@@ -924,12 +934,25 @@ START_TEST(r16_layout)
                     }
             }
             free(buf);
+            if (nr == 8 && lmp_q4_avx512_active()) { /* the R16 kernel: the same bits */
+                lmp_mat m16 = k.m;
+                uint8_t *p16 = malloc(total);
+                ck_assert_int_eq(lmp_q4_pack_r16(k.q, p16, rows, cols, grp, sch), 1);
+                m16.data = p16;
+                m16.layout = LMP_Q4_LAYOUT_R16;
+                for (int nt = 1; nt <= n; nt += n - 1) {
+                    lmp_q4_matmul(&mr, k.x, nt, y1, NULL);
+                    lmp_q4_matmul(&m16, k.x, nt, y2, NULL);
+                    ck_assert_mem_eq(y1, y2, sizeof(float) * rows * nt);
+                }
+                free(p16);
+            }
         }
         lmp_mat bad = mr;
-        bad.rows = 40; /* not a multiple of 16 */
+        bad.rows = odd_rows; /* not a multiple of nr */
         lmp_q4_get_row(&bad, 0, ra);
         ck_assert(isnan(ra[0]));
-        q8_view_unread(&mr); /* R16 is only defined for int4 */
+        q8_view_unread(&mr); /* R16 / R8 are only defined for int4 */
         free(ra);
         free(rb2);
         free(y0);
@@ -939,6 +962,17 @@ START_TEST(r16_layout)
         free(pin);
         kcase_free(&k);
     }
+}
+
+START_TEST(r16_layout)
+{
+    rn_layout_check(16);
+}
+END_TEST
+
+START_TEST(r8_layout)
+{
+    rn_layout_check(8);
 }
 END_TEST
 
@@ -1125,6 +1159,7 @@ Suite *lmp_suite_q4(void)
     tcase_add_test(tk, matmul_many_equals_single);
     tcase_add_test(tk, x16_layout_same_bits);
     tcase_add_test(tk, r16_layout);
+    tcase_add_test(tk, r8_layout);
     tcase_add_test(tk, activations_same_on_every_path);
     tcase_add_test(tk, int4_model_end_to_end);
     suite_add_tcase(s, tk);
