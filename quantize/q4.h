@@ -70,7 +70,15 @@
  *   scalar  lmp_q4_matmul_ref / lmp_q4_force_scalar(1); every kind.
  *   AVX2    quantize/q4_avx2.c (AVX2+FMA+F16C): per pair of blocks one
  *           32-byte load, maddubs/madd, 8 blocks' scales per vector;
- *           tiles of 4 tokens in prefill. Q8 always uses it.
+ *           tiles of 4 tokens in prefill. Q8 always uses it, int4 where
+ *           the rows are not a multiple of 8.
+ *   AVX2 R8 quantize/q4_r8_avx2.c, for int4 weights a loader put in
+ *           LMP_Q4_LAYOUT_R8 (below; the loaders' choice where the AVX2
+ *           kernel runs and rows are a multiple of 8): 8 rows per step,
+ *           lane = row, 8 maddubs per block and token summed in int16, one
+ *           madd, no horizontal sums; the R16 kernel's float sequence, so
+ *           its bits. SmolLM-360M with AVX2 only: decode ~1.3-1.5x, first
+ *           token ~0.9x the q4_avx2.c kernel's time.
  *   AVX-512 quantize/q4_avx512.c (F/BW/VL/VNNI, int4 SYM/ASYM only; off
  *           with LMP_CPU=avx2 or lmp_q4_allow_avx512(0)): 16 blocks (512
  *           weights) per step: four 64-byte loads, a 4-byte transpose so
