@@ -22,6 +22,8 @@
 # time to ready, process CPU time, the breakdown (thread CPU summed over the
 # threads: hash of the compressed bytes, zstd + raw hash fused, parse; wall:
 # manifest, bind) and peak RSS. Page cache warm.
+# The same decode / first token / prefill 128 rows with the AVX2 kernels
+# (LMP_CPU=avx2: what a CPU without AVX-512 runs).
 # Then decode, time to first token and prefill 128 on the loaded bundle: the
 # same weights as perf-q4.lmpk, but in the loader's huge-page arena instead
 # of the 4 KB pages of a file mapping (fewer TLB misses while streaming).
@@ -102,6 +104,17 @@ for t in 1 2; do
             echo "| int4 decode after a 1024-token prompt, $kvt KV cache, $t thread(s) | $(stat3 decode_tok_s "$l" | cut -d' ' -f1) | tok/s | one run of 64 steps at positions 1024..1087 |"
         done
     fi
+done
+
+# The AVX2 kernels, what a CPU without AVX-512 runs (LMP_CPU=avx2): int4
+# matrices in LMP_Q4_LAYOUT_R8 where the rows allow it (all of SmolLM's).
+for t in 1 2; do
+    out=$(LMP_CPU=avx2 "$bb/bench_perf" "$model" --threads "$t" --reps "$reps" --decode 128 --prompt 16 --prompt 128)
+    dec=$(printf '%s\n' "$out" | grep '"prompt": 16,')
+    row "int4 decode, AVX2 kernels (LMP_CPU=avx2), $t thread(s)" "$(stat3 decode_tok_s "$dec")" tok/s "wall clock; 16-token prompt, 128 greedy steps; load $(num load_ms "$(printf '%s\n' "$out" | sed -n 1p)") ms"
+    row "int4 time to first token (16-token prompt), AVX2 kernels, $t thread(s)" "$(stat3 ttft_ms "$dec")" ms "model loaded, prompt pass + argmax"
+    l=$(printf '%s\n' "$out" | grep '"prompt": 128,')
+    row "int4 prefill 128 tokens, AVX2 kernels, $t thread(s)" "$(stat3 prefill_tok_s "$l")" tok/s "wall clock"
 done
 
 bundle="$bd/b360"
