@@ -77,8 +77,9 @@
  *           kernel runs and rows are a multiple of 8): 8 rows per step,
  *           lane = row, 8 maddubs per block and token summed in int16, one
  *           madd, no horizontal sums; the R16 kernel's float sequence, so
- *           its bits. SmolLM-360M with AVX2 only: decode ~1.3-1.5x, first
- *           token ~0.9x the q4_avx2.c kernel's time.
+ *           the R16 kernel's bits. SmolLM-360M with AVX2 only: decode
+ *           1.2-1.6x the q4_avx2.c kernel's rate, first token 0.73-0.96x
+ *           its time (docs/PERFORMANCE.md, session 6).
  *   AVX-512 quantize/q4_avx512.c (F/BW/VL/VNNI, int4 SYM/ASYM only; off
  *           with LMP_CPU=avx2 or lmp_q4_allow_avx512(0)): 16 blocks (512
  *           weights) per step: four 64-byte loads, a 4-byte transpose so
