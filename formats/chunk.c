@@ -475,7 +475,7 @@ lmp_status lmp_chunk_load_mem(lmp_chunk *c, const uint8_t *z, size_t zn, const c
     /* The compressed hash is checked before a single byte is decompressed. */
     lmp_hash_hex(z, zn, h);
     LMP_FORWARD(check_hash(h, e->xxh3_compressed, "compressed", fname, d));
-    rc = lmp_chunk_decompress(z, zn, e->raw_size, (uint64_t)1 << 40, &raw, &rn, fname, d);
+    rc = lmp_chunk_decompress(z, zn, e->raw_size, LMP_CHUNK_RAW_MAX, &raw, &rn, fname, d);
     if (rc != LMP_OK) goto out;
     lmp_hash_hex(raw, rn, h);
     LMP_FORWARD(check_hash(h, e->xxh3_raw, "raw", fname, d));
@@ -593,7 +593,7 @@ lmp_status lmp_chunk_load(lmp_chunk *c, const char *path, const char *fname,
     lmp_status rc = LMP_OK;
     lmp_map m = {0};
     memset(c, 0, sizeof *c);
-    if (e->raw_size != UINT64_MAX && e->raw_size <= ((uint64_t)1 << 40)) {
+    if (e->raw_size != UINT64_MAX && e->raw_size <= LMP_CHUNK_RAW_MAX) {
         /* raw size known (from a manifest): decompress and hash in one pass */
         uint8_t *raw = alloc_aligned((size_t)e->raw_size, 0);
         LMP_FAIL_IF(!raw, LMP_ERR_NOMEM, "%s: out of memory for %llu bytes", fname,

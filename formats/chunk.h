@@ -53,6 +53,8 @@
 #define LMP_CHUNK_MAGIC "LMPKCHNK"
 #define LMP_CHUNK_VERSION 1u
 #define LMP_CHUNK_HEADER 64u
+/* The largest raw image (bytes) any reader accepts or allocates for. */
+#define LMP_CHUNK_RAW_MAX ((uint64_t)1 << 40)
 #define LMP_CHUNK_ENTRY 72u
 #define LMP_CHUNK_NAME_MAX 255
 #define LMP_CHUNK_MAX_TENSORS 4096u

@@ -245,7 +245,7 @@ static lmp_status map_arena(bundle_owner *o, size_t n, size_t *off, lmp_diag *d)
     size_t total = 0;
     for (size_t c = 0; c < n; c++) {
         uint64_t r = o->man->chunks[c].raw_size;
-        LMP_FAIL_IF(r > ((uint64_t)1 << 40) || total + r + PAGE < total, LMP_ERR_NOMEM,
+        LMP_FAIL_IF(r > LMP_CHUNK_RAW_MAX || total + r + PAGE < total, LMP_ERR_NOMEM,
                     "%s: chunk sizes too large", o->dir);
         off[c] = total;
         total += ((size_t)r + PAGE - 1) / PAGE * PAGE;

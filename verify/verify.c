@@ -73,15 +73,15 @@ typedef struct cjob {
     uint64_t bytes;
 } cjob;
 
-/* sc->buf with room for n bytes, or NULL (out of memory, or n beyond the
- * 1 TiB any chunk reader accepts). */
+/* sc->buf with room for n bytes, or NULL (out of memory, or n beyond
+ * LMP_CHUNK_RAW_MAX). */
 static uint8_t *scratch_get(scratch *sc, uint64_t n)
 {
     if (n <= sc->cap) return sc->buf;
     free(sc->buf);
     sc->buf = NULL;
     sc->cap = 0;
-    if (n > ((uint64_t)1 << 40)) return NULL;
+    if (n > LMP_CHUNK_RAW_MAX) return NULL;
     size_t m = ((size_t)n + 63) & ~(size_t)63;
     sc->buf = aligned_alloc(64, m);
     if (sc->buf) sc->cap = m;
