@@ -132,12 +132,16 @@ out:
     return rc;
 }
 
+int lmp_bind_pack_wanted(const lmp_bind_tensor *t)
+{
+    return t->ndim == 2 && t->layout == LMP_Q4_LAYOUT_ROWS && t->shape[0] >= 1 &&
+           t->shape[0] <= INT32_MAX && t->shape[1] >= 1 && t->shape[1] <= INT32_MAX &&
+           lmp_q4_pack_wanted(t->kind, t->scheme, (int)t->shape[0]);
+}
+
 int lmp_bind_pack(lmp_bind_tensor *t, void *dst)
 {
-    if (t->ndim != 2 || t->layout != LMP_Q4_LAYOUT_ROWS || t->shape[0] < 1 ||
-        t->shape[0] > INT32_MAX || t->shape[1] < 1 || t->shape[1] > INT32_MAX ||
-        !lmp_q4_pack_wanted(t->kind, t->scheme, (int)t->shape[0]))
-        return 0;
+    if (!lmp_bind_pack_wanted(t)) return 0;
     const int rows = (int)t->shape[0], cols = (int)t->shape[1];
     const size_t rb = lmp_q4_row_bytes(cols, t->group, t->scheme);
     if (rb == 0 || t->size != (uint64_t)rb * (uint64_t)rows) return 0; /* bind reports it */

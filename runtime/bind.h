@@ -43,18 +43,20 @@ typedef struct lmp_bind_tensor {
 lmp_status lmp_model_bind(lmp_model *m, const lmp_bind_tensor *t, const char *what,
                           lmp_diag *d);
 
-/* For a loader that owns writable memory for t's bytes: when a kernel
- * that reads a re-ordered layout will read t (lmp_q4_pack_wanted: a 2-D
- * int4 tensor stored as in files), write its bytes to dst (t->size bytes;
- * dst == t->data re-orders in place, otherwise no overlap): into
- * LMP_Q4_LAYOUT_R16 when lmp_q4_r16_wanted (AVX-512, rows a multiple of
- * 16), LMP_Q4_LAYOUT_R8 when lmp_q4_r8_wanted (AVX2 only, rows a multiple
- * of 8), else LMP_Q4_LAYOUT_X16 (AVX-512); point t at dst with that layout
- * and return 1. Otherwise (also when the R8 packer could not get its
- * scratch) change nothing and return 0 (the caller uses or copies the
- * bytes as they are). X16 gives the bits
- * of the stored order; R16 and R8 their own kernels' (q4.h), the same for
- * every loader. */
+/* 1 when a kernel that reads a re-ordered layout will read t: a 2-D int4
+ * tensor stored as in files whose storage lmp_q4_pack_wanted names (a
+ * loader then needs its own writable copy of t for lmp_bind_pack). */
+int lmp_bind_pack_wanted(const lmp_bind_tensor *t);
+/* For a loader that owns writable memory for t's bytes: when
+ * lmp_bind_pack_wanted(t), write its bytes to dst (t->size bytes; dst ==
+ * t->data re-orders in place, otherwise no overlap): into LMP_Q4_LAYOUT_R16
+ * when lmp_q4_r16_wanted (AVX-512, rows a multiple of 16), LMP_Q4_LAYOUT_R8
+ * when lmp_q4_r8_wanted (AVX2 only, rows a multiple of 8), else
+ * LMP_Q4_LAYOUT_X16 (AVX-512); point t at dst with that layout and return
+ * 1. Otherwise (also when the R8 packer could not get its scratch) change
+ * nothing and return 0 (the caller uses or copies the bytes as they are).
+ * X16 gives the bits of the stored order; R16 and R8 their own kernels'
+ * (q4.h), the same for every loader. */
 int lmp_bind_pack(lmp_bind_tensor *t, void *dst);
 
 /* The decoder layer a tensor name belongs to: N for "model.layers.N.<rest>"

@@ -9,7 +9,7 @@
  *
  * One exception: when a kernel that reads re-ordered int4 codes will read
  * the int4 matrices (lmp_q4_pack_wanted: the AVX-512 kernels, or the AVX2
- * R8 kernel), they are copied, codes re-ordered
+ * R8 kernel; lmp_bind_pack_wanted), they are copied, codes re-ordered
  * (lmp_bind_pack), into one anonymous mapping with transparent huge pages
  * (the "arena", like the bundle loader's) on all CPUs, and each source
  * range is dropped from the mapping as soon as it is copied, so the peak
@@ -76,8 +76,7 @@ static lmp_status pack_into_arena(lmpk_owner *o, lmp_bind_tensor *b, size_t n, i
     int packs = 0;
     for (size_t i = 0; i < n; i++) {
         j.off[i] = SIZE_MAX;
-        int pack = b[i].ndim == 2 && b[i].shape[0] >= 1 && b[i].shape[0] <= INT32_MAX &&
-                   lmp_q4_pack_wanted(b[i].kind, b[i].scheme, (int)b[i].shape[0]);
+        int pack = lmp_bind_pack_wanted(&b[i]);
         if (!pack && b[i].ndim != 1) continue;
         packs |= pack;
         j.off[i] = total;
